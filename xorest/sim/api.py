@@ -1,0 +1,380 @@
+"""XAPI's API surface on the simulated database: dispatch, sessions, generic calls, tasks, events."""
+import logging
+import threading
+import time
+
+from . import operations
+from .rpc import DateTime, XapiFailure, xml_value
+from .state import NULL_REF, now
+
+log = logging.getLogger(__name__)
+
+NO_ASYNC_CLASSES = {"session", "task", "event"}
+TOKEN_FORMAT = "%020d,%020d"
+
+
+class Sessions:
+    """Logged-in sessions; ``invalidate_all`` simulates a toolstack restart."""
+
+    def __init__(self, db, credentials):
+        self.db = db
+        self.credentials = credentials  # username -> password
+        self._sessions = {}
+        self.lock = threading.Lock()
+
+    def login(self, username, password, originator=""):
+        if self.credentials.get(username) != password:
+            raise XapiFailure("SESSION_AUTHENTICATION_FAILED", username, "Authentication failure")
+        ref = self.db.new_ref()
+        with self.lock:
+            self._sessions[ref] = {"user": username, "originator": originator, "last_active": now()}
+        return ref
+
+    def check(self, ref):
+        with self.lock:
+            if not isinstance(ref, str) or ref not in self._sessions:
+                raise XapiFailure("SESSION_INVALID", ref)
+
+    def logout(self, ref):
+        with self.lock:
+            self._sessions.pop(ref, None)
+
+    def invalidate_all(self):
+        with self.lock:
+            self._sessions.clear()
+
+
+class XapiApi:
+    """Executes one API call: ``call(method, params)`` returns a value or raises XapiFailure."""
+
+    def __init__(self, db, disks, model, sessions, master_address):
+        self.db = db
+        self.disks = disks
+        self.model = model
+        self.sessions = sessions
+        self.master_address = master_address
+        self.cancel_requests = set()
+        self._special = {
+            ("VM", "snapshot"): self._vm_snapshot,
+            ("VM", "clone"): self._vm_clone,
+            ("VM", "copy"): self._vm_copy,
+            ("VM", "destroy"): lambda vm: operations.destroy_vm(self.db, self.disks, vm),
+            ("VDI", "snapshot"): lambda vdi, _cfg: operations.snapshot_vdi(self.db, self.disks, vdi),
+            ("VDI", "clone"): lambda vdi, _cfg: operations.clone_vdi(self.db, self.disks, vdi),
+            ("VDI", "destroy"): lambda vdi: operations.destroy_vdi(self.db, self.disks, vdi),
+            ("VM", "start"): lambda vm, _paused, _force: self._power(vm, "start"),
+            ("VM", "start_on"): lambda vm, host, _p, _f: self._power(vm, "start", host),
+            ("VM", "resume"): lambda vm, _p, _f: self._power(vm, "resume"),
+            ("task", "create"): self._task_create,
+            ("task", "cancel"): self._task_cancel,
+            ("task", "destroy"): self._task_destroy,
+            ("task", "set_status"): lambda t, v: self._task_set(t, status=v),
+            ("task", "set_progress"): lambda t, v: self._task_set(t, progress=float(v)),
+            ("task", "set_result"): lambda t, v: self._task_set(t, result=v),
+            ("task", "set_error_info"): lambda t, v: self._task_set(t, error_info=list(v)),
+            ("event", "from"): self._event_from,
+            ("event", "inject"): self._event_inject,
+            ("event", "get_current_id"): lambda: str(self.db.generation),
+            ("pool", "get_all"): None,  # generic
+        }
+        for op in ("clean_shutdown", "hard_shutdown", "shutdown", "clean_reboot", "hard_reboot",
+                   "suspend", "pause", "unpause"):
+            self._special[("VM", op)] = (lambda o: lambda vm: self._power(vm, o))(op)
+        self._special = {k: v for k, v in self._special.items() if v is not None}
+
+    # dispatch ------------------------------------------------------------
+
+    def split_method(self, method):
+        """``(is_async, class, message)`` from ``Class.msg``, ``Class_msg`` or ``Async.Class.msg``."""
+        is_async = method.startswith("Async.")
+        if is_async:
+            method = method[6:]
+        if "." in method:
+            cls, _, msg = method.partition(".")
+            return is_async, cls, msg
+        for cls in sorted(self.model.classes, key=len, reverse=True):
+            if method.startswith(cls + "_"):
+                return is_async, cls, method[len(cls) + 1:]
+        return is_async, None, method
+
+    def list_methods(self):
+        names = []
+        for cls, model in self.model.classes.items():
+            names.extend(f"{cls}.{msg}" for msg in model.messages)
+        names.append("system.listMethods")
+        return sorted(names)
+
+    def call(self, method, params, role="master"):
+        """Run one call as XAPI would on a host with this ``role``."""
+        if method == "system.listMethods":
+            return self.list_methods()
+        if role != "master":
+            raise XapiFailure("HOST_IS_SLAVE", self.master_address)
+        is_async, cls, msg = self.split_method(method)
+        if cls is None or cls not in self.model.classes:
+            raise XapiFailure("MESSAGE_METHOD_UNKNOWN", method)
+        if cls == "session":
+            return self._session_call(method, msg, params)
+        expected = self.model.classes[cls].messages.get(msg)
+        if expected is None:
+            raise XapiFailure("MESSAGE_METHOD_UNKNOWN", method)
+        if len(params) != expected + 1:
+            raise XapiFailure("MESSAGE_PARAMETER_COUNT_MISMATCH", method, expected + 1, len(params))
+        self.sessions.check(params[0])
+        args = params[1:]
+        if is_async:
+            if cls in NO_ASYNC_CLASSES or msg.startswith(("get_", "set_")):
+                raise XapiFailure("MESSAGE_METHOD_UNKNOWN", method)
+            return self._run_async(method, cls, msg, args)
+        return self._invoke(cls, msg, args)
+
+    def _invoke(self, cls, msg, args):
+        handler = self._special.get((cls, msg))
+        with self.db.lock:
+            try:
+                if handler is not None:
+                    if (cls, msg) == ("event", "from"):
+                        return handler(*args)
+                    return handler(*args)
+                return self._generic(cls, msg, args)
+            finally:
+                self.db.commit()
+
+    def _session_call(self, method, msg, params):
+        if msg in ("login_with_password", "slave_local_login_with_password"):
+            if not 2 <= len(params) <= 4:
+                raise XapiFailure("MESSAGE_PARAMETER_COUNT_MISMATCH", method, 4, len(params))
+            originator = params[3] if len(params) == 4 else ""
+            return self.sessions.login(params[0], params[1], originator)
+        if not params:
+            raise XapiFailure("MESSAGE_PARAMETER_COUNT_MISMATCH", method, 1, 0)
+        self.sessions.check(params[0])
+        if msg in ("logout", "local_logout"):
+            self.sessions.logout(params[0])
+            return ""
+        if msg == "get_this_host":
+            return self.db.tables["pool"][next(iter(self.db.tables["pool"]))]["master"]
+        if msg == "get_this_user":
+            return NULL_REF
+        raise XapiFailure("MESSAGE_METHOD_UNKNOWN", method)
+
+    # generic messages ------------------------------------------------------
+
+    def _field(self, cls, name):
+        return self.model.classes[cls].fields.get(name)
+
+    def _coerce(self, field, value):
+        if field.type == "int" and isinstance(value, str):
+            return int(value)
+        if field.type == "float" and isinstance(value, (str, int)):
+            return float(value)
+        if field.type == "datetime" and isinstance(value, str):
+            return DateTime(value)
+        return value
+
+    def _generic(self, cls, msg, args):
+        db = self.db
+        table = db.tables.get(cls)
+        if table is None:
+            raise XapiFailure("MESSAGE_METHOD_UNKNOWN", f"{cls}.{msg}")
+        if msg == "get_all":
+            return list(table)
+        if msg == "get_all_records":
+            return dict(table)
+        if msg == "get_all_records_where":
+            return dict(table)
+        if msg == "get_by_uuid":
+            return db.by_uuid(cls, args[0])
+        if msg == "get_by_name_label":
+            return [ref for ref, rec in table.items() if rec.get("name_label") == args[0]]
+        if msg == "get_record":
+            return db.record(cls, args[0])
+        if msg in ("add_tags", "remove_tags"):
+            tags = db.record(cls, args[0])["tags"]
+            kept = [t for t in tags if t != args[1]]
+            db.update(cls, args[0], tags=kept + [args[1]] if msg == "add_tags" else kept)
+            return ""
+        for prefix in ("get_", "set_", "add_to_", "remove_from_", "add_", "remove_"):
+            if msg.startswith(prefix):
+                field = self._field(cls, msg[len(prefix):])
+                if field is not None:
+                    return self._field_call(cls, prefix, field, args)
+        raise XapiFailure("NOT_IMPLEMENTED", f"{cls}.{msg}")
+
+    def _field_call(self, cls, prefix, field, args):
+        db, ref = self.db, args[0]
+        record = db.record(cls, ref)
+        current = record[field.name]
+        if prefix == "get_":
+            return current
+        if prefix == "set_":
+            db.update(cls, ref, **{field.name: self._coerce(field, args[1])})
+        elif prefix == "add_to_":
+            if args[1] in current:
+                raise XapiFailure("MAP_DUPLICATE_KEY", cls, field.name, record["uuid"], args[1])
+            db.update(cls, ref, **{field.name: {**current, args[1]: args[2]}})
+        elif prefix == "remove_from_":
+            db.update(cls, ref, **{field.name: {k: v for k, v in current.items() if k != args[1]}})
+        elif prefix == "add_":
+            if args[1] not in current:
+                db.update(cls, ref, **{field.name: current + [args[1]]})
+        elif prefix == "remove_":
+            db.update(cls, ref, **{field.name: [v for v in current if v != args[1]]})
+        return ""
+
+    # operations ----------------------------------------------------------
+
+    def _power(self, vm, operation, host=None):
+        return operations.change_power(self.db, vm, operation, host)
+
+    def _vm_snapshot(self, vm, label, *ignored):
+        return operations.snapshot_vm(self.db, self.disks, vm, label)
+
+    def _vm_clone(self, vm, label):
+        return operations.clone_vm(self.db, self.disks, vm, label)
+
+    def _vm_copy(self, vm, label, _sr):
+        return operations.clone_vm(self.db, self.disks, vm, label)
+
+    # tasks -----------------------------------------------------------------
+
+    def create_task(self, label, description="", cancellable=False):
+        """A pending task, as ``task.create`` and the HTTP handlers make them."""
+        master = self.db.tables["pool"][next(iter(self.db.tables["pool"]))]["master"]
+        with self.db.lock:
+            ref = self.db.create("task", {
+                "name_label": label, "name_description": description, "created": now(),
+                "status": "pending", "resident_on": master, "progress": 0.0,
+                "allowed_operations": ["cancel"] if cancellable else [],
+            })
+            self.db.commit()
+        return ref
+
+    def _task_create(self, label, description):
+        return self.create_task(label, description)
+
+    def finish_task(self, ref, result="", failure=None):
+        """Complete a task with a result string, or fail or cancel it with ``failure``."""
+        with self.db.lock:
+            if ref not in self.db.tables["task"]:
+                return
+            changes = {"progress": 1.0, "finished": now(), "allowed_operations": [],
+                       "current_operations": {}}
+            if failure is None:
+                changes.update(status="success", result=result)
+            else:
+                status = "cancelled" if failure.code == "TASK_CANCELLED" else "failure"
+                changes.update(status=status, error_info=failure.description)
+            self.db.update("task", ref, **changes)
+            self.db.commit()
+        self.cancel_requests.discard(ref)
+
+    def progress(self, ref, value):
+        with self.db.lock:
+            if ref in self.db.tables["task"]:
+                self.db.update("task", ref, progress=float(value))
+                self.db.commit()
+
+    def is_cancelling(self, ref):
+        return ref in self.cancel_requests
+
+    def _task_cancel(self, ref):
+        record = self.db.record("task", ref)
+        if "cancel" not in record["allowed_operations"] or record["status"] != "pending":
+            raise XapiFailure("OPERATION_NOT_ALLOWED", "task cannot be cancelled")
+        self.cancel_requests.add(ref)
+        self.db.update("task", ref, status="cancelling")
+        return ""
+
+    def _task_destroy(self, ref):
+        record = self.db.record("task", ref)
+        if record["status"] == "pending":
+            self.db.update("task", ref, current_operations={**record["current_operations"],
+                                                             ref: "destroy"})
+        else:
+            self.db.destroy("task", ref)
+        return ""
+
+    def _task_set(self, ref, **changes):
+        self.db.record("task", ref)
+        self.db.update("task", ref, **changes)
+        return ""
+
+    def _run_async(self, method, cls, msg, args):
+        task = self.create_task(f"Async.{cls}.{msg}", "")
+
+        def run():
+            try:
+                value = self._invoke(cls, msg, args)
+                self.finish_task(task, result=xml_value(value) if value != "" else "")
+            except XapiFailure as failure:
+                self.finish_task(task, failure=failure)
+            except Exception as exc:  # a simulator bug must still settle the task
+                log.exception("async %s failed", method)
+                self.finish_task(task, failure=XapiFailure("INTERNAL_ERROR", str(exc)))
+
+        threading.Thread(target=run, name=f"async-{msg}", daemon=True).start()
+        return task
+
+    # events ------------------------------------------------------------------
+
+    def _event_from(self, classes, token, timeout):
+        db = self.db
+        try:
+            timeout = float(timeout)
+        except (TypeError, ValueError):
+            raise XapiFailure("FIELD_TYPE_ERROR", "timeout") from None
+        if token == "":
+            since = None
+        else:
+            try:
+                since = int(str(token).split(",")[0])
+            except ValueError:
+                raise XapiFailure("EVENT_FROM_TOKEN_PARSE_FAILURE", token) from None
+        wanted = {str(c).lower() for c in classes}
+        deadline = time.monotonic() + max(0.0, min(timeout, 3600.0))
+        while True:
+            events = self._collect(since, wanted)
+            remaining = deadline - time.monotonic()
+            if events or remaining <= 0:
+                break
+            db.changed.wait(remaining)
+        return {"events": events, "valid_ref_counts": db.ref_counts(),
+                "token": TOKEN_FORMAT % (db.generation, 0)}
+
+    def _wants(self, wanted, cls, ref):
+        lower = cls.lower()
+        return "*" in wanted or lower in wanted or f"{lower}/{ref}" in wanted
+
+    def _event(self, gen, cls, op, ref, snapshot=None):
+        event = {"id": str(gen), "timestamp": "0.0", "class": cls.lower(), "operation": op,
+                 "ref": ref}
+        if snapshot is not None:
+            event["snapshot"] = snapshot
+        return event
+
+    def _collect(self, since, wanted):
+        db = self.db
+        if since is None:
+            return [self._event(db.generation, cls, "add", ref, record)
+                    for cls, table in db.tables.items()
+                    for ref, record in table.items() if self._wants(wanted, cls, ref)]
+        events = []
+        for ref, gen in db.changes_since(since):
+            cls = db.class_of.get(ref)
+            if cls is not None:
+                if self._wants(wanted, cls, ref):
+                    op = "add" if db.created_gen.get(ref, 0) > since else "mod"
+                    events.append(self._event(gen, cls, op, ref, db.tables[cls][ref]))
+            elif ref in db.tombstones:
+                cls, created = db.tombstones[ref]
+                if created <= since and self._wants(wanted, cls, ref):
+                    events.append(self._event(gen, cls, "del", ref))
+        return events
+
+    def _event_inject(self, cls, ref):
+        real = self.db.real_class(cls)
+        if real is None or ref not in self.db.tables[real]:
+            raise XapiFailure("HANDLE_INVALID", cls, ref)
+        self.db.update(real, ref)
+        return TOKEN_FORMAT % (self.db.generation - 1, 0)

@@ -1,0 +1,368 @@
+"""The simulator's HTTP front: RPC endpoints, transfer handlers and the fault admin endpoint.
+
+Built on ``http.server`` rather than a framework so that every header and framing
+detail can be XAPI's own: exports are close-delimited HTTP/1.0-style bodies with no
+Content-Length, XML-RPC answers are ``text/xml`` exactly, and a fault can cut a
+connection in the middle of a body.
+"""
+import base64
+import json
+import logging
+import socket
+import time
+import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import zstandard
+
+from . import exports, rpc
+from .faults import StreamFaults
+from .formats import vhd as vhd_format
+from .rpc import XapiFailure
+
+log = logging.getLogger(__name__)
+
+ERROR_PAGE = (b"HTTP/1.1 500 Internal Error\r\ncontent-length: 0\r\n\r\n"
+              b"<html><body><h1>HTTP 500 internal server error</h1>An unexpected error occurred;"
+              b" please wait a while and try again.</body></html>")
+
+
+class SimHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+
+    def __init__(self, address, simulator, role, ssl_context=None):
+        self.simulator = simulator
+        self.role = role
+        self.ssl_context = ssl_context
+        super().__init__(address, SimRequestHandler)
+
+    def get_request(self):
+        sock, addr = super().get_request()
+        if self.ssl_context is not None:
+            sock = self.ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, addr
+
+
+class SimRequestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "xapi/24.19"
+    sys_version = ""
+
+    def log_message(self, fmt, *args):
+        log.debug("%s %s", self.address_string(), fmt % args)
+
+    @property
+    def sim(self):
+        return self.server.simulator
+
+    def setup(self):
+        super().setup()
+        if self.sim.faults.refuse:
+            self.connection.close()
+            raise ConnectionAbortedError("refusing connections (fault)")
+
+    def handle(self):
+        try:
+            super().handle()
+        except (ConnectionError, socket.timeout, OSError) as exc:
+            log.debug("connection ended: %s", exc)
+
+    # helpers -----------------------------------------------------------------
+
+    def _query(self):
+        parts = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        return parts.path, query
+
+    def _cookies(self):
+        cookies = {}
+        for item in (self.headers.get("Cookie") or "").split(";"):
+            if "=" in item:
+                key, _, value = item.strip().partition("=")
+                cookies[key] = value
+        return cookies
+
+    def _body(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _send(self, status, body, content_type, extra=()):
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Access-Control-Allow-Origin", "*")
+        for key, value in extra:
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _html_error(self, status, message, extra=()):
+        body = f"<html><body><h1>HTTP {status}</h1>{message}</body></html>".encode()
+        self.close_connection = True
+        self._send(status, body, "text/html", [("Connection", "close"), *extra])
+
+    # routing -----------------------------------------------------------------
+
+    def do_OPTIONS(self):
+        self._send(200, b"", "text/plain", [("Access-Control-Allow-Methods", "POST, GET, PUT"),
+                                              ("Access-Control-Allow-Headers", "content-type")])
+
+    def do_POST(self):
+        path, _ = self._query()
+        if path.startswith("/_sim/"):
+            return self._admin(path)
+        if self.sim.faults.latency:
+            time.sleep(self.sim.faults.latency)
+        body = self._body()
+        if path == "/jsonrpc":
+            return self._jsonrpc(body)
+        return self._xmlrpc(body)
+
+    def do_GET(self):
+        path, query = self._query()
+        if path.startswith("/_sim/"):
+            return self._admin(path)
+        route = path.rstrip("/")
+        if route == "/export":
+            return self._transfer(query, self._export_vm)
+        if route == "/export_raw_vdi":
+            return self._transfer(query, self._export_vdi)
+        self._html_error(404, "not found")
+
+    def do_PUT(self):
+        path, query = self._query()
+        if path.rstrip("/") == "/import_raw_vdi":
+            return self._transfer(query, self._import_vdi)
+        self._html_error(404, "not found")
+
+    # RPC -----------------------------------------------------------------------
+
+    def _xmlrpc(self, body):
+        try:
+            method, params = rpc.parse_xml_request(body)
+        except Exception:
+            return self._html_error(500, "cannot parse XML-RPC request")
+        try:
+            value = self.sim.api.call(method, params, self.server.role)
+            payload = (rpc.xml_response(value) if method == "system.listMethods"
+                       else rpc.xml_success(value))
+        except XapiFailure as failure:
+            payload = rpc.xml_failure(failure)
+        except Exception as exc:
+            log.exception("%s failed", method)
+            payload = rpc.xml_failure(XapiFailure("INTERNAL_ERROR", str(exc)))
+        self._send(200, payload, "text/xml")
+
+    def _jsonrpc(self, body):
+        try:
+            method, params, request_id, version = rpc.parse_json_request(body)
+        except ValueError:
+            return self._html_error(500, "cannot parse JSON-RPC request")
+        try:
+            value = self.sim.api.call(method, params, self.server.role)
+            payload = rpc.json_success(value, request_id, version)
+        except XapiFailure as failure:
+            payload = rpc.json_failure(failure, request_id, version)
+        except Exception as exc:
+            log.exception("%s failed", method)
+            payload = rpc.json_failure(XapiFailure("INTERNAL_ERROR", str(exc)), request_id, version)
+        self._send(200, payload, "application/json")
+
+    def _admin(self, path):
+        sim = self.sim
+        if path == "/_sim/faults":
+            if self.command == "POST":
+                try:
+                    sim.faults.update(json.loads(self._body() or b"{}"))
+                except (ValueError, TypeError) as exc:
+                    return self._send(400, json.dumps({"error": str(exc)}).encode(), "application/json")
+            return self._send(200, json.dumps(sim.faults.to_dict()).encode(), "application/json")
+        if path == "/_sim/sessions/invalidate" and self.command == "POST":
+            sim.sessions.invalidate_all()
+            return self._send(200, b"{}", "application/json")
+        if path == "/_sim/state":
+            return self._send(200, json.dumps(sim.summary()).encode(), "application/json")
+        self._send(404, b'{"error":"unknown admin path"}', "application/json")
+
+    # transfer handlers -----------------------------------------------------------
+
+    def _authenticate(self, query):
+        cookies = self._cookies()
+        session = cookies.get("session_id") or query.get("session_id")
+        if session:
+            try:
+                self.sim.sessions.check(session)
+                return True
+            except XapiFailure:
+                return False
+        auth = self.headers.get("Authorization") or ""
+        if auth.lower().startswith("basic "):
+            try:
+                user, _, password = base64.b64decode(auth[6:]).decode().partition(":")
+            except ValueError:
+                return False
+            return self.sim.sessions.credentials.get(user) == password
+        return False
+
+    def _transfer(self, query, handler):
+        if self.server.role != "master":
+            return self._html_error(500, "HOST_IS_SLAVE")
+        if not self._authenticate(query):
+            return self._html_error(401, "Unauthorised", [("WWW-Authenticate", 'Basic realm="xapi"')])
+        task = self._cookies().get("task_id") or query.get("task_id")
+        api = self.sim.api
+        if task and task not in self.sim.db.tables["task"]:
+            return self._html_error(404, "task not found")
+        own_task = not task
+        if own_task:
+            task = api.create_task(f"{handler.__name__.strip('_')} via HTTP", cancellable=True)
+        else:
+            with self.sim.db.lock:
+                self.sim.db.update("task", task, allowed_operations=["cancel"])
+                self.sim.db.commit()
+        try:
+            handler(query, task)
+        except XapiFailure as failure:
+            api.finish_task(task, failure=failure)
+            if not getattr(self, "_headers_sent", False):
+                status = 404 if failure.code in ("HANDLE_INVALID", "UUID_INVALID", "INTERNAL_ERROR") else 500
+                self._html_error(status, " ".join(failure.description))
+            self.close_connection = True
+
+    def _start_body(self, status_line, headers):
+        lines = [status_line] + [f"{k}: {v}" for k, v in headers] + ["", ""]
+        self.wfile.write("\r\n".join(lines).encode("latin-1"))
+        self._headers_sent = True
+        self.close_connection = True
+
+    def _stream(self, chunks, task, total_hint=0):
+        """Write a close-delimited body, applying faults and honouring task.cancel."""
+        sim = self.sim
+        faults = StreamFaults(sim.faults, sim.stopping)
+        sent, last_progress = 0, time.monotonic()
+        for chunk in chunks:
+            if sim.api.is_cancelling(task):
+                raise XapiFailure("TASK_CANCELLED", task)
+            action = faults.before_write(len(chunk))
+            if action == "drop":
+                self.connection.shutdown(socket.SHUT_RDWR)
+                raise XapiFailure("INTERNAL_ERROR", "connection dropped (fault)")
+            if action == "html":
+                self.wfile.write(ERROR_PAGE)
+                self.wfile.flush()
+                raise XapiFailure("INTERNAL_ERROR", "error page written in-band (fault)")
+            try:
+                self.wfile.write(chunk)
+            except OSError as exc:
+                raise XapiFailure("CLIENT_ERROR", str(exc)) from None
+            sent += len(chunk)
+            if total_hint and time.monotonic() - last_progress > 1.0:
+                sim.api.progress(task, min(0.99, sent / total_hint))
+                last_progress = time.monotonic()
+        self.wfile.flush()
+
+    def _export_vm(self, query, task):
+        sim, db = self.sim, self.sim.db
+        selector = query.get("ref") or query.get("uuid")
+        if not selector:
+            raise XapiFailure("INTERNAL_ERROR", "missing ref or uuid")
+        with db.lock:
+            cls = "VM"
+            vm = db.resolve(cls, selector)
+            record = db.record("VM", vm)
+            if record["power_state"] not in ("Halted", "Suspended"):
+                raise XapiFailure("VM_BAD_POWER_STATE", vm, "halted, suspended",
+                                  record["power_state"].lower())
+            if record["current_operations"]:
+                other_task, op = next(iter(record["current_operations"].items()))
+                raise XapiFailure("OTHER_OPERATION_IN_PROGRESS", "VM", vm, op, other_task)
+            db.update("VM", vm, current_operations={task: "export"})
+            db.commit()
+            host = db.record("host", sim.master_ref())
+            body = exports.vm_export(db, sim.disks, vm, host)
+        try:
+            self._start_body("HTTP/1.0 200 OK", [
+                ("Connection", "close"), ("Cache-Control", "no-cache, no-store"), ("task-id", task),
+                ("Server", self.server_version), ("content-type", "application/octet-stream"),
+                ("Content-Disposition", 'attachment; filename="export.xva"')])
+            self._stream(compress(body, query.get("use_compression", "")), task)
+            sim.api.finish_task(task, "")
+        finally:
+            with db.lock:
+                if vm in db.tables["VM"]:
+                    db.update("VM", vm, current_operations={})
+                    db.commit()
+
+    def _export_vdi(self, query, task):
+        sim, db = self.sim, self.sim.db
+        fmt = query.get("format", "raw")
+        if fmt not in ("raw", "vhd"):
+            raise XapiFailure("INTERNAL_ERROR", f"Unknown format {fmt}")
+        with db.lock:
+            vdi = db.resolve("VDI", query.get("vdi", ""))
+            base = db.resolve("VDI", query["base"]) if query.get("base") else None
+            record = db.record("VDI", vdi)
+            body = exports.vdi_export(db, sim.disks, vdi, fmt, base)
+        content_type = {"vhd": "application/vhd", "raw": "application/octet-stream"}[fmt]
+        self._start_body("HTTP/1.1 200 OK", [
+            ("Connection", "close"), ("task-id", task), ("content-type", content_type),
+            ("content-disposition", f'attachment; filename="{record["uuid"]}.{fmt}"')])
+        self._stream(body, task, record["virtual_size"])
+        sim.api.finish_task(task, "")
+
+    def _import_vdi(self, query, task):
+        sim, db = self.sim, self.sim.db
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            raise XapiFailure("INTERNAL_ERROR", "chunked transfer encoding is not supported")
+        length = int(self.headers.get("Content-Length") or 0)
+        fmt = query.get("format", "raw")
+        if fmt not in ("raw", "vhd"):
+            raise XapiFailure("INTERNAL_ERROR", f"Unknown format {fmt}")
+        with db.lock:
+            vdi = db.resolve("VDI", query.get("vdi", ""))
+        self._start_body("HTTP/1.1 200 OK", [("Connection", "close"), ("task-id", task),
+                                               ("Content-Length", "0")])
+        if length == 0:  # a probe PUT (npm xen-api sends one): no side effect
+            sim.api.finish_task(task, "")
+            return
+        disk = sim.disks.get(vdi)
+        received = bytearray()
+        while len(received) < length:
+            block = self.rfile.read(min(1 << 20, length - len(received)))
+            if not block:
+                break  # EOF before Content-Length is the end of the data (XAPI's rule)
+            received += block
+        if fmt == "raw":
+            disk.with_write(0, bytes(received))
+        else:
+            try:
+                parsed = vhd_format.parse(bytes(received))
+            except ValueError as exc:
+                raise XapiFailure("VDI_IO_ERROR", f"Device I/O errors: {exc}") from None
+            for index, data in parsed["blocks"].items():
+                disk.with_write(index * parsed["block_size"], data)
+        sim.api.finish_task(task, rpc.xml_value(vdi))
+
+
+def compress(chunks, mode):
+    """XAPI's ``use_compression``: ``true``/``gzip`` gives gzip, ``zstd`` zstd, else none."""
+    if mode in ("true", "gzip"):
+        compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
+        finish = compressor.flush
+    elif mode == "zstd":
+        compressor = zstandard.ZstdCompressor(level=3).compressobj()
+        finish = compressor.flush
+    else:
+        yield from chunks
+        return
+    for chunk in chunks:
+        out = compressor.compress(chunk)
+        if out:
+            yield out
+    yield finish()
+
+
+__all__ = ["SimHTTPServer", "compress"]
