@@ -1,0 +1,89 @@
+"""The in-memory object cache: batch-atomic updates, consistent lock-free snapshots for readers.
+
+Writers (one watcher thread per pool) call :meth:`ObjectCache.apply` with a whole batch;
+it builds new dicts for the collections the batch touches and swaps in a new immutable
+:class:`Snapshot`.  A request takes ``cache.snapshot()`` once and reads only that, so it
+never sees half a batch and never copies the cache.
+"""
+import threading
+
+
+class Snapshot:
+    """One consistent state of every collection; never mutated after creation."""
+
+    __slots__ = ("collections", "generation")
+
+    def __init__(self, collections, generation):
+        self.collections = collections
+        self.generation = generation
+
+    def collection(self, name):
+        """``id -> object`` of a collection, in stable (insertion) order."""
+        return self.collections.get(name, {})
+
+    def find(self, name, key):
+        """An object by id, or by XAPI opaque ref; ``None`` when absent."""
+        objects = self.collections.get(name, {})
+        obj = objects.get(key)
+        if obj is None and key.startswith("OpaqueRef:"):
+            obj = next((o for o in objects.values() if o.get("_xapiRef") == key), None)
+        return obj
+
+
+class ObjectCache:
+    """All pools' objects, by collection name."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._snapshot = Snapshot({}, 0)
+        self._owned = {}  # pool key -> {id: collection name}
+
+    def snapshot(self):
+        """The current state; cheap, consistent, safe to read without locks."""
+        return self._snapshot
+
+    def apply(self, pool_key, upserts, deletes=(), reset=False):
+        """Apply one batch from one pool atomically.
+
+        :param upserts: ``id -> (collection, object)``.
+        :param deletes: ids to remove.
+        :param reset: the batch is the pool's complete state; drop every other object of it.
+        """
+        with self._lock:
+            current = self._snapshot.collections
+            owned = self._owned.setdefault(pool_key, {})
+            fresh = {}
+
+            def writable(name):
+                if name not in fresh:
+                    fresh[name] = dict(current.get(name, {}))
+                return fresh[name]
+
+            gone = set(deletes)
+            if reset:
+                gone |= set(owned) - set(upserts)
+            for key in gone:
+                name = owned.pop(key, None)
+                if name is not None:
+                    writable(name).pop(key, None)
+            for key, (name, obj) in upserts.items():
+                previous = owned.get(key)
+                if previous is not None and previous != name:
+                    writable(previous).pop(key, None)
+                writable(name)[key] = obj
+                owned[key] = name
+            if fresh or reset:
+                self._snapshot = Snapshot({**current, **fresh}, self._snapshot.generation + 1)
+                self._changed.notify_all()
+
+    def remove_pool(self, pool_key):
+        """Forget every object of a pool (its server was removed)."""
+        self.apply(pool_key, {}, (), reset=True)
+        with self._lock:
+            self._owned.pop(pool_key, None)
+
+    def wait_for(self, predicate, timeout):
+        """Block until ``predicate(snapshot)`` is true or ``timeout`` passes; returns the result."""
+        with self._changed:
+            return self._changed.wait_for(lambda: predicate(self._snapshot), timeout)

@@ -1,0 +1,143 @@
+"""All configuration, in one place: defaults < file (``--config``) < ``XOREST_*`` variables < mapping.
+
+The file is JSON or ``KEY = value`` lines (the keys as the variable names without the
+``XOREST_`` prefix, case-insensitive).  Nothing else in xorest reads ``os.environ``.
+"""
+import dataclasses
+import json
+import os
+import re
+from dataclasses import dataclass, field
+
+from .errors import ConfigError
+
+DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text):
+    """Seconds from ``30``, ``90s``, ``15m``, ``12h``, ``7d`` or ``2w``."""
+    if isinstance(text, (int, float)):
+        return float(text)
+    match = DURATION.match(str(text))
+    if not match:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 15m, 12h, 7d)")
+    return float(match.group(1)) * UNITS[match.group(2)]
+
+
+def _bool(value):
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+def _list(value):
+    if isinstance(value, (list, tuple)):
+        return tuple(value)
+    return tuple(item.strip() for item in str(value).split(",") if item.strip())
+
+
+@dataclass(frozen=True)
+class Config:
+    """Settings of one xorest instance (see README, "Configuration")."""
+
+    data_dir: str = "./var"
+    database: str = ""  # default: <data_dir>/xorest.sqlite3
+    listen: str = "127.0.0.1:8080"
+    token_ttl: float = 30 * 86400.0
+    token_max_ttl: float = 182 * 86400.0
+    token_renew_fraction: float = 0.5  # renew when less than this fraction of life is left
+    trusted_proxies: tuple = ()  # addresses whose X-Forwarded-* headers are believed
+    compression: str = "auto"  # auto | host | gateway
+    zstd_level: int = 3
+    zstd_threads: int = -1  # -1: one per core
+    xapi_connect_timeout: float = 5.0
+    xapi_read_timeout: float = 60.0
+    export_idle_timeout: float = 300.0  # an export silent this long fails visibly
+    event_timeout: float = 30.0
+    reconnect_max_delay: float = 30.0
+    login_delay_base: float = 0.5  # growing delay after a failed password
+    login_max_failures: int = 10  # then refuse until the window passes
+    login_failure_window: float = 900.0
+    filter_max_length: int = 4096
+    regex_timeout: float = 0.1
+    log_level: str = "INFO"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def database_path(self):
+        return self.database or os.path.join(self.data_dir, "xorest.sqlite3")
+
+
+_CONVERTERS = {
+    "token_ttl": parse_duration, "token_max_ttl": parse_duration,
+    "login_failure_window": parse_duration, "export_idle_timeout": parse_duration,
+    "trusted_proxies": _list,
+}
+
+
+def _convert(name, value):
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    if name not in fields:
+        raise ConfigError(f"unknown setting {name!r}")
+    try:
+        if name in _CONVERTERS:
+            return _CONVERTERS[name](value)
+        kind = type(fields[name].default)
+        if kind is bool:
+            return _bool(value)
+        if kind in (int, float):
+            return kind(value)
+        if kind is dict:
+            return dict(value)
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"XOREST_{name.upper()}: {exc}") from None
+
+
+def read_file(path):
+    """Settings from a JSON file or ``KEY = value`` lines."""
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    if text.lstrip().startswith("{"):
+        raw = json.loads(text)
+    else:
+        raw = {}
+        for number, line in enumerate(text.splitlines(), 1):
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            if "=" not in line:
+                raise ConfigError(f"{path}:{number}: expected KEY = value")
+            key, _, value = line.partition("=")
+            raw[key.strip()] = value.strip().strip('"')
+    return {k.lower().removeprefix("xorest_"): v for k, v in raw.items()}
+
+
+def load(mapping=None, environ=None, path=None):
+    """Build a validated :class:`Config`.
+
+    :param mapping: overrides with the highest precedence (tests, ``create_app``).
+    :param environ: defaults to ``os.environ``; only ``XOREST_*`` variables are read.
+    :param path: a config file; defaults to ``XOREST_CONFIG`` if set.
+    """
+    environ = os.environ if environ is None else environ
+    values = {}
+    path = path or environ.get("XOREST_CONFIG")
+    if path:
+        values.update(read_file(path))
+    for key, value in environ.items():
+        if key.startswith("XOREST_") and key != "XOREST_CONFIG":
+            values[key[7:].lower()] = value
+    values.update({k.lower(): v for k, v in (mapping or {}).items()})
+    config = Config(**{name: _convert(name, value) for name, value in values.items()})
+    if config.compression not in ("auto", "host", "gateway"):
+        raise ConfigError("XOREST_COMPRESSION must be auto, host or gateway")
+    if config.token_ttl > config.token_max_ttl:
+        raise ConfigError("XOREST_TOKEN_TTL exceeds XOREST_TOKEN_MAX_TTL")
+    return config

@@ -1,0 +1,51 @@
+"""XAPI records to the objects Xen Orchestra serves: registry, common envelope, dispatch.
+
+IO-free.  A mapper gets the record and a :class:`Context` that resolves refs of the
+same pool; it returns a plain JSON-ready dict, or ``None`` for records with no XO object
+(metrics classes, which are read through their owners).
+"""
+from . import host, network, storage, task, vm
+from .context import Context
+
+#: REST collection -> XO ``type``.
+COLLECTIONS = {
+    "hosts": "host", "networks": "network", "pools": "pool", "srs": "SR", "vbds": "VBD",
+    "vdis": "VDI", "vdi-snapshots": "VDI-snapshot", "vifs": "VIF", "vms": "VM",
+    "vm-snapshots": "VM-snapshot", "vm-templates": "VM-template", "vm-controllers": "VM-controller",
+    "pifs": "PIF", "pbds": "PBD", "messages": "message", "tasks": "task",
+}
+TYPE_TO_COLLECTION = {xo_type: name for name, xo_type in COLLECTIONS.items()}
+
+_MAPPERS = {
+    "pool": host.pool, "host": host.host, "VM": vm.vm, "SR": storage.sr, "VDI": storage.vdi,
+    "VBD": storage.vbd, "PBD": storage.pbd, "VIF": network.vif, "PIF": network.pif,
+    "network": network.network, "task": task.task, "message": task.message,
+}
+
+#: Metrics class -> (owner class, owner field pointing at the metrics record).
+DEPENDENTS = {
+    "VM_metrics": ("VM", "metrics"), "VM_guest_metrics": ("VM", "guest_metrics"),
+    "host_metrics": ("host", "metrics"), "PIF_metrics": ("PIF", "metrics"),
+}
+
+
+def to_xo(xapi_class, ref, record, context):
+    """The XO object for one record, or ``None`` when the class has none.
+
+    The result carries ``id``, ``uuid``, ``type``, ``$pool``, ``$poolId`` and ``_xapiRef``.
+    """
+    mapper = _MAPPERS.get(xapi_class)
+    if mapper is None:
+        return None
+    obj = mapper(record, context)
+    if obj is None:
+        return None
+    obj.setdefault("uuid", record.get("uuid"))
+    obj.setdefault("id", record.get("uuid"))
+    pool_uuid = context.pool_uuid
+    obj["$pool"] = obj["$poolId"] = pool_uuid
+    obj["_xapiRef"] = ref
+    return obj
+
+
+__all__ = ["COLLECTIONS", "TYPE_TO_COLLECTION", "DEPENDENTS", "Context", "to_xo"]

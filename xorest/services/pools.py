@@ -1,0 +1,174 @@
+"""Pool connections: servers from the store, one watcher each, records mapped into the cache.
+
+Watchers start lazily in the serving process (after gunicorn forks, never before) and a
+reconciler thread follows the store, so ``xorest server add/remove`` takes effect in a
+running server without a restart.
+"""
+import logging
+import os
+import threading
+
+from .. import objects
+from ..errors import NotFound, Unavailable
+from ..xapi import XapiClient, Watcher
+from ..xapi.watcher import WATCHED_CLASSES
+
+log = logging.getLogger(__name__)
+
+_REAL_CLASS = {cls.lower(): cls for cls in WATCHED_CLASSES}
+_OWNER_FIELDS = {owner: field for owner, field in objects.DEPENDENTS.values()}
+
+
+class PoolConnection:
+    """One configured server: its XAPI clients, watcher and the raw records it maps."""
+
+    def __init__(self, server, cache, config):
+        self.server = server
+        self.key = server["id"]
+        self.cache = cache
+        self.records = {}  # ref -> (class, record); only the watcher thread writes it
+        self.owner_of = {}  # metrics ref -> owner ref
+        self.id_of = {}  # ref -> XO id in the cache
+        self.pool_uuid = None
+        self.config = config
+        self.watcher = Watcher(self._client(), self.on_batch, event_timeout=config.event_timeout,
+                               max_delay=config.reconnect_max_delay, name=server["id"][:8])
+        self.rpc = self._client()  # for request threads; the watcher's client blocks in event.from
+
+    def _client(self):
+        server, config = self.server, self.config
+        return XapiClient(server["url"], server["username"], server["password"],
+                          ca_file=server.get("ca_file") or None, insecure=bool(server.get("insecure")),
+                          timeout=(config.xapi_connect_timeout, config.xapi_read_timeout))
+
+    def start(self):
+        self.watcher.start()
+        return self
+
+    def stop(self):
+        self.watcher.stop()
+        self.rpc.close()
+        self.cache.remove_pool(self.key)
+
+    def status(self):
+        return self.watcher.status.to_dict()
+
+    def on_batch(self, events, reset):
+        """Apply XAPI events to the raw records, then map every affected object into the cache."""
+        if reset:
+            self.records, self.owner_of = {}, {}
+        affected, deletes = set(), set()
+        for event in events:
+            ref, cls = event["ref"], _REAL_CLASS.get(event["class"], event["class"])
+            if event["operation"] == "del":
+                self.records.pop(ref, None)
+            else:
+                self.records[ref] = (cls, event["snapshot"])
+                if cls == "pool":
+                    self.pool_uuid = event["snapshot"]["uuid"]
+                field = _OWNER_FIELDS.get(cls)
+                if field:
+                    self.owner_of[event["snapshot"].get(field)] = ref
+            affected.add(ref)
+        if reset:
+            affected = set(self.records)
+        for ref in list(affected):
+            owner = self.owner_of.get(ref)
+            if owner is not None:
+                affected.add(owner)
+        context = objects.Context(self.records, self.pool_uuid)
+        upserts = {}
+        for ref in affected:
+            item = self.records.get(ref)
+            obj = objects.to_xo(item[0], ref, item[1], context) if item else None
+            collection = objects.TYPE_TO_COLLECTION.get(obj["type"]) if obj else None
+            if collection is None:
+                old = self.id_of.pop(ref, None)
+                if old is not None:
+                    deletes.add(old)
+                continue
+            if self.id_of.get(ref) not in (None, obj["id"]):
+                deletes.add(self.id_of[ref])
+            self.id_of[ref] = obj["id"]
+            upserts[obj["id"]] = (collection, obj)
+        if reset:
+            self.id_of = {ref: key for ref, key in self.id_of.items() if ref in self.records}
+        self.cache.apply(self.key, upserts, deletes - set(upserts), reset)
+
+
+class PoolService:
+    """All pool connections of this process.
+
+    :param store: the store holding the servers.
+    :param cache: the :class:`~xorest.cache.ObjectCache` to fill.
+    """
+
+    RECONCILE_SECONDS = 2.0
+
+    def __init__(self, store, cache, config):
+        self.store = store
+        self.cache = cache
+        self.config = config
+        self._connections = {}
+        self._lock = threading.Lock()
+        self._pid = None
+        self._stop = threading.Event()
+
+    def ensure_started(self):
+        """Start watchers in this process if not yet done (cheap; call on every request)."""
+        if self._pid == os.getpid():
+            return
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            self._connections = {}  # inherited from a parent process: not ours
+            self._pid = os.getpid()
+            self.reconcile()
+            threading.Thread(target=self._reconcile_loop, name="pool-reconciler", daemon=True).start()
+
+    def _reconcile_loop(self):
+        while not self._stop.wait(self.RECONCILE_SECONDS):
+            try:
+                self.reconcile()
+            except Exception:
+                log.exception("reconciling servers failed")
+
+    def reconcile(self):
+        """Connect servers added to the store, disconnect removed or changed ones."""
+        wanted = {s["id"]: s for s in self.store.list_servers(with_secrets=True)}
+        for key in list(self._connections):
+            conn = self._connections[key]
+            if key not in wanted or wanted[key]["updated_at"] != conn.server["updated_at"]:
+                log.info("server %s removed or changed, disconnecting", key)
+                self._connections.pop(key).stop()
+        for key, server in wanted.items():
+            if key not in self._connections:
+                log.info("connecting server %s (%s)", key, server["url"])
+                self._connections[key] = PoolConnection(server, self.cache, self.config).start()
+
+    def stop(self):
+        self._stop.set()
+        for conn in list(self._connections.values()):
+            conn.stop()
+        self._connections = {}
+
+    def statuses(self):
+        """``server id -> status dict`` for the servers collection."""
+        return {key: conn.status() | {"poolId": conn.pool_uuid}
+                for key, conn in self._connections.items()}
+
+    def connection_for(self, obj):
+        """The connection serving an XO object (by its ``$pool``)."""
+        for conn in self._connections.values():
+            if conn.pool_uuid == obj.get("$pool"):
+                if conn.watcher.status.state != "connected":
+                    raise Unavailable(f"pool {conn.pool_uuid} is {conn.watcher.status.state}")
+                return conn
+        raise NotFound(f"no connected pool for {obj.get('id')}")
+
+    def wait_synced(self, timeout=30.0):
+        """Wait until every connection completed its first load (tests, demo)."""
+        for conn in list(self._connections.values()):
+            if not conn.watcher.synced.wait(timeout):
+                return False
+        return True

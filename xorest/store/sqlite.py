@@ -1,0 +1,163 @@
+"""SQLite backend: WAL mode, one connection per thread, parameterised SQL only.
+
+Pool passwords must be usable to connect, so they are encrypted (Fernet) with a key kept
+in a separate file of the data directory: a dump of the database alone reveals none.
+"""
+import os
+import sqlite3
+import threading
+import time
+import uuid
+
+from cryptography.fernet import Fernet
+
+from . import Store
+from .migrations import migrate
+
+BUSY_TIMEOUT_MS = 10000
+
+
+def _key(folder):
+    path = os.path.join(folder, "secret.key")
+    try:
+        with open(path, "rb") as fh:
+            return fh.read().strip()
+    except FileNotFoundError:
+        key = Fernet.generate_key()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(key)
+        return key
+    except FileExistsError:  # another process created it meanwhile
+        return _key(folder)
+
+
+class SqliteStore(Store):
+    """Everything persistent in one SQLite file."""
+
+    def __init__(self, path, secret_path=None):
+        folder = os.path.dirname(os.path.abspath(path))
+        os.makedirs(folder, exist_ok=True)
+        self.path = path
+        self._fernet = Fernet(_key(secret_path or folder))
+        self._local = threading.local()
+        migrate(self._connection())
+
+    def _connection(self):
+        conn = getattr(self._local, "conn", None)
+        if conn is None or getattr(self._local, "pid", None) != os.getpid():
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                   check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    def _query(self, sql, params=()):
+        return [dict(row) for row in self._connection().execute(sql, params)]
+
+    def _one(self, sql, params=()):
+        rows = self._query(sql, params)
+        return rows[0] if rows else None
+
+    def _write(self, sql, params=()):
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            cursor = conn.execute(sql, params)
+            conn.execute("COMMIT")
+            return cursor.rowcount
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    # users -----------------------------------------------------------------
+
+    def add_user(self, email, password_hash, is_admin):
+        user_id = uuid.uuid4().hex[:16]
+        try:
+            self._write("INSERT INTO users (id, email, password_hash, is_admin, created_at) "
+                        "VALUES (?, ?, ?, ?, ?)", (user_id, email, password_hash, int(is_admin), time.time()))
+        except sqlite3.IntegrityError:
+            return None
+        return self.get_user(user_id)
+
+    def get_user(self, key):
+        return self._one("SELECT * FROM users WHERE id = ? OR email = ?", (key, key))
+
+    def list_users(self):
+        return self._query("SELECT * FROM users ORDER BY created_at")
+
+    def remove_user(self, user_id):
+        return self._write("DELETE FROM users WHERE id = ?", (user_id,)) > 0
+
+    def set_password_hash(self, user_id, password_hash):
+        return self._write("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id)) > 0
+
+    # tokens ----------------------------------------------------------------
+
+    def add_token(self, token_hash, user_id, expires_at, description):
+        token_id = uuid.uuid4().hex[:16]
+        self._write("INSERT INTO tokens (id, token_hash, user_id, description, created_at, expires_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (token_id, token_hash, user_id, description, time.time(), expires_at))
+        return self._one("SELECT * FROM tokens WHERE id = ?", (token_id,))
+
+    def get_token_by_hash(self, token_hash):
+        return self._one("SELECT * FROM tokens WHERE token_hash = ?", (token_hash,))
+
+    def list_tokens(self, user_id=None):
+        if user_id is None:
+            return self._query("SELECT * FROM tokens ORDER BY created_at")
+        return self._query("SELECT * FROM tokens WHERE user_id = ? ORDER BY created_at", (user_id,))
+
+    def revoke_token(self, token_id):
+        return self._write("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                           (time.time(), token_id)) > 0
+
+    def touch_token(self, token_id, when):
+        self._write("UPDATE tokens SET last_used_at = ? WHERE id = ?", (when, token_id))
+
+    def mark_renewed(self, token_id, when):
+        """Record a renewal; ``False`` if another request renewed it first."""
+        return self._write("UPDATE tokens SET renewed_at = ? WHERE id = ? AND renewed_at IS NULL",
+                           (when, token_id)) > 0
+
+    # servers -----------------------------------------------------------------
+
+    def add_server(self, url, username, password, ca_file, insecure, label):
+        server_id = uuid.uuid4().hex[:16]
+        now = time.time()
+        secret = self._fernet.encrypt(password.encode("utf-8")).decode("ascii")
+        self._write("INSERT INTO servers (id, url, username, password_enc, ca_file, insecure, label, "
+                    "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (server_id, url, username, secret, ca_file, int(insecure), label, now, now))
+        return server_id
+
+    def list_servers(self, with_secrets=False):
+        rows = self._query("SELECT * FROM servers ORDER BY created_at")
+        for row in rows:
+            secret = row.pop("password_enc")
+            row["insecure"] = bool(row["insecure"])
+            if with_secrets:
+                row["password"] = self._fernet.decrypt(secret.encode("ascii")).decode("utf-8")
+        return rows
+
+    def remove_server(self, server_id):
+        return self._write("DELETE FROM servers WHERE id = ?", (server_id,)) > 0
+
+    # login throttling ----------------------------------------------------------
+
+    def get_failures(self, key):
+        return self._one("SELECT count, last_at FROM login_failures WHERE key = ?", (key,))
+
+    def add_failure(self, key, when):
+        self._write("INSERT INTO login_failures (key, count, last_at) VALUES (?, 1, ?) "
+                    "ON CONFLICT(key) DO UPDATE SET count = count + 1, last_at = excluded.last_at",
+                    (key, when))
+
+    def clear_failures(self, key):
+        self._write("DELETE FROM login_failures WHERE key = ?", (key,))

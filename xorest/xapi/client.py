@@ -1,0 +1,157 @@
+"""A XAPI RPC client on ``requests``: JSON-RPC first, XML-RPC fallback, re-login, HOST_IS_SLAVE.
+
+One :class:`XapiClient` per pool connection.  Every call has a (connect, read) timeout,
+TLS is verified unless the connection was configured ``insecure``, and nothing but
+:class:`XapiError` / :class:`XapiUnreachable` escapes.
+"""
+import logging
+import threading
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+
+from . import codec
+from .errors import AuthenticationFailed, HostIsSlave, SessionInvalid, XapiError, XapiUnreachable
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "xorest"
+
+
+def _replace_host(url, host):
+    parts = urlsplit(url)
+    netloc = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+class XapiClient:
+    """Calls XAPI methods on one pool.
+
+    :param url: ``https://host[:port]`` of the pool master (or any member: ``HOST_IS_SLAVE``
+        is followed to the master).
+    :param ca_file: a CA bundle to verify the pool's certificate with; ``None`` uses the system's.
+    :param insecure: skip TLS verification (only when explicitly configured).
+    :param timeout: ``(connect, read)`` seconds for ordinary calls.
+    """
+
+    def __init__(self, url, username, password, *, ca_file=None, insecure=False,
+                 timeout=(5.0, 60.0), protocol="auto"):
+        self.url = url.rstrip("/")
+        self._username = username
+        self._password = password
+        self.timeout = timeout
+        self.protocol = protocol  # auto | json | xml
+        self.http = requests.Session()
+        self.http.verify = False if insecure else (ca_file or True)
+        self.http.headers["User-Agent"] = USER_AGENT
+        self.session_ref = None
+        self._login_lock = threading.Lock()
+
+    def __repr__(self):
+        return f"<XapiClient {self.url}>"  # never the password nor the session
+
+    # transport -------------------------------------------------------------
+
+    def _post(self, path, body, content_type, timeout):
+        try:
+            response = self.http.post(self.url + path, data=body.encode("utf-8"),
+                                      headers={"Content-Type": content_type},
+                                      timeout=timeout or self.timeout)
+        except requests.exceptions.SSLError as exc:
+            raise XapiUnreachable(f"TLS verification failed for {self.url}: {exc}") from None
+        except requests.exceptions.RequestException as exc:
+            raise XapiUnreachable(f"{self.url}: {type(exc).__name__}: {exc}") from None
+        return response
+
+    def _rpc(self, method, params, timeout=None):
+        if self.protocol in ("auto", "json"):
+            response = self._post("/jsonrpc", codec.json_request(method, params),
+                                  "application/json", timeout)
+            if response.headers.get("Content-Type", "").split(";")[0] == "application/json":
+                self.protocol = "json"
+                try:
+                    return codec.json_response(response.content)
+                except ValueError as exc:
+                    raise XapiUnreachable(f"{self.url}: invalid JSON-RPC answer: {exc}") from None
+            if self.protocol == "json":
+                raise XapiUnreachable(f"{self.url}: HTTP {response.status_code} from /jsonrpc")
+            log.info("%s has no JSON-RPC, using XML-RPC", self.url)
+            self.protocol = "xml"
+        response = self._post("/", codec.xml_request(method, params), "text/xml", timeout)
+        if response.status_code != 200:
+            raise XapiUnreachable(f"{self.url}: HTTP {response.status_code} for {method}")
+        try:
+            return codec.xml_response(response.content)
+        except XapiError:
+            raise
+        except Exception as exc:
+            raise XapiUnreachable(f"{self.url}: invalid XML-RPC answer: {exc}") from None
+
+    # sessions --------------------------------------------------------------
+
+    def login(self):
+        """Open a session, following ``HOST_IS_SLAVE`` to the master once."""
+        with self._login_lock:
+            for attempt in range(2):
+                try:
+                    self.session_ref = self._rpc("session.login_with_password",
+                                                 [self._username, self._password, "1.0", "xorest"])
+                    return self.session_ref
+                except HostIsSlave as exc:
+                    if attempt or not exc.master:
+                        raise
+                    log.info("%s is not the pool master, following to %s", self.url, exc.master)
+                    self.url = _replace_host(self.url, exc.master)
+            raise AssertionError("unreachable")
+
+    def logout(self):
+        ref, self.session_ref = self.session_ref, None
+        if ref:
+            try:
+                self._rpc("session.logout", [ref], timeout=(self.timeout[0], 5))
+            except (XapiError, XapiUnreachable):
+                pass
+
+    def close(self):
+        self.logout()
+        self.http.close()
+
+    def call(self, method, *args, timeout=None):
+        """Call ``method`` with the session prepended; log in again once on ``SESSION_INVALID``."""
+        if self.session_ref is None:
+            self.login()
+        ref = self.session_ref
+        try:
+            return self._rpc(method, [ref, *args], timeout)
+        except SessionInvalid:
+            with self._login_lock:
+                stale = self.session_ref == ref
+            if stale:
+                log.info("session on %s expired, logging in again", self.url)
+                self.login()
+            return self._rpc(method, [self.session_ref, *args], timeout)
+
+    # HTTP handlers -----------------------------------------------------------
+
+    def get_stream(self, path, query, read_timeout):
+        """``GET`` a transfer handler as a stream; returns the ``requests`` response.
+
+        The caller (:mod:`.streams`) owns and closes it.
+        """
+        if self.session_ref is None:
+            self.login()
+        params = dict(query, session_id=self.session_ref)
+        try:
+            response = self.http.get(self.url + path, params=params, stream=True,
+                                     timeout=(self.timeout[0], read_timeout))
+        except requests.exceptions.RequestException as exc:
+            raise XapiUnreachable(f"{self.url}{path}: {type(exc).__name__}: {exc}") from None
+        if response.status_code == 401:
+            response.close()
+            raise AuthenticationFailed("SESSION_INVALID", [path])
+        return response
+
+
+__all__ = ["XapiClient", "AuthenticationFailed"]

@@ -1,0 +1,112 @@
+"""Per-pool background thread: initial load, then XAPI's ``event.from`` loop, with resync.
+
+Each batch is handed to ``on_batch(events, reset)`` in one call so the consumer can apply
+it atomically.  ``reset=True`` means "this is the complete state": the consumer must drop
+whatever the batch does not contain (objects deleted while disconnected).  On any
+failure the watcher reports it, waits (exponential backoff with jitter) and resyncs.
+"""
+import logging
+import random
+import threading
+import time
+
+from .errors import XapiError, XapiUnreachable
+
+log = logging.getLogger(__name__)
+
+#: XAPI classes the gateway follows (metrics classes feed their owners' XO objects).
+WATCHED_CLASSES = ["pool", "host", "host_metrics", "VM", "VM_metrics", "VM_guest_metrics",
+                   "VBD", "VDI", "SR", "PBD", "VIF", "network", "PIF", "PIF_metrics",
+                   "task", "message"]
+
+
+class PoolStatus:
+    """Connection state of one pool, as the ``servers`` collection shows it."""
+
+    def __init__(self):
+        self.state = "connecting"
+        self.error = None
+        self.last_event = None
+        self.connected_since = None
+        self.attempts = 0
+
+    def to_dict(self):
+        return {"status": self.state, "error": self.error, "lastEventTime": self.last_event,
+                "connectedSince": self.connected_since, "failedAttempts": self.attempts}
+
+
+class Watcher:
+    """Keeps one pool's objects flowing into ``on_batch``.
+
+    :param client: a :class:`~xorest.xapi.client.XapiClient` used only by this thread.
+    :param on_batch: ``callable(events, reset)``; events are XAPI event structs.
+    :param event_timeout: seconds ``event.from`` may block.
+    :param max_delay: cap of the reconnection backoff.
+    """
+
+    def __init__(self, client, on_batch, *, event_timeout=30.0, max_delay=30.0, name="pool"):
+        self.client = client
+        self.on_batch = on_batch
+        self.event_timeout = event_timeout
+        self.max_delay = max_delay
+        self.status = PoolStatus()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"watcher-{name}", daemon=True)
+        self.synced = threading.Event()  # set after each complete (re)load
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self, timeout=5.0):
+        self._stop.set()
+        self.client.close()
+        self._thread.join(timeout)
+
+    @property
+    def alive(self):
+        return self._thread.is_alive()
+
+    def _backoff(self):
+        self.status.attempts += 1
+        delay = min(self.max_delay, 0.25 * 2 ** min(self.status.attempts, 10))
+        self._stop.wait(delay * random.uniform(0.5, 1.0))
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                self._session()
+            except (XapiError, XapiUnreachable) as exc:
+                if self._stop.is_set():
+                    break
+                self.status.state = "disconnected"
+                self.status.error = str(exc)
+                self.synced.clear()
+                log.warning("pool %s: %s; reconnecting", self.client.url, exc)
+                self._backoff()
+            except Exception as exc:  # a bug in a consumer must not kill the watcher silently
+                log.exception("pool %s: watcher failure", self.client.url)
+                self.status.state = "disconnected"
+                self.status.error = f"internal: {exc}"
+                self._backoff()
+
+    def _session(self):
+        client = self.client
+        client.session_ref = None
+        client.login()
+        read_timeout = (client.timeout[0], self.event_timeout + 30)
+        result = client.call("event.from", WATCHED_CLASSES, "", 0.0, timeout=(client.timeout[0], 300))
+        self.on_batch(result["events"], True)
+        token = result["token"]
+        now = time.time()
+        self.status.state, self.status.error = "connected", None
+        self.status.connected_since, self.status.last_event, self.status.attempts = now, now, 0
+        self.synced.set()
+        log.info("pool %s: loaded %d objects", client.url, len(result["events"]))
+        while not self._stop.is_set():
+            result = client.call("event.from", WATCHED_CLASSES, token, float(self.event_timeout),
+                                 timeout=read_timeout)
+            token = result["token"]
+            if result["events"]:
+                self.on_batch(result["events"], False)
+                self.status.last_event = time.time()
