@@ -114,17 +114,24 @@ class PoolService:
         self._pid = None
         self._stop = threading.Event()
 
+    def connections(self):
+        return list(self._connections.values())
+
     def ensure_started(self):
-        """Start watchers in this process if not yet done (cheap; call on every request)."""
+        """Start watchers in this process if not yet done (cheap; call on every request).
+
+        :returns: ``True`` when this call started them.
+        """
         if self._pid == os.getpid():
-            return
+            return False
         with self._lock:
             if self._pid == os.getpid():
-                return
+                return False
             self._connections = {}  # inherited from a parent process: not ours
             self._pid = os.getpid()
             self.reconcile()
             threading.Thread(target=self._reconcile_loop, name="pool-reconciler", daemon=True).start()
+            return True
 
     def _reconcile_loop(self):
         while not self._stop.wait(self.RECONCILE_SECONDS):

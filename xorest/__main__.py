@@ -1,0 +1,4 @@
+"""``python -m xorest`` is the ``xorest`` command."""
+from .cli import main
+
+main()

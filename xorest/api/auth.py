@@ -1,0 +1,132 @@
+"""Authentication of every request, token routes, and token renewal through ``Set-Cookie``.
+
+Credentials, in order of precedence when several are sent: the ``authenticationToken``
+cookie, the legacy ``token`` cookie, ``Authorization: Bearer``, then ``Authorization: Basic``
+(email and password).  The first one present is the only one checked.
+"""
+import base64
+import binascii
+import time
+from datetime import datetime, timezone
+
+from flask import Blueprint, g, request
+
+from ..errors import BadRequest, Forbidden, Unauthorized
+from . import BASE_URL, params, services
+from .output import json_response
+
+bp = Blueprint("auth", __name__)
+
+COOKIE = "authenticationToken"
+EXPIRY_HEADER = "X-Token-Expires"
+PUBLIC_ENDPOINTS = set()
+SELF_SERVICE_ENDPOINTS = set()  # allowed for authenticated users who are not admins
+
+
+def public(view):
+    """Mark a view as reachable without credentials."""
+    PUBLIC_ENDPOINTS.add(f"{bp.name}.{view.__name__}")
+    return view
+
+
+def _credentials():
+    cookie = request.cookies.get(COOKIE) or request.cookies.get("token")
+    if cookie:
+        return "token", cookie
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if not header:
+        return None, None
+    if scheme.lower() == "bearer":
+        return "token", value.strip()
+    if scheme.lower() == "basic":
+        try:
+            email, sep, password = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            raise BadRequest("malformed Basic credentials") from None
+        if not sep:
+            raise BadRequest("malformed Basic credentials")
+        return "basic", (email, password)
+    raise BadRequest(f"unsupported authorization scheme {scheme!r}: use Bearer or Basic")
+
+
+@bp.before_app_request
+def authenticate():
+    """Deny by default: every endpoint needs an admin, except public and self-service ones."""
+    endpoint = request.endpoint
+    if endpoint is None or endpoint in PUBLIC_ENDPOINTS:
+        return  # unknown paths give a JSON 404 from the error handler
+    svc = services()
+    svc.start()
+    kind, value = _credentials()
+    if kind is None:
+        raise Unauthorized("authentication required: send the authenticationToken cookie")
+    if kind == "token":
+        user, token = svc.auth.authenticate(value)
+        g.token = token
+    else:
+        user = svc.auth.check_password(value[0], value[1], request.remote_addr or "-")
+        g.token = None
+    g.user = user
+    if not user["is_admin"] and endpoint not in SELF_SERVICE_ENDPOINTS:
+        raise Forbidden("only admin users can use the API")
+
+
+@bp.after_app_request
+def renew_token(response):
+    """Tell the client when its token expires, and hand it a fresh one past the threshold."""
+    token = g.get("token")
+    if token is None or response.status_code >= 400:
+        return response
+    renewed = services().auth.maybe_renew(g.user, token)
+    expires_at = token["expires_at"]
+    if renewed is not None:
+        new_token, row = renewed
+        expires_at = row["expires_at"]
+        response.set_cookie(COOKIE, new_token, max_age=int(row["expires_at"] - time.time()),
+                            path=BASE_URL, httponly=True, samesite="Strict", secure=request.is_secure)
+    response.headers[EXPIRY_HEADER] = datetime.fromtimestamp(expires_at, timezone.utc).isoformat()
+    return response
+
+
+def _token_body(token, row):
+    return {"id": token, "token_id": row["id"], "user_id": row["user_id"],
+            "description": row["description"], "created_at": int(row["created_at"] * 1000),
+            "expiration": int(row["expires_at"] * 1000)}
+
+
+def self_service(view):
+    SELF_SERVICE_ENDPOINTS.add(f"{bp.name}.{view.__name__}")
+    return view
+
+
+@bp.post("/users/<user>/authentication_tokens")
+@self_service
+def create_token(user):
+    """Create a token for yourself (``me`` or your own id), as ``xo-cli create-token`` does."""
+    if user not in ("me", g.user["id"]):
+        raise Forbidden("tokens can only be created for yourself")
+    body = request.get_json(silent=True) if request.data else {}
+    if body is None or not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    data = params.load(params.TOKEN_REQUEST, body)
+    token, row = services().auth.issue_token(g.user, data["expiresIn"], data["description"])
+    return json_response({"token": _token_body(token, row)}, status=201)
+
+
+@bp.get("/users/<user>/authentication_tokens")
+@self_service
+def list_tokens(user):
+    if user not in ("me", g.user["id"]):
+        raise Forbidden("you can only list your own tokens")
+    tokens = services().auth.list_tokens(g.user["id"])
+    return json_response([{k: v for k, v in t.items()} for t in tokens])
+
+
+@bp.delete("/users/<user>/authentication_tokens/<token_id>")
+@self_service
+def revoke_token(user, token_id):
+    if user not in ("me", g.user["id"]) and not g.user["is_admin"]:
+        raise Forbidden("you can only revoke your own tokens")
+    services().auth.revoke_token(token_id, g.user)
+    return "", 204

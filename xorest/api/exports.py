@@ -1,0 +1,55 @@
+"""VM exports (``.xva``) and disk exports (``.vhd``, ``.raw``), streamed.
+
+Status and every header are decided before the first byte.  If the pool fails midway the
+generator raises, so the server cuts the connection and the client sees an error instead
+of a short file; clean-up (task, snapshot, upstream connection) runs on close.
+"""
+from urllib.parse import quote
+
+from flask import Blueprint, Response, request
+
+from . import services
+
+bp = Blueprint("exports", __name__)
+
+VM_COLLECTIONS = ("vms", "vm-snapshots", "vm-templates")
+VDI_COLLECTIONS = ("vdis", "vdi-snapshots")
+
+
+def _disposition(filename):
+    ascii_name = filename.encode("ascii", "replace").decode("ascii").replace("?", "_")
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+def _stream_response(export):
+    def body():
+        try:
+            yield from export.chunks
+        finally:
+            export.close()
+
+    response = Response(body(), mimetype=export.content_type, direct_passthrough=True)
+    response.headers["Content-Disposition"] = _disposition(export.filename)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Accel-Buffering"] = "no"
+    if export.length is not None:
+        response.headers["Content-Length"] = str(export.length)
+    if export.task:
+        response.headers["X-Xapi-Task"] = export.task
+    if export.compression:
+        algorithm, where = export.compression
+        response.headers["X-Compression"] = f"{algorithm}; by={where}"
+    response.call_on_close(export.close)
+    return response
+
+
+@bp.get("/<any(vms, 'vm-snapshots', 'vm-templates'):collection>/<key>.xva")
+def export_vm(collection, key):
+    export = services().exports.open_vm_export(collection, key, request.args.get("compress"))
+    return _stream_response(export)
+
+
+@bp.get("/<any(vdis, 'vdi-snapshots'):collection>/<key>.<any(vhd, raw):fmt>")
+def export_vdi(collection, key, fmt):
+    export = services().exports.open_vdi_export(collection, key, fmt, request.args.get("base"))
+    return _stream_response(export)

@@ -1,0 +1,84 @@
+"""Collections: a name -> the cache snapshot (or the store) -> filter -> limit -> objects."""
+import logging
+
+from .. import filter as live_filter
+from ..errors import BadRequest, NotFound
+from ..objects import COLLECTIONS
+from .auth import public_user
+
+log = logging.getLogger(__name__)
+
+#: Collections that do not come from the pools.
+LOCAL_COLLECTIONS = ("servers", "users")
+
+
+class CollectionService:
+    """Reads collections for the API.
+
+    :param cache: the :class:`~xorest.cache.ObjectCache`.
+    :param pools: the :class:`~xorest.services.pools.PoolService` (servers' status).
+    :param store: the store (servers, users).
+    """
+
+    def __init__(self, cache, pools, store, config):
+        self.cache = cache
+        self.pools = pools
+        self.store = store
+        self.config = config
+
+    @staticmethod
+    def names():
+        return sorted([*COLLECTIONS, *LOCAL_COLLECTIONS])
+
+    def _objects(self, name):
+        if name in COLLECTIONS:
+            return self.cache.snapshot().collection(name)
+        if name == "servers":
+            statuses = self.pools.statuses()
+            return {s["id"]: self._server(s, statuses.get(s["id"])) for s in self.store.list_servers()}
+        if name == "users":
+            return {u["id"]: public_user(u) for u in self.store.list_users()}
+        raise NotFound(f"no such collection {name}")
+
+    @staticmethod
+    def _server(row, status):
+        status = status or {"status": "disconnected", "error": "not started in this process"}
+        return {"id": row["id"], "type": "server", "host": row["url"], "username": row["username"],
+                "label": row["label"], "allowUnauthorized": row["insecure"],
+                "caFile": row["ca_file"], **status}
+
+    def select(self, name, filter_text=None, limit=None):
+        """Matching objects of a collection, in stable order (a list of references, not copies).
+
+        :raises FilterError: invalid filter (400 with its position).
+        :raises NotFound: unknown collection.
+        """
+        objects = self._objects(name)
+        node = live_filter.parse(filter_text) if filter_text else None
+        if node is None:
+            selected = list(objects.values())
+        else:
+            selected = []
+            try:
+                with live_filter.evaluation_budget(self.config.regex_timeout):
+                    for obj in objects.values():
+                        if node.match(obj):
+                            selected.append(obj)
+                            if limit is not None and len(selected) >= limit:
+                                break
+            except live_filter.RegexTimeout as exc:
+                raise BadRequest(f"{exc}: simplify the regular expression") from None
+            except RecursionError:
+                raise BadRequest("the filter is nested too deeply for these objects") from None
+        return selected if limit is None else selected[:limit]
+
+    def get(self, name, key):
+        """One object by id (or XAPI opaque ref)."""
+        if name in COLLECTIONS:
+            obj = self.cache.snapshot().find(name, key)
+        else:
+            obj = self._objects(name).get(key)
+        if obj is None:
+            raise NotFound(f"no such {COLLECTIONS.get(name, name.rstrip('s'))} {key}",
+                           id=key, type=COLLECTIONS.get(name, name))
+        return obj

@@ -1,0 +1,313 @@
+"""Exports: VMs as XVA and disks as VHD or raw, streamed from the pools.
+
+A running VM is snapshotted first; the snapshot is destroyed when the stream ends, fails
+or the client goes away, and a sweep removes snapshots left behind by a crash.
+Compression is done by XAPI when the pool can, else here (zstd with threads, or gzip).
+"""
+import logging
+import os
+import socket
+import struct
+import threading
+import time
+import zlib
+
+import zstandard
+
+from ..errors import BadRequest, NotFound, Unavailable, UpstreamError
+from ..xapi import XapiError, XapiStream, XapiUnreachable
+
+log = logging.getLogger(__name__)
+
+COMPRESSIONS = ("gzip", "zstd")
+EXPORT_MARK = "xorest:export"
+VHD_SECTOR = 512
+
+
+def parse_compress(value):
+    """``compress`` query value -> ``None``, ``"gzip"`` or ``"zstd"`` (legacy ``true`` is gzip)."""
+    if value is None:
+        return None
+    text = value.strip().lower()
+    if text in ("", "false", "none", "0"):
+        return None
+    if text in ("true", "1", "gzip"):
+        return "gzip"
+    if text == "zstd":
+        return "zstd"
+    raise BadRequest(f"invalid compress={value!r}: use gzip, zstd or none", valid=["gzip", "zstd", "none"])
+
+
+class Export:
+    """What the API streams: metadata, a chunk iterator and ``close()`` (idempotent)."""
+
+    def __init__(self, chunks, *, filename, content_type, length=None, task=None, compression=None,
+                 cleanups=()):
+        self.chunks = chunks
+        self.filename = filename
+        self.content_type = content_type
+        self.length = length
+        self.task = task
+        self.compression = compression
+        self._cleanups = list(cleanups)
+        self._closed = False
+
+    def close(self):
+        if self._closed:
+            return
+        self._closed = True
+        for cleanup in reversed(self._cleanups):
+            try:
+                cleanup()
+            except Exception:
+                log.exception("export clean-up failed")
+
+
+def _gateway_compressor(algorithm, config):
+    if algorithm == "zstd":
+        threads = config.zstd_threads if config.zstd_threads >= 0 else (os.cpu_count() or 1)
+        cctx = zstandard.ZstdCompressor(level=config.zstd_level, threads=threads)
+        obj = cctx.compressobj()
+        return obj.compress, lambda: obj.flush(zstandard.COMPRESSOBJ_FLUSH_FINISH)
+    obj = zlib.compressobj(6, zlib.DEFLATED, 31)
+    return obj.compress, obj.flush
+
+
+def _compress(chunks, algorithm, config):
+    compress, finish = _gateway_compressor(algorithm, config)
+    pending, pending_size = [], 0
+    for chunk in chunks:
+        out = compress(chunk)
+        if out:
+            pending.append(out)
+            pending_size += len(out)
+            if pending_size >= 1 << 20:
+                yield b"".join(pending)
+                pending, pending_size = [], 0
+    pending.append(finish())
+    yield b"".join(pending)
+
+
+def vhd_length(head):
+    """Exact size of a VHD stream from its first bytes (footer, header, BAT), or ``None``."""
+    if len(head) < 1536 or head[:8] != b"conectix" or head[512:520] != b"cxsparse":
+        return None
+    bat_offset, _, entries, block_size = struct.unpack_from(">QIII", head, 528)
+    bat_end = bat_offset + entries * 4
+    if len(head) < bat_end:
+        return None
+    sectors = [s for s in struct.unpack_from(f">{entries}I", head, bat_offset) if s != 0xFFFFFFFF]
+    bitmap = -(-block_size // VHD_SECTOR // 8 // VHD_SECTOR) * VHD_SECTOR
+    if not sectors:
+        return -(-bat_end // VHD_SECTOR) * VHD_SECTOR + VHD_SECTOR
+    return max(sectors) * VHD_SECTOR + bitmap + block_size + VHD_SECTOR
+
+
+def _prefetch(stream, minimum):
+    """Read at least ``minimum`` bytes (or the whole body) before headers are sent."""
+    iterator = iter(stream)
+    head = b""
+    try:
+        while len(head) < minimum:
+            head += next(iterator)
+    except StopIteration:
+        pass
+    return head, iterator
+
+
+def _chain(head, iterator):
+    if head:
+        yield head
+    yield from iterator
+
+
+def safe_filename(name, extension):
+    cleaned = "".join(c if c.isprintable() and c not in '/\\"' else "_" for c in name).strip(" .")
+    return f"{cleaned or 'export'}.{extension}"
+
+
+class ExportService:
+    """Opens exports on the right pool connection.
+
+    :param collections: a :class:`~xorest.services.collections.CollectionService`.
+    :param pools: the :class:`~xorest.services.pools.PoolService`.
+    """
+
+    def __init__(self, collections, pools, config):
+        self.collections = collections
+        self.pools = pools
+        self.config = config
+
+    def _choose(self, algorithm, pool_obj):
+        if algorithm is None:
+            return None, None
+        mode = self.config.compression
+        host_can = algorithm == "gzip" or bool(pool_obj and pool_obj.get("zstdSupported"))
+        if mode == "gateway" or (mode == "auto" and not host_can):
+            return None, "gateway"
+        if mode == "host" and not host_can:
+            raise BadRequest(f"this pool cannot compress with {algorithm} (XOREST_COMPRESSION=host)")
+        return algorithm, "host"
+
+    def _open(self, conn, path, query, label):
+        try:
+            return XapiStream(conn.rpc, path, query, label, idle_timeout=self.config.export_idle_timeout)
+        except XapiError as exc:
+            if exc.code in ("HANDLE_INVALID", "UUID_INVALID"):
+                raise NotFound(f"the pool no longer has this object ({exc})") from None
+            raise UpstreamError(f"the pool refused the export: {exc}", code=exc.code,
+                                params=exc.params) from None
+        except XapiUnreachable as exc:
+            raise Unavailable(f"the pool is not reachable: {exc}") from None
+
+    def _task_uuid(self, conn, task_ref):
+        try:
+            return conn.rpc.call("task.get_uuid", task_ref)
+        except (XapiError, XapiUnreachable):
+            return None
+
+    def _stream_chunks(self, stream, algorithm_here):
+        def upstream():
+            try:
+                yield from stream
+            except (XapiError, XapiUnreachable) as exc:
+                log.warning("export failed after %d bytes: %s", stream.bytes, exc)
+                raise
+        chunks = upstream()
+        return _compress(chunks, algorithm_here, self.config) if algorithm_here else chunks
+
+    def open_vm_export(self, collection, key, compress):
+        """An :class:`Export` of a VM, snapshot or template as XVA."""
+        algorithm = parse_compress(compress)
+        vm = self.collections.get(collection, key)
+        conn = self.pools.connection_for(vm)
+        pool_obj = self.collections.cache.snapshot().find("pools", vm["$pool"])
+        host_algorithm, where = self._choose(algorithm, pool_obj)
+        cleanups, target = [], vm["_xapiRef"]
+        if vm["type"] == "VM" and vm.get("power_state") in ("Running", "Paused"):
+            target = self._snapshot(conn, vm)
+            cleanups.append(lambda: self._destroy_snapshot(conn, target))
+        query = {"ref": target, "use_compression": {"gzip": "true", "zstd": "zstd"}.get(host_algorithm, "false")}
+        try:
+            stream = self._open(conn, "/export", query, f"xorest export {vm['name_label']}")
+        except BaseException:
+            for cleanup in cleanups:
+                cleanup()
+            raise
+        cleanups.append(stream.close)
+        chunks = self._stream_chunks(stream, algorithm if where == "gateway" else None)
+        head, rest = _prefetch(chunks, 1)
+        extension = {"gzip": "xva.gz", "zstd": "xva.zst"}.get(algorithm, "xva")
+        return Export(_chain(head, rest), filename=safe_filename(vm["name_label"], extension),
+                      content_type="application/octet-stream", task=self._task_uuid(conn, stream.task),
+                      compression=(algorithm, where) if algorithm else None, cleanups=cleanups)
+
+    def open_vdi_export(self, collection, key, fmt, base=None):
+        """An :class:`Export` of a disk as ``vhd`` (optionally a delta from ``base``) or ``raw``."""
+        vdi = self.collections.get(collection, key)
+        conn = self.pools.connection_for(vdi)
+        query = {"vdi": vdi["_xapiRef"], "format": fmt}
+        if base:
+            if fmt != "vhd":
+                raise BadRequest("base= is only for .vhd exports")
+            base_obj = self.collections.get("vdi-snapshots", base)
+            query["base"] = base_obj["_xapiRef"]
+        stream = self._open(conn, "/export_raw_vdi", query, f"xorest export {vdi['name_label']}")
+        chunks = self._stream_chunks(stream, None)
+        length = None
+        if fmt == "raw":
+            length = vdi["size"]
+            head, rest = _prefetch(chunks, 1)
+        else:
+            head, rest = _prefetch(chunks, 2048 + 4 * (-(-vdi["size"] // (2 << 20))) + 512)
+            length = vhd_length(head)
+        return Export(_chain(head, rest), filename=safe_filename(vdi["name_label"], fmt),
+                      content_type="application/vhd" if fmt == "vhd" else "application/octet-stream",
+                      length=length, task=self._task_uuid(conn, stream.task), cleanups=[stream.close])
+
+    # snapshots of running VMs ---------------------------------------------------
+
+    @staticmethod
+    def _owner_mark():
+        return f"{socket.gethostname()}:{os.getpid()}:{int(time.time())}"
+
+    def _snapshot(self, conn, vm):
+        try:
+            ref = conn.rpc.call("VM.snapshot", vm["_xapiRef"], f"{vm['name_label']} (xorest export)", [])
+            conn.rpc.call("VM.add_to_other_config", ref, EXPORT_MARK, self._owner_mark())
+            return ref
+        except XapiError as exc:
+            raise UpstreamError(f"cannot snapshot the running VM: {exc}", code=exc.code) from None
+        except XapiUnreachable as exc:
+            raise Unavailable(str(exc)) from None
+
+    @staticmethod
+    def _destroy_snapshot(conn, ref):
+        """Destroy an export snapshot and its disks (retrying while the export task lets go)."""
+        for attempt in range(20):
+            try:
+                record = conn.rpc.call("VM.get_record", ref)
+                vdis = []
+                for vbd in record["VBDs"]:
+                    vdi = conn.rpc.call("VBD.get_VDI", vbd)
+                    if vdi != "OpaqueRef:NULL":
+                        vdis.append(vdi)
+                conn.rpc.call("VM.destroy", ref)
+                for vdi in vdis:
+                    conn.rpc.call("VDI.destroy", vdi)
+                log.info("export snapshot %s destroyed", ref)
+                return
+            except XapiError as exc:
+                if exc.code in ("HANDLE_INVALID",):
+                    return
+                if exc.code != "OTHER_OPERATION_IN_PROGRESS" or attempt == 19:
+                    log.warning("cannot destroy export snapshot %s: %s", ref, exc)
+                    return
+                time.sleep(0.25)
+            except XapiUnreachable as exc:
+                log.warning("cannot destroy export snapshot %s: %s", ref, exc)
+                return
+
+    def sweep(self, conn):
+        """Remove export snapshots whose creating process on this machine is gone."""
+        hostname = socket.gethostname()
+        removed = 0
+        for cls, record in list(conn.records.values()):
+            mark = (record.get("other_config") or {}).get(EXPORT_MARK) if cls == "VM" else None
+            if not mark:
+                continue
+            host, _, rest = mark.partition(":")
+            pid = int(rest.partition(":")[0] or 0)
+            if host == hostname and not _alive(pid):
+                ref = next(r for r, (c, rec) in conn.records.items() if rec is record)
+                self._destroy_snapshot(conn, ref)
+                removed += 1
+        return removed
+
+    def start_sweeper(self):
+        """Sweep every pool once it is loaded (background, once per process)."""
+        def run():
+            deadline = time.monotonic() + 600
+            done = set()
+            while time.monotonic() < deadline:
+                for conn in self.pools.connections():
+                    key = conn.key
+                    if key not in done and conn.watcher.synced.is_set():
+                        removed = self.sweep(conn)
+                        if removed:
+                            log.info("removed %d export snapshots left by a crash", removed)
+                        done.add(key)
+                time.sleep(1)
+        threading.Thread(target=run, name="export-sweeper", daemon=True).start()
+
+
+def _alive(pid):
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,33 @@
+"""The services of one xorest instance, wired together once (app factory and CLI share it)."""
+from .. import config as config_module
+from ..cache import ObjectCache
+from ..store import open_store
+from .auth import AuthService
+from .collections import CollectionService
+from .exports import ExportService
+from .pools import PoolService
+
+
+class Services:
+    """Everything a request or a CLI command needs; connects nothing until :meth:`start`."""
+
+    def __init__(self, config):
+        self.config = config
+        self.store = open_store(config)
+        self.cache = ObjectCache()
+        self.auth = AuthService(self.store, config)
+        self.pools = PoolService(self.store, self.cache, config)
+        self.collections = CollectionService(self.cache, self.pools, self.store, config)
+        self.exports = ExportService(self.collections, self.pools, config)
+
+    @classmethod
+    def from_mapping(cls, mapping=None):
+        return cls(config_module.load(mapping))
+
+    def start(self):
+        """Connect the pools in this process (idempotent, fork-aware)."""
+        if self.pools.ensure_started():
+            self.exports.start_sweeper()
+
+    def stop(self):
+        self.pools.stop()
