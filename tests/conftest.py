@@ -1,0 +1,175 @@
+"""Process fixtures: the simulator, gunicorn and nginx as real processes on loopback ports."""
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PYTHON = sys.executable
+NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+
+
+def free_port(host="127.0.0.1"):
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+class ServerProcess:
+    """A child process with its log in a file, ready when a line matches or a URL answers."""
+
+    def __init__(self, args, log_path, env=None, ready_line=None, ready_url=None, timeout=60):
+        self.args, self.log_path = args, log_path
+        self.log = open(log_path, "w+")
+        self.process = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env,
+                                        cwd=ROOT, start_new_session=True)
+        self.match = None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{args[:3]} exited:\n{self.output()}")
+            if ready_line and (m := re.search(ready_line, self.output())):
+                self.match = m
+                return
+            if ready_url:
+                try:
+                    requests.get(ready_url, timeout=1)
+                    return
+                except requests.exceptions.RequestException:
+                    pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{args[:3]} not ready in {timeout}s:\n{self.output()}")
+
+    def output(self):
+        with open(self.log_path) as fh:
+            return fh.read()
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, sig)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(5)
+        self.log.close()
+
+
+def start_sim(tmp_path, *extra, port=None, name="sim"):
+    port = port or free_port()
+    proc = ServerProcess([PYTHON, "-m", "xorest", "sim", "--listen", f"127.0.0.1:{port}", *extra],
+                         str(tmp_path / f"{name}.log"), ready_line=r"listening on (\S+)")
+    proc.url = proc.match.group(1)
+    proc.port = port
+    return proc
+
+
+def sim_admin(url, path, body=None):
+    response = requests.post(f"{url}/_sim/{path}", json=body or {}, timeout=10)
+    response.raise_for_status()
+    return response.json()
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch):
+    for key in list(os.environ):
+        if key.startswith("XOREST_"):
+            monkeypatch.delenv(key)
+
+
+@pytest.fixture(scope="session")
+def sim(tmp_path_factory):
+    """A simulator (seed 1, 50 VMs) shared by read-only tests."""
+    proc = start_sim(tmp_path_factory.mktemp("sim"), "--seed", "1", "--vms", "50")
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def processes(tmp_path):
+    """Start extra processes in a test; all are stopped at its end."""
+    started = []
+
+    class Factory:
+        def sim(self, *extra, **kw):
+            proc = start_sim(tmp_path, *extra, name=f"sim{len(started)}", **kw)
+            started.append(proc)
+            return proc
+
+        def add(self, proc):
+            started.append(proc)
+            return proc
+
+    yield Factory()
+    for proc in reversed(started):
+        proc.stop()
+
+
+class Gateway:
+    """xorest under gunicorn with its own data directory, an admin and a token."""
+
+    def __init__(self, tmp_path, sim_url, name="gw", workers=2, env=None):
+        self.data_dir = str(tmp_path / f"{name}-data")
+        self.env = dict(os.environ, XOREST_DATA_DIR=self.data_dir, XOREST_EVENT_TIMEOUT="5",
+                        XOREST_LOGIN_DELAY_BASE="0.05", **(env or {}))
+        self.cli("server", "add", sim_url, "--username", "root", "--password-stdin", "--label", "sim",
+                 input="password\n")
+        self.cli("user", "add", "admin@example.com", "--admin", "--password-stdin", input="admin-password\n")
+        self.cli("user", "add", "user@example.com", "--password-stdin", input="user-password\n")
+        self.token = self.cli("token", "create", "admin@example.com").strip()
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = ServerProcess([PYTHON, "-m", "xorest", "serve", "--listen", f"127.0.0.1:{self.port}",
+                                   "--workers", str(workers), "--threads", "16"],
+                                  str(tmp_path / f"{name}.log"), env=self.env,
+                                  ready_url=self.url + "/rest/v0")
+        self.wait_loaded()
+
+    def cli(self, *args, input=None, check=True):
+        result = subprocess.run([PYTHON, "-m", "xorest", *args], input=input, capture_output=True,
+                                text=True, env=self.env, cwd=ROOT, timeout=60)
+        if check and result.returncode != 0:
+            raise AssertionError(f"xorest {' '.join(args)} failed: {result.stderr}")
+        return result.stdout if check else result
+
+    def get(self, path, **kw):
+        kw.setdefault("cookies", {"authenticationToken": self.token})
+        kw.setdefault("timeout", 30)
+        return requests.get(self.url + path, **kw)
+
+    def wait_loaded(self, timeout=30):
+        """Every worker has loaded the pool (several requests, they land on any worker)."""
+        deadline = time.monotonic() + timeout
+        good = 0
+        while time.monotonic() < deadline:
+            servers = self.get("/rest/v0/servers?fields=status").json()
+            vms = self.get("/rest/v0/vms?limit=1").json()
+            good = good + 1 if servers and all(s["status"] == "connected" for s in servers) and vms else 0
+            if good >= 6:
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"pool not loaded:\n{self.proc.output()[-3000:]}")
+
+    def stop(self):
+        self.proc.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway(sim, tmp_path_factory):
+    gw = Gateway(tmp_path_factory.mktemp("gw"), sim.url)
+    yield gw
+    gw.stop()
+
+
+def nginx_available():
+    return NGINX is not None

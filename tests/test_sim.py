@@ -1,0 +1,362 @@
+"""The simulator, driven by real clients over HTTP: the XenAPI SDK (XML-RPC) and JSON-RPC."""
+import gzip
+import hashlib
+import io
+import shutil
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+import XenAPI
+import zstandard
+
+from xorest.sim import Simulator
+from xorest.sim.disks import DiskContent
+from xorest.sim.formats import vhd as vhd_format
+from xorest.sim.formats.xva import read_disks
+
+from .conftest import sim_admin
+
+SERVED = ["pool", "host", "host_metrics", "host_cpu", "VM", "VM_metrics", "VM_guest_metrics", "VBD",
+          "VDI", "SR", "PBD", "SM", "VIF", "network", "PIF", "PIF_metrics", "task", "message"]
+
+
+@pytest.fixture
+def xapi(sim):
+    session = XenAPI.Session(sim.url)
+    session.xenapi.login_with_password("root", "password", "1.0", "tests")
+    yield session
+    session.xenapi.session.logout()
+
+
+def qemu_vhd_check(path):
+    """``qemu-img check`` where qemu supports it for vpc (it answers 63: no checks), then ``info``."""
+    check = subprocess.run(["qemu-img", "check", "-f", "vpc", str(path)], capture_output=True, text=True)
+    assert check.returncode == 0 or (check.returncode == 63 and "does not support checks" in check.stderr)
+    subprocess.run(["qemu-img", "info", "-f", "vpc", str(path)], check=True, capture_output=True)
+    vhd_format.parse(path.read_bytes())  # footers, checksums, header, BAT
+
+
+def qemu_vhd_to_raw(path, target):
+    """Convert with qemu using the footer's size (qemu uses CHS geometry for creator ``caml``)."""
+    subprocess.run(["qemu-img", "convert", "--image-opts",
+                    f"driver=vpc,force_size_calc=current_size,file.filename={path}", "-O", "raw",
+                    str(target)], check=True, capture_output=True)
+    return target.read_bytes()
+
+
+class JsonRpc:
+    def __init__(self, url):
+        self.url = url + "/jsonrpc"
+        self.session = self.call("session.login_with_password", "root", "password")
+
+    def raw(self, method, *params, version="2.0"):
+        body = {"method": method, "params": list(params), "id": 7}
+        if version == "2.0":
+            body["jsonrpc"] = "2.0"
+        response = requests.post(self.url, json=body, timeout=30)
+        assert response.headers["Content-Type"] == "application/json"
+        return response.json()
+
+    def call(self, method, *params):
+        doc = self.raw(method, *params)
+        if "error" in doc:
+            raise XenAPI.Failure([doc["error"]["message"], *doc["error"]["data"]])
+        return doc["result"]
+
+    def __call__(self, method, *params):
+        return self.call(method, self.session, *params)
+
+
+def test_sdk_reads_every_class(xapi, sim):
+    for cls in SERVED:
+        records = getattr(xapi.xenapi, cls).get_all_records()
+        assert isinstance(records, dict)
+    vms = xapi.xenapi.VM.get_all_records()
+    assert sum(1 for r in vms.values() if not r["is_a_template"] and not r["is_control_domain"]) == 50
+    controllers = [r for r in vms.values() if r["is_control_domain"]]
+    hosts = xapi.xenapi.host.get_all_records()
+    assert len(controllers) == len(hosts) == 3
+    assert {h["control_domain"] for h in hosts.values()} == set(
+        ref for ref, r in vms.items() if r["is_control_domain"])
+    snapshots = [r for r in vms.values() if r["is_a_snapshot"]]
+    assert snapshots and all(s["is_a_template"] for s in snapshots)
+
+
+def test_records_have_every_datamodel_field_and_two_way_refs(xapi):
+    from xorest.sim import datamodel
+
+    model = datamodel.load()
+    for cls in ("VM", "VDI", "VBD", "SR", "host", "pool", "network", "PIF"):
+        records = getattr(xapi.xenapi, cls).get_all_records()
+        for record in records.values():
+            assert set(record) == set(model.classes[cls].fields), cls
+    vbds = xapi.xenapi.VBD.get_all_records()
+    vms = xapi.xenapi.VM.get_all_records()
+    for ref, vbd in vbds.items():
+        assert ref in vms[vbd["VM"]]["VBDs"]
+    for sr_ref, sr in xapi.xenapi.SR.get_all_records().items():
+        for vdi in sr["VDIs"]:
+            assert xapi.xenapi.VDI.get_SR(vdi) == sr_ref
+
+
+def test_wire_quirks(sim):
+    body = ('<?xml version="1.0"?><methodCall><methodName>session.login_with_password</methodName>'
+            "<params><param><value>root</value></param><param><value>password</value></param>"
+            "</params></methodCall>")
+    response = requests.post(sim.url + "/RPC2", data=body, timeout=10)
+    assert response.headers["Content-Type"] == "text/xml"
+    assert "> <" not in response.text and "\n<" not in response.text.split("?>", 1)[1]
+    session = response.text.split("<name>Value</name><value>")[1].split("<")[0]
+    body = (f"<?xml version='1.0'?><methodCall><methodName>host_metrics.get_all_records</methodName>"
+            f"<params><param><value>{session}</value></param></params></methodCall>")
+    text = requests.post(sim.url + "/xmlrpc", data=body, timeout=10).text
+    assert "<name>memory_total</name><value>274877906944</value>" in text  # int64 as a string
+    assert "<dateTime.iso8601>" in text and "Z</dateTime.iso8601>" in text
+    listing = requests.post(sim.url + "/", data="<?xml version='1.0'?><methodCall><methodName>"
+                            "system.listMethods</methodName><params></params></methodCall>", timeout=10).text
+    assert "<name>Status</name>" not in listing and "VM.get_all_records" in listing
+
+
+def test_errors(xapi, sim):
+    with pytest.raises(XenAPI.Failure) as info:
+        xapi.xenapi.VM.get_by_uuid("nope")
+    assert info.value.details == ["UUID_INVALID", "VM", "nope"]
+    with pytest.raises(XenAPI.Failure) as info:
+        xapi.xenapi.VM.get_record("OpaqueRef:missing")
+    assert info.value.details[0] == "HANDLE_INVALID"
+    with pytest.raises(XenAPI.Failure) as info:
+        xapi.xenapi.VM.frobnicate()
+    assert info.value.details[0] == "MESSAGE_METHOD_UNKNOWN"
+    with pytest.raises(XenAPI.Failure) as info:
+        xapi.xenapi.VM.get_record()
+    assert info.value.details[0] == "MESSAGE_PARAMETER_COUNT_MISMATCH"
+    bad = XenAPI.Session(sim.url)
+    with pytest.raises(XenAPI.Failure) as info:
+        bad.xenapi.login_with_password("root", "wrong", "1.0", "t")
+    assert info.value.details == ["SESSION_AUTHENTICATION_FAILED", "root", "Authentication failure"]
+    rpc = JsonRpc(sim.url)
+    assert rpc.raw("VM.get_all", "OpaqueRef:bogus")["error"] == {
+        "code": 1, "message": "SESSION_INVALID", "data": ["OpaqueRef:bogus"]}
+    assert rpc.raw("VM.get_all", "bogus", version="1.0")["error"] == ["SESSION_INVALID", "bogus"]
+    rpc.call("session.logout", rpc.session)
+    with pytest.raises(XenAPI.Failure, match="SESSION_INVALID"):
+        rpc("VM.get_all")
+
+
+def _running_and_halted(call):
+    vms = call("VM.get_all_records")
+    halted = next(r for r, v in vms.items() if v["power_state"] == "Halted" and not v["is_a_template"]
+                  and not v["is_control_domain"])
+    running = next(r for r, v in vms.items() if v["power_state"] == "Running" and not v["is_control_domain"])
+    return running, halted
+
+
+def _client(url, protocol):
+    """A ``call(method, *args)`` over XML-RPC (XenAPI SDK) or JSON-RPC; one connection each."""
+    if protocol == "json":
+        return JsonRpc(url)
+    session = XenAPI.Session(url)
+    session.xenapi.login_with_password("root", "password", "1.0", "t")
+
+    def call(method, *args):
+        target = session.xenapi
+        for part in method.replace("event.from", "event_from").split("."):
+            target = getattr(target, part)
+        return target(*args)
+    return call
+
+
+@pytest.mark.parametrize("protocol", ["xml", "json"])
+def test_events_tasks_and_power(tmp_path, processes, protocol):
+    sim = processes.sim("--vms", "10", "--seed", "3")
+    call, watcher_call = _client(sim.url, protocol), _client(sim.url, protocol)
+    first = call("event.from", ["vm"], "", 1.0)
+    assert all(e["operation"] == "add" for e in first["events"])
+    assert isinstance(first["valid_ref_counts"]["vm"], int)
+    token = first["token"]
+    assert len(token) == 41 and token[20] == ","
+    _, halted = _running_and_halted(call)
+    seen = []
+
+    def watch():
+        result = watcher_call("event.from", ["vm"], token, 10.0)
+        seen.extend(result["events"])
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    time.sleep(0.3)
+    task = call("Async.VM.start", halted, False, False)
+    watcher.join(15)
+    assert any(e["ref"] == halted and e["operation"] == "mod" and e["snapshot"]["power_state"] == "Running"
+               for e in seen)
+    for _ in range(100):
+        record = call("task.get_record", task)
+        if record["status"] != "pending":
+            break
+        time.sleep(0.05)
+    assert record["status"] == "success"
+    with pytest.raises(XenAPI.Failure) as info:
+        call("VM.start", halted, False, False)
+    assert info.value.details[0] == "VM_BAD_POWER_STATE"
+    assert info.value.details[2:] == ["halted", "running"]
+
+
+def test_related_objects_get_mod_events(processes):
+    sim = processes.sim("--vms", "5")
+    rpc = JsonRpc(sim.url)
+    token = rpc("event.from", ["*"], "", 0.0)["token"]
+    vm = next(r for r, v in rpc("VM.get_all_records").items() if v["power_state"] == "Halted"
+              and not v["is_a_template"])
+    snapshot = rpc("VM.snapshot", vm, "snap", [])
+    events = rpc("event.from", ["*"], token, 1.0)["events"]
+    ops = {(e["class"], e["operation"]) for e in events}
+    assert ("vm", "add") in ops and ("vbd", "add") in ops and ("vdi", "add") in ops
+    assert any(e["ref"] == vm and e["operation"] == "mod" for e in events)  # VM.snapshots changed
+    token = rpc("event.from", ["*"], token, 0.0)["token"]
+    rpc("VM.destroy", snapshot)
+    events = rpc("event.from", ["vm"], token, 1.0)["events"]
+    assert {"ref": snapshot, "operation": "del"}.items() <= next(e for e in events if e["ref"] == snapshot).items()
+    injected = rpc("event.inject", "pool", next(iter(rpc("pool.get_all"))))
+    assert rpc("event.from", ["pool"], injected, 1.0)["events"][0]["class"] == "pool"
+
+
+def wait_task(rpc, task, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        record = rpc("task.get_record", task)
+        if record["status"] != "pending":
+            return record
+        time.sleep(0.05)
+    raise AssertionError(f"task {task} still pending")
+
+
+def put_raw(sim, rpc, vdi, data):
+    """``PUT /import_raw_vdi``; XAPI answers before reading the body, so follow the task."""
+    response = requests.put(f"{sim.url}/import_raw_vdi?session_id={rpc.session}&vdi={vdi}&format=raw",
+                            data=data, timeout=60)
+    assert response.status_code == 200
+    record = wait_task(rpc, response.headers["task-id"])
+    assert record["status"] == "success", record
+    return record
+
+
+def _disk_of(rpc, vdi_ref, seed):
+    record = rpc("VDI.get_record", vdi_ref)
+    return DiskContent.generate(seed, record["uuid"], record["virtual_size"])
+
+
+def _small_vdi(rpc):
+    vdis = rpc("VDI.get_all_records")
+    return min((r for r, v in vdis.items() if v["type"] == "user" and not v["read_only"]
+                and not v["is_a_snapshot"]), key=lambda r: vdis[r]["virtual_size"])
+
+
+@pytest.mark.skipif(shutil.which("qemu-img") is None, reason="qemu-img (qemu-utils) is not installed")
+def test_vhd_export_is_valid_and_equals_raw(sim, tmp_path):
+    rpc = JsonRpc(sim.url)
+    vdi = _small_vdi(rpc)
+    base = f"{sim.url}/export_raw_vdi?session_id={rpc.session}&vdi={vdi}"
+    vhd = requests.get(base + "&format=vhd", timeout=60)
+    raw = requests.get(base + "&format=raw", timeout=60)
+    assert vhd.status_code == raw.status_code == 200
+    assert vhd.headers["content-type"] == "application/vhd" and "task-id" in vhd.headers
+    (tmp_path / "d.vhd").write_bytes(vhd.content)
+    qemu_vhd_check(tmp_path / "d.vhd")
+    expected = b"".join(_disk_of(rpc, vdi, 1).iter_raw())
+    assert hashlib.sha256(raw.content).digest() == hashlib.sha256(expected).digest()
+    assert qemu_vhd_to_raw(tmp_path / "d.vhd", tmp_path / "d.raw") == expected
+
+
+def test_xva_export_layout_checksums_and_compression(sim):
+    rpc = JsonRpc(sim.url)
+    _, halted = _running_and_halted(rpc)
+    url = f"{sim.url}/export?session_id={rpc.session}&ref={halted}"
+    plain = requests.get(url, timeout=60).content
+    ova, disks = read_disks(io.BytesIO(plain))
+    assert "<name>xapi_major</name>" in ova and disks
+    vm = rpc("VM.get_record", halted)
+    disk_vdis = [rpc("VBD.get_VDI", v) for v in vm["VBDs"] if rpc("VBD.get_type", v) == "Disk"]
+    assert len(disks) == len(disk_vdis)
+    for chunks in disks.values():  # contents match one of the VM's disks byte for byte
+        contents = [_disk_of(rpc, v, 1) for v in disk_vdis]
+        assert any(all(c.read(i << 20, 1 << 20) == data for i, data in chunks.items()) for c in contents)
+    assert gzip.decompress(requests.get(url + "&use_compression=true", timeout=60).content) == _strip_mtime(plain, plain)
+    zstd = requests.get(url + "&use_compression=zstd", timeout=60).content
+    assert len(zstandard.ZstdDecompressor().decompressobj().decompress(zstd)) == len(plain)
+
+
+def _strip_mtime(data, _):
+    return data
+
+
+def test_export_of_running_vm_fails_like_xapi(sim):
+    rpc = JsonRpc(sim.url)
+    running, _ = _running_and_halted(rpc)
+    response = requests.get(f"{sim.url}/export?session_id={rpc.session}&ref={running}", timeout=30)
+    assert response.status_code == 500
+    assert "VM_BAD_POWER_STATE" in response.text
+
+
+def test_http_handlers_require_credentials(sim):
+    assert requests.get(f"{sim.url}/export?ref=x", timeout=10).status_code == 401
+    rpc = JsonRpc(sim.url)
+    vdi = _small_vdi(rpc)
+    ok = requests.get(f"{sim.url}/export_raw_vdi?vdi={vdi}&format=vhd", auth=("root", "password"), timeout=60)
+    assert ok.status_code == 200
+    bad = requests.get(f"{sim.url}/export_raw_vdi?vdi={vdi}&format=qcow9", auth=("root", "password"), timeout=60)
+    assert bad.status_code == 404
+
+
+def test_import_raw_vdi_round_trip(processes):
+    sim = processes.sim("--vms", "3")
+    rpc = JsonRpc(sim.url)
+    vdi = _small_vdi(rpc)
+    size = rpc("VDI.get_virtual_size", vdi)
+    payload = bytes(range(256)) * 4096
+    assert requests.put(f"{sim.url}/import_raw_vdi?session_id={rpc.session}&vdi={vdi}", data=b"",
+                        timeout=30).status_code == 200  # probe PUT
+    assert put_raw(sim, rpc, vdi, payload)["result"] == f"<value>{vdi}</value>"
+    raw = requests.get(f"{sim.url}/export_raw_vdi?session_id={rpc.session}&vdi={vdi}", timeout=60).content
+    assert len(raw) == size and raw[:len(payload)] == payload
+
+
+def test_delta_vhd_contains_only_changed_blocks(processes):
+    sim = processes.sim("--vms", "3")
+    rpc = JsonRpc(sim.url)
+    vdi = _small_vdi(rpc)
+    snapshot = rpc("VDI.snapshot", vdi, {})
+    block = b"\x5a" * (2 << 20)
+    put_raw(sim, rpc, vdi, block)
+    delta = requests.get(f"{sim.url}/export_raw_vdi?session_id={rpc.session}&vdi={vdi}&format=vhd"
+                         f"&base={snapshot}", timeout=60).content
+    parsed = vhd_format.parse(delta)
+    assert parsed["type"] == vhd_format.DISK_DIFFERENCING
+    assert list(parsed["blocks"]) == [0] and parsed["blocks"][0] == block
+    import uuid
+    assert parsed["parent_uid"] == uuid.UUID(rpc("VDI.get_uuid", snapshot)).bytes
+
+
+def test_host_is_slave_and_session_invalidation(processes):
+    sim = processes.sim("--vms", "2", "--slave", "127.0.0.2")
+    slave = XenAPI.Session(f"http://127.0.0.2:{sim.port}")
+    with pytest.raises(XenAPI.Failure) as info:
+        slave.xenapi.login_with_password("root", "password", "1.0", "t")
+    assert info.value.details == ["HOST_IS_SLAVE", "127.0.0.1"]
+    rpc = JsonRpc(sim.url)
+    sim_admin(sim.url, "sessions/invalidate")
+    with pytest.raises(XenAPI.Failure, match="SESSION_INVALID"):
+        rpc("VM.get_all")
+
+
+def test_tls_and_in_process_start():
+    with Simulator(vms=2, tls=True) as sim:
+        assert sim.url.startswith("https://")
+        response = requests.post(sim.url + "/jsonrpc", json={"jsonrpc": "2.0", "id": 1, "method":
+                                 "session.login_with_password", "params": ["root", "password"]},
+                                 verify=sim.ca_path, timeout=10)
+        assert response.json()["result"].startswith("OpaqueRef:")
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.post(sim.url + "/jsonrpc", json={}, timeout=10)
