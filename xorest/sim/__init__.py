@@ -89,10 +89,9 @@ class Simulator:
                                       name=f"sim-{server.role}", daemon=True)
             thread.start()
             self._threads.append(thread)
-        if self.churn > 0:
-            thread = threading.Thread(target=self._churn_loop, name="sim-churn", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        thread = threading.Thread(target=self._churn_loop, name="sim-churn", daemon=True)
+        thread.start()
+        self._threads.append(thread)
         return self
 
     def stop(self):
@@ -110,14 +109,18 @@ class Simulator:
         self.stop()
 
     def _churn_loop(self):
+        """About ``self.churn`` random changes per second; the rate may change at any time."""
         rng = random.Random(self.seed + 1)
-        interval = 1.0 / self.churn
         next_at = time.monotonic()
         while not self.stopping.is_set():
+            if self.churn <= 0:
+                self.stopping.wait(0.2)
+                next_at = time.monotonic()
+                continue
             with self.db.lock:
                 churn_step(self.db, self.disks, rng)
                 self.db.commit()
-            next_at += interval
+            next_at += 1.0 / self.churn
             delay = next_at - time.monotonic()
             if delay > 0:
                 self.stopping.wait(delay)

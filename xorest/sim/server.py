@@ -183,6 +183,12 @@ class SimRequestHandler(BaseHTTPRequestHandler):
         if path == "/_sim/sessions/invalidate" and self.command == "POST":
             sim.sessions.invalidate_all()
             return self._send(200, b"{}", "application/json")
+        if path == "/_sim/churn" and self.command == "POST":
+            try:
+                sim.churn = float(json.loads(self._body() or b"{}").get("rate", 0))
+            except (ValueError, TypeError, AttributeError) as exc:
+                return self._send(400, json.dumps({"error": str(exc)}).encode(), "application/json")
+            return self._send(200, json.dumps({"rate": sim.churn}).encode(), "application/json")
         if path == "/_sim/state":
             return self._send(200, json.dumps(sim.summary()).encode(), "application/json")
         self._send(404, b'{"error":"unknown admin path"}', "application/json")

@@ -44,7 +44,8 @@ class XapiClient:
         self.timeout = timeout
         self.protocol = protocol  # auto | json | xml
         self.http = requests.Session()
-        self.http.verify = False if insecure else (ca_file or True)
+        # Passed on every request: a session-level verify is overridden by REQUESTS_CA_BUNDLE.
+        self.verify = False if insecure else (ca_file or True)
         self.http.headers["User-Agent"] = USER_AGENT
         self.session_ref = None
         self._login_lock = threading.Lock()
@@ -58,7 +59,7 @@ class XapiClient:
         try:
             response = self.http.post(self.url + path, data=body.encode("utf-8"),
                                       headers={"Content-Type": content_type},
-                                      timeout=timeout or self.timeout)
+                                      timeout=timeout or self.timeout, verify=self.verify)
         except requests.exceptions.SSLError as exc:
             raise XapiUnreachable(f"TLS verification failed for {self.url}: {exc}") from None
         except requests.exceptions.RequestException as exc:
@@ -144,7 +145,7 @@ class XapiClient:
             self.login()
         params = dict(query, session_id=self.session_ref)
         try:
-            response = self.http.get(self.url + path, params=params, stream=True,
+            response = self.http.get(self.url + path, params=params, stream=True, verify=self.verify,
                                      timeout=(self.timeout[0], read_timeout))
         except requests.exceptions.RequestException as exc:
             raise XapiUnreachable(f"{self.url}{path}: {type(exc).__name__}: {exc}") from None

@@ -1,0 +1,18 @@
+"""gunicorn settings for xorest: ``gunicorn -c deploy/gunicorn.conf.py wsgi:application``.
+
+The values live in ``xorest.serve.GUNICORN_SETTINGS`` (also used by ``xorest serve``);
+override any of them below.  Why they are what they are:
+
+- ``worker_class = "gthread"``: the main thread heartbeats while others stream, so an
+  hour-long export is never killed by ``timeout`` (which is a liveness check only).
+- ``threads``: each running export holds one thread; keep it above your concurrent exports.
+- ``graceful_timeout = 3600`` and ``max_requests = 0``: reloads and recycling never cut a
+  running export.
+"""
+from xorest.serve import GUNICORN_SETTINGS
+
+globals().update(GUNICORN_SETTINGS)
+
+bind = "127.0.0.1:8080"
+# threads = 64
+# workers = 4
