@@ -60,7 +60,7 @@ def main(ctx, config_path, data_dir, verbose):
 def serve(listen, workers, threads):
     """Serve the API with gunicorn (gthread workers)."""
     from . import config as config_module
-    from . import create_app
+    from .app import create_app
     from .serve import GunicornServer
 
     logging.getLogger().setLevel(logging.INFO)
