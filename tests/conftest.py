@@ -121,6 +121,8 @@ class Gateway:
     def __init__(self, tmp_path, sim_url, name="gw", workers=2, env=None):
         self.data_dir = str(tmp_path / f"{name}-data")
         self.env = dict(os.environ, XOREST_DATA_DIR=self.data_dir, XOREST_EVENT_TIMEOUT="5",
+                        # renew 62 s tokens after about a second, so renewal tests need no long sleeps
+                        XOREST_TOKEN_RENEW_FRACTION="0.97",
                         XOREST_LOGIN_DELAY_BASE="0.05", **(env or {}))
         self.cli("server", "add", sim_url, "--username", "root", "--password-stdin", "--label", "sim",
                  input="password\n")

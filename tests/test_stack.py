@@ -99,7 +99,7 @@ def test_truncation_through_nginx_is_visible(stack, tmp_path):
 def test_forwarded_headers_and_secure_cookie(stack):
     sim, gw, base, _ = stack
     token = gw.cli("token", "create", "admin@example.com", "--expires", "62s").strip()
-    time.sleep(32)
+    time.sleep(2.5)
     response = requests.get(f"{base}/rest/v0/hosts", cookies={"authenticationToken": token},
                             headers={"X-Forwarded-Proto": "https"}, timeout=10)
     # nginx overwrites X-Forwarded-Proto with its own scheme (http here): no Secure flag

@@ -18,14 +18,27 @@ def _container(value):
     return type(value) is list or type(value) is dict
 
 
-def _some(predicate):
-    """Wrap a leaf predicate with complex-matcher's recursion through arrays and objects."""
+def _some(on_string, on_other=None):
+    """A matcher with complex-matcher's recursion through arrays and plain objects.
+
+    :param on_string: predicate for string values (the common case, kept tight).
+    :param on_other: predicate for numbers, booleans and null (``None``: never).
+    """
     def match(value):
-        if predicate(value):
-            return True
-        if type(value) is list or type(value) is dict:
-            return any(match(item) for item in values_of(value))
-        return False
+        kind = type(value)
+        if kind is str:
+            return on_string(value)
+        if kind is list:
+            for item in value:
+                if match(item):
+                    return True
+            return False
+        if kind is dict:
+            for item in values_of(value):
+                if match(item):
+                    return True
+            return False
+        return on_other is not None and on_other(value)
     return match
 
 
@@ -95,12 +108,14 @@ class And(Node):
 
     def __init__(self, children):
         self.children = tuple(children)
-        matchers = [c.match for c in self.children]
-        if len(matchers) == 2:
-            first, second = matchers
-            self.match = lambda value: first(value) and second(value)
-        else:
-            self.match = lambda value: all(m(value) for m in matchers)
+        matchers = tuple(c.match for c in self.children)
+
+        def match(value):
+            for matcher in matchers:
+                if not matcher(value):
+                    return False
+            return True
+        self.match = match
 
     def _key(self):
         return self.children
@@ -116,8 +131,14 @@ class And(Node):
 class Or(Node):
     def __init__(self, children):
         self.children = tuple(children)
-        matchers = [c.match for c in self.children]
-        self.match = lambda value: any(m(value) for m in matchers)
+        matchers = tuple(c.match for c in self.children)
+
+        def match(value):
+            for matcher in matchers:
+                if matcher(value):
+                    return True
+            return False
+        self.match = match
 
     def _key(self):
         return self.children
@@ -198,7 +219,7 @@ class String(Node):
     def __init__(self, value):
         self.value = value
         needle = value.lower()
-        self.match = _some(lambda v: type(v) is str and needle in v.lower())
+        self.match = _some(lambda v: needle in v.lower())
 
     def _key(self):
         return (self.value,)
@@ -217,8 +238,7 @@ class NumberOrString(Node):
         self.value = text
         number = to_number(text)
         needle = text.lower()
-        self.match = _some(lambda v: (is_number(v) and v == number) or
-                           (type(v) is str and needle in v.lower()))
+        self.match = _some(lambda v: needle in v.lower(), lambda v: is_number(v) and v == number)
 
     def _key(self):
         return (self.value,)
@@ -258,8 +278,7 @@ class GlobPattern(Node):
     def __init__(self, value):
         self.value = value
         compiled = jsregex.compile_glob(value)
-        self.match = _some(lambda v: type(v) is str and
-                           jsregex.search(compiled, jsregex.canonicalize(v)))
+        self.match = _some(lambda v: jsregex.search(compiled, jsregex.canonicalize(v)))
 
     def _key(self):
         return (self.value,)
@@ -307,7 +326,7 @@ class RegExp(Node):
     def __init__(self, pattern, flags=""):
         self.pattern, self.flags = pattern, flags
         compiled = jsregex.compile_js(pattern, flags)
-        self.match = _some(lambda v: type(v) is str and jsregex.search(compiled, v))
+        self.match = _some(lambda v: jsregex.search(compiled, v))
 
     def _key(self):
         return (self.source, self.flags)

@@ -14,6 +14,7 @@ import regex
 from .jsvalues import CANONICALIZE, JS_WHITESPACE, to_utf16
 
 MAX_PATTERN_LENGTH = 1000
+DEFAULT_BUDGET = 1.0  # seconds, for evaluations outside an explicit budget()
 _deadline = contextvars.ContextVar("xorest_filter_deadline", default=None)
 
 _WS_CLASS = "".join(f"\\u{ord(c):04x}" for c in JS_WHITESPACE)
@@ -148,6 +149,50 @@ def translate(pattern):
     return "".join(out)
 
 
+class BoundedPattern:
+    """A compiled pattern and whether it needs the (costly) per-search timeout."""
+
+    __slots__ = ("compiled", "risky")
+
+    def __init__(self, compiled, risky):
+        self.compiled = compiled
+        self.risky = risky
+
+
+def is_risky(pattern):
+    """Shapes that can backtrack exponentially: a repeated group that itself repeats or
+    alternates, or back-references.  Other patterns run without the per-search timeout."""
+    if re.search(r"\\[1-9k]", pattern):
+        return True
+    if len(re.findall(r"(?<!\\)[*+]|(?<!\\)\{\d+,\}", pattern)) > 3:
+        return True  # many unbounded repeats in a row backtrack polynomially
+    stack, i = [], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            if stack:
+                stack[-1] |= pattern[i + 1:i + 2] in ("d", "w", "s", "D", "W", "S", ".")
+            i += 2
+            continue
+        if c == "[":
+            end = pattern.find("]", i + 2)
+            i = len(pattern) if end < 0 else end + 1
+            continue
+        if c == "(":
+            stack.append(False)
+        elif c == ")" and stack:
+            inner = stack.pop()
+            quantified = pattern[i + 1:i + 2] in ("*", "+", "{")
+            if quantified and inner:
+                return True
+            if stack:
+                stack[-1] |= inner or quantified
+        elif c in "*+{|" and stack:
+            stack[-1] = True
+        i += 1
+    return False
+
+
 def compile_js(pattern, flags):
     """Compile a JavaScript regex; raises ``ValueError`` with a V8-like message."""
     if len(pattern) > MAX_PATTERN_LENGTH:
@@ -155,7 +200,8 @@ def compile_js(pattern, flags):
                          f"{MAX_PATTERN_LENGTH} characters")
     try:
         re.compile(_validation_form(pattern))
-        return regex.compile(translate(pattern), regex.V0 | (regex.IGNORECASE if "i" in flags else 0))
+        compiled = regex.compile(translate(pattern), regex.V0 | (regex.IGNORECASE if "i" in flags else 0))
+        return BoundedPattern(compiled, is_risky(pattern))
     except (re.error, regex.error) as exc:
         raise ValueError(f"Invalid regular expression: /{pattern}/: {exc}") from None
 
@@ -166,12 +212,16 @@ def _validation_form(pattern):
     return translate(pattern)
 
 
-def search(compiled, text):
-    """``compiled.search`` on UTF-16 code units, within the current budget."""
+def search(pattern, text):
+    """Search on UTF-16 code units; risky patterns run within the evaluation's time budget."""
+    units = text if text.isascii() else to_utf16(text)
+    if not pattern.risky:
+        return pattern.compiled.search(units) is not None
+    compiled = pattern.compiled
     deadline = _deadline.get()
-    units = to_utf16(text)
     if deadline is None:
-        return compiled.search(units) is not None
+        deadline = time.monotonic() + DEFAULT_BUDGET
+        _deadline.set(deadline)
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise RegexTimeout("the filter's regular expressions took too long")
@@ -183,6 +233,8 @@ def search(compiled, text):
 
 def canonicalize(text):
     """RegExp ``Canonicalize`` of every code unit (globs, exact JavaScript case rules)."""
+    if text.isascii():
+        return text.upper()  # Canonicalize is plain upper-casing on ASCII
     return to_utf16(text).translate(CANONICALIZE)
 
 
@@ -192,5 +244,6 @@ def compile_glob(glob):
     Returns a compiled pattern to be searched on :func:`canonicalize`-d subjects.
     """
     pieces = [regex.escape(canonicalize(piece)) for piece in glob.split("*")]
-    return regex.compile(f"{_DOT}*".join(pieces))
+    # Only literals and ".*": no nested repetition, so no per-search timeout is needed.
+    return BoundedPattern(regex.compile(f"{_DOT}*".join(pieces)), False)
 

@@ -1,0 +1,114 @@
+"""Shared helpers for the benchmarks: start processes on loopback, time things, print lines.
+
+Every figure is printed as ``metric,value,baseline,ratio`` with the baseline measured in
+the same script, so machines of different speed still give comparable ratios.
+"""
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import requests
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PYTHON = sys.executable
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def report(metric, value, baseline=None, unit=""):
+    ratio = f"{value / baseline:.3f}" if baseline else ""
+    base = f"{baseline:.4g}" if baseline is not None else ""
+    print(f"{metric}{f' ({unit})' if unit else ''},{value:.4g},{base},{ratio}", flush=True)
+
+
+def percentile(values, pct):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))]
+
+
+def timed(fn, repeat=5, warmup=1):
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+class Process:
+    def __init__(self, args, env=None, ready=None, ready_url=None, timeout=120):
+        self.log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(open(self.log.name).read())
+            text = open(self.log.name).read()
+            if ready and (match := re.search(ready, text)):
+                self.match = match
+                return
+            if ready_url:
+                try:
+                    requests.get(ready_url, timeout=1)
+                    return
+                except requests.exceptions.RequestException:
+                    pass
+            time.sleep(0.05)
+        raise RuntimeError("not ready: " + open(self.log.name).read()[-2000:])
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def start_sim(*args):
+    proc = Process([PYTHON, "-m", "xorest", "sim", "--listen", f"127.0.0.1:{free_port()}", *args],
+                   ready=r"listening on (\S+)")
+    proc.url = proc.match.group(1)
+    return proc
+
+
+def xorest_cli(env, *args, stdin=None):
+    return subprocess.run([PYTHON, "-m", "xorest", *args], env=env, input=stdin, text=True,
+                          capture_output=True, check=True, cwd=ROOT).stdout.strip()
+
+
+def start_gateway(sim_url, workers=2, threads=16):
+    """gunicorn on a fresh data directory; returns (process, base url, token)."""
+    data = tempfile.mkdtemp(prefix="xorest-bench-")
+    env = dict(os.environ, XOREST_DATA_DIR=data)
+    xorest_cli(env, "server", "add", sim_url, "--password-stdin", stdin="password\n")
+    xorest_cli(env, "user", "add", "admin@example.com", "--admin", "--password-stdin", stdin="admin-password\n")
+    token = xorest_cli(env, "token", "create", "admin@example.com")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = Process([PYTHON, "-m", "xorest", "serve", "--listen", f"127.0.0.1:{port}", "--workers",
+                    str(workers), "--threads", str(threads)], env=env, ready_url=base + "/rest/v0")
+    return proc, base, token
+
+
+def wait_loaded(base, token, expected_vms, timeout=120):
+    deadline = time.monotonic() + timeout
+    good = 0
+    while time.monotonic() < deadline:
+        count = len(requests.get(f"{base}/rest/v0/vms", cookies={"authenticationToken": token},
+                                 timeout=60).json())
+        good = good + 1 if count >= expected_vms else 0
+        if good >= 6:
+            return
+        time.sleep(0.2)
+    raise RuntimeError("the gateway did not load the pool")
