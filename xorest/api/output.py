@@ -1,7 +1,9 @@
 """Rendering objects: field projection, ``href``/``url``, JSON (2-space) and NDJSON streams."""
 import hashlib
-import json
+import threading
+from collections import OrderedDict
 
+import orjson
 from flask import Response, request
 
 from . import BASE_URL
@@ -54,6 +56,10 @@ def project(obj, collection, fields):
     else:
         item = {}
         for path in fields:
+            if len(path) == 1:  # the common case, kept cheap
+                if path[0] in obj:
+                    item[path[0]] = obj[path[0]]
+                continue
             picked = _pick(obj, path)
             if picked is not None:
                 _merge(item, picked)
@@ -66,10 +72,48 @@ def with_links(obj, collection):
     return {**obj, "href": object_url(collection, obj["id"]), "url": object_url(collection, obj["id"])}
 
 
-def json_response(value, status=200):
-    """Pretty JSON (two spaces, as Xen Orchestra) with a content ETag and 304 support."""
-    body = (json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-    etag = hashlib.blake2b(body, digest_size=12).hexdigest()
+class RenderCache:
+    """Recently rendered listings, keyed by cache generation and query, bounded in bytes.
+
+    Scripts and monitoring poll the same URLs; while the pools do not change, the same
+    bytes (and ETag) are served again instead of being filtered and encoded anew.
+    """
+
+    def __init__(self, max_bytes=64 * 2**20):
+        self.max_bytes = max_bytes
+        self._items = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None:
+                self._items.move_to_end(key)
+            return item
+
+    def put(self, key, body, etag):
+        if len(body) > self.max_bytes // 4:
+            return
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = (body, etag)
+            self._size += len(body)
+            while self._size > self.max_bytes:
+                _, (old, _) = self._items.popitem(last=False)
+                self._size -= len(old)
+
+
+def render_json(value):
+    """``(body, etag)``: pretty JSON (two spaces, as Xen Orchestra) and its content hash."""
+    body = orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+    return body, hashlib.blake2b(body, digest_size=12).hexdigest()
+
+
+def json_response(value, status=200, rendered=None):
+    """A JSON response with a content ETag and 304 support; ``rendered`` skips the encoding."""
+    body, etag = rendered or render_json(value)
     response = Response(body, status=status, mimetype="application/json")
     response.set_etag(etag)
     if status == 200 and request.method == "GET" and request.if_none_match.contains(etag):
@@ -82,5 +126,5 @@ def ndjson_response(items):
     """Stream one compact JSON document per line; nothing is built whole in memory."""
     def generate():
         for item in items:
-            yield json.dumps(item, ensure_ascii=False, separators=(",", ":")) + "\n"
+            yield orjson.dumps(item, option=orjson.OPT_APPEND_NEWLINE)
     return Response(generate(), mimetype="application/x-ndjson")

@@ -36,14 +36,8 @@ from .regex import RegexTimeout, budget as evaluation_budget
 __all__ = ["parse", "FilterError", "RegexTimeout", "evaluation_budget", "nodes", "MAX_LENGTH"]
 
 MAX_LENGTH = 4096
-_PARSERS = {}
-
-
-def _parser(coerce):
-    parser = _PARSERS.get(coerce)
-    if parser is None:
-        parser = _PARSERS[coerce] = build(coerce)
-    return parser
+# Built once at import: building lazily from several request threads would race.
+_PARSERS = {True: build(True), False: build(False)}
 
 
 @functools.lru_cache(maxsize=512)
@@ -58,7 +52,7 @@ def parse(text, coerce=True):
         raise FilterError(f"the filter is longer than {MAX_LENGTH} characters", position=MAX_LENGTH)
     units = to_utf16(text)
     try:
-        result = _parser(coerce).parse_string(units, parse_all=False)
+        result = _PARSERS[bool(coerce)].parse_string(units, parse_all=False)
     except HardError as exc:
         raise FilterError(str(exc)) from None
     except RecursionError:

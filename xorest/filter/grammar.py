@@ -89,7 +89,7 @@ def _ends_escaped(text):
 
 
 def _comparison(coerce):
-    def action(tokens):
+    def action(_text, _loc, tokens):
         op, raw = tokens[0], tokens[1]
         value = to_number(raw)
         if math.isnan(value):
@@ -98,7 +98,7 @@ def _comparison(coerce):
     return action
 
 
-def _regexp(tokens):
+def _regexp(_text, _loc, tokens):
     pattern, flags = tokens[0]
     try:
         return nodes.RegExp(from_utf16(pattern), flags)
@@ -106,7 +106,7 @@ def _regexp(tokens):
         raise HardError("SyntaxError", str(exc)) from None
 
 
-def _classify(tokens):
+def _classify(_text, _loc, tokens):
     word = from_utf16(tokens[0])
     if not math.isnan(to_number(word)):
         return nodes.NumberOrString(word)
@@ -114,26 +114,30 @@ def _classify(tokens):
 
 
 def build(coerce=True):
-    """The top-level parser: ``WS Term*`` followed by an end-position marker."""
+    """The top-level parser: ``WS Term*`` followed by an end-position marker.
+
+    Every parse action takes ``(text, loc, tokens)``: pyparsing then never probes arities,
+    a probe whose shared state is not thread-safe.
+    """
     with _no_default_whitespace():
         ws = pp.Optional(pp.Regex(f"[{JS_WHITESPACE}]+")).suppress()
         raw = pp.Regex(f"{RAW_CHAR_CLASS}+")
         glob_word = pp.Regex(f"(?:{RAW_CHAR_CLASS}|\\*)+")
         quoted = pp.Regex(r'"(?:\\[\s\S]|[^"\\])*(?:"|\Z)')
-        name = (quoted.copy().set_parse_action(lambda t: _unquote(t[0]))
-                | raw.copy().set_parse_action(lambda t: from_utf16(t[0])))
+        name = (quoted.copy().set_parse_action(lambda s, loc, t: _unquote(t[0]))
+                | raw.copy().set_parse_action(lambda s, loc, t: from_utf16(t[0])))
         term = pp.Forward()
         terms = pp.Group(pp.OneOrMore(term))
         group = (pp.Suppress("(") + ws + terms + pp.Suppress(")")).set_parse_action(
-            lambda t: nodes.make_and(list(t[0])))
+            lambda s, loc, t: nodes.make_and(list(t[0])))
         or_group = (pp.Suppress("|") + ws + pp.Suppress("(") + ws + terms + pp.Suppress(")")
-                    ).set_parse_action(lambda t: nodes.make_or(list(t[0])))
-        negation = (pp.Suppress("!") + ws + term).set_parse_action(lambda t: nodes.Not(t[0]))
+                    ).set_parse_action(lambda s, loc, t: nodes.make_or(list(t[0])))
+        negation = (pp.Suppress("!") + ws + term).set_parse_action(lambda s, loc, t: nodes.Not(t[0]))
         comparison = (pp.Regex(r"[<>]=?") + raw).set_parse_action(_comparison(coerce))
         prop = (name + ws + pp.Suppress(":") + ws + term).set_parse_action(
-            lambda t: nodes.Property(t[0], t[1]))
-        truthy = (name + pp.Suppress("?")).set_parse_action(lambda t: nodes.TruthyProperty(t[0]))
-        value = (quoted.copy().set_parse_action(lambda t: nodes.String(_unquote(t[0])))
+            lambda s, loc, t: nodes.Property(t[0], t[1]))
+        truthy = (name + pp.Suppress("?")).set_parse_action(lambda s, loc, t: nodes.TruthyProperty(t[0]))
+        value = (quoted.copy().set_parse_action(lambda s, loc, t: nodes.String(_unquote(t[0])))
                  | JsRegexLiteral().set_parse_action(_regexp)
                  | glob_word.copy().set_parse_action(_classify))
         term <<= (group | or_group | negation | comparison | prop | truthy | value) + ws

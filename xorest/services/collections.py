@@ -47,6 +47,11 @@ class CollectionService:
                 "label": row["label"], "allowUnauthorized": row["insecure"],
                 "caFile": row["ca_file"], **status}
 
+    def generation(self, name):
+        """A number that changes whenever the pools' objects change; ``None`` for the
+        collections read from the store (they are not cached)."""
+        return self.cache.snapshot().generation if name in COLLECTIONS else None
+
     def select(self, name, filter_text=None, limit=None):
         """Matching objects of a collection, in stable order (a list of references, not copies).
 
