@@ -33,10 +33,11 @@ test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 soak: $(STAMP) system-deps
-	$(BIN)/python bench/soak.py
+	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; }
+	cd bench && ../$(BIN)/python soak.py
 
 bench: $(STAMP) system-deps
-	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
+	cd bench && for b in bench_*.py; do ../$(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info

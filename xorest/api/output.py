@@ -79,7 +79,7 @@ class RenderCache:
     bytes (and ETag) are served again instead of being filtered and encoded anew.
     """
 
-    def __init__(self, max_bytes=64 * 2**20):
+    def __init__(self, max_bytes=16 * 2**20):
         self.max_bytes = max_bytes
         self._items = OrderedDict()
         self._size = 0

@@ -39,9 +39,15 @@ class Sessions:
         with self.lock:
             self._sessions.pop(ref, None)
 
+    def is_valid(self, ref):
+        with self.lock:
+            return ref in self._sessions
+
     def invalidate_all(self):
         with self.lock:
             self._sessions.clear()
+        with self.db.changed:  # blocked event.from calls notice at once, as on a toolstack restart
+            self.db.changed.notify_all()
 
 
 class XapiApi:
@@ -122,6 +128,8 @@ class XapiApi:
             raise XapiFailure("MESSAGE_PARAMETER_COUNT_MISMATCH", method, expected + 1, len(params))
         self.sessions.check(params[0])
         args = params[1:]
+        if (cls, msg) == ("event", "from"):
+            args = [*args, params[0]]
         if is_async:
             if cls in NO_ASYNC_CLASSES or msg.startswith(("get_", "set_")):
                 raise XapiFailure("MESSAGE_METHOD_UNKNOWN", method)
@@ -133,8 +141,6 @@ class XapiApi:
         with self.db.lock:
             try:
                 if handler is not None:
-                    if (cls, msg) == ("event", "from"):
-                        return handler(*args)
                     return handler(*args)
                 return self._generic(cls, msg, args)
             finally:
@@ -318,7 +324,7 @@ class XapiApi:
 
     # events ------------------------------------------------------------------
 
-    def _event_from(self, classes, token, timeout):
+    def _event_from(self, classes, token, timeout, session=None):
         db = self.db
         try:
             timeout = float(timeout)
@@ -334,6 +340,8 @@ class XapiApi:
         wanted = {str(c).lower() for c in classes}
         deadline = time.monotonic() + max(0.0, min(timeout, 3600.0))
         while True:
+            if session is not None and not self.sessions.is_valid(session):
+                raise XapiFailure("SESSION_INVALID", session)
             events = self._collect(since, wanted)
             remaining = deadline - time.monotonic()
             if events or remaining <= 0:
