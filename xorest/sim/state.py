@@ -84,10 +84,11 @@ class Database:
         self.log_gens = []  # generation of each change, ascending
         self.log_refs = []  # ref changed at that generation
         self._lower = {cls.lower(): cls for cls in served_classes}
-        self._templates = {}
+        self._templates, self._mutable = {}, {}
         for cls in served_classes:
             fields = model.classes[cls].fields.values()
             self._templates[cls] = {f.name: _default_for(f, model) for f in fields}
+            self._mutable[cls] = [k for k, v in self._templates[cls].items() if isinstance(v, (list, dict))]
 
     # identifiers -------------------------------------------------------
 
@@ -136,14 +137,13 @@ class Database:
     def create(self, cls, fields, *, ref=None, track=True):
         """Create a record with every datamodel field, linking both sides of relations."""
         ref = ref or self.new_ref()
-        record = dict(self._templates[cls])
-        for key, value in record.items():
-            if isinstance(value, (list, dict)):
-                record[key] = type(value)()
+        template = self._templates[cls]
+        record = dict(template)
+        for key in self._mutable[cls]:
+            record[key] = type(template[key])()
         record["uuid"] = self.new_uuid()
-        unknown = set(fields) - set(record)
-        if unknown:
-            raise KeyError(f"{cls} has no field {sorted(unknown)}")
+        if not fields.keys() <= template.keys():
+            raise KeyError(f"{cls} has no field {sorted(fields.keys() - template.keys())}")
         record.update(fields)
         self.tables[cls][ref] = record
         self.class_of[ref] = cls
@@ -152,7 +152,8 @@ class Database:
         if track:
             self._touch(ref)
         for name, value in fields.items():
-            self._link(cls, ref, name, NULL_REF, value, track)
+            if (cls, name) in _FORWARD:
+                self._link(cls, ref, name, NULL_REF, value, track)
         return ref
 
     def update(self, cls, ref, track=True, **changes):
@@ -164,14 +165,16 @@ class Database:
         if track:
             self._touch(ref)
         for name, value in changes.items():
-            self._link(cls, ref, name, old.get(name), value, track)
+            if (cls, name) in _FORWARD:
+                self._link(cls, ref, name, old.get(name), value, track)
         return new
 
     def destroy(self, cls, ref):
         """Delete a record and remove it from the other side of every relation."""
         record = self.record(cls, ref)
         for name, value in record.items():
-            self._link(cls, ref, name, value, NULL_REF if (cls, name) in _FORWARD else None, True)
+            if (cls, name) in _FORWARD:
+                self._link(cls, ref, name, value, NULL_REF, True)
         del self.tables[cls][ref]
         del self.class_of[ref]
         self.uuid_index[cls].pop(record["uuid"], None)
@@ -187,7 +190,9 @@ class Database:
                 self.update(other_cls, old, track, **{other_field: kept})
             if new and new != NULL_REF and new in self.tables[other_cls]:
                 current = self.tables[other_cls][new][other_field]
-                if ref not in current:
+                if not track:  # building the pool: nobody reads yet, append in place
+                    current.append(ref)
+                elif ref not in current:
                     self.update(other_cls, new, track, **{other_field: current + [ref]})
 
     # queries -----------------------------------------------------------
