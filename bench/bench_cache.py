@@ -8,22 +8,13 @@ import tempfile
 import time
 import tracemalloc
 
-import requests
 
-from common import percentile, report, start_sim
+from common import percentile, report, start_sim, xapi_rpc
 
 from xorest import config as config_module
 from xorest.cache import ObjectCache
 from xorest.services.pools import PoolService
 from xorest.store.sqlite import SqliteStore
-
-
-def rpc_session(url):
-    def call(method, *params):
-        body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}
-        return requests.post(url + "/jsonrpc", json=body, timeout=60).json()["result"]
-    session = call("session.login_with_password", "root", "password")
-    return lambda method, *params: call(method, session, *params)
 
 
 def pool_service(url):
@@ -39,7 +30,7 @@ def pool_service(url):
 
 def freshness(url):
     service = pool_service(url)
-    call = rpc_session(url)
+    call = xapi_rpc(url)
     vms = [r for r, v in call("VM.get_all_records").items()
            if not (v["is_control_domain"] or v["is_a_template"] or v["is_a_snapshot"])][:50]
     uuids = {ref: call("VM.get_uuid", ref) for ref in vms}

@@ -112,3 +112,12 @@ def wait_loaded(base, token, expected_vms, timeout=120):
             return
         time.sleep(0.2)
     raise RuntimeError("the gateway did not load the pool")
+
+
+def xapi_rpc(url):
+    """A JSON-RPC ``call(method, *params)`` on a (simulated) pool, session prepended."""
+    def call(method, *params):
+        body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}
+        return requests.post(url + "/jsonrpc", json=body, timeout=60).json()["result"]
+    session = call("session.login_with_password", "root", "password")
+    return lambda method, *params: call(method, session, *params)

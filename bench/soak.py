@@ -17,7 +17,7 @@ import time
 import psutil
 import requests
 
-from common import Process, free_port, percentile, start_gateway, wait_loaded, PYTHON
+from common import PYTHON, Process, free_port, start_gateway, wait_loaded, xapi_rpc
 
 DURATION = int(os.environ.get("SOAK_SECONDS", "60"))
 LUA = """
@@ -35,14 +35,6 @@ request = function()
   return wrk.format("GET", paths[(i % #paths) + 1], {["Cookie"] = "authenticationToken=TOKEN"})
 end
 """
-
-
-def rpc(url):
-    def call(method, *params):
-        body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}
-        return requests.post(url + "/jsonrpc", json=body, timeout=30).json()["result"]
-    session = call("session.login_with_password", "root", "password")
-    return lambda method, *params: call(method, session, *params)
 
 
 def start_sim_on(port, *args):
@@ -136,7 +128,7 @@ def main():
     port = free_port()
     sim = start_sim_on(port, "--vms", "2000", "--churn", "200", "--seed", "8")
     gw, base, token = start_gateway(sim.url, workers=2, threads=32)
-    call = rpc(sim.url)
+    call = xapi_rpc(sim.url)
     try:
         wait_loaded(base, token, 2000)
         workers = [c.pid for c in psutil.Process(gw.proc.pid).children()]
@@ -179,7 +171,7 @@ def main():
         statuses = count_5xx_during(base, token, 3)
         print(f"simulator killed: answers from the cache meanwhile {statuses}")
         sim = start_sim_on(port, "--vms", "1500", "--seed", "9")
-        call = rpc(sim.url)
+        call = xapi_rpc(sim.url)
         expected = {r["uuid"] for r in call("VM.get_all_records").values()
                     if not (r["is_a_template"] or r["is_control_domain"] or r["is_a_snapshot"])}
         restarted = time.monotonic()
@@ -196,7 +188,7 @@ def main():
               f"(down {restarted - killed:.1f} s), ghosts 0, objects {len(expected)}")
         requests.post(sim.url + "/_sim/sessions/invalidate", timeout=10)
         started = time.monotonic()
-        call2 = rpc(sim.url)
+        call2 = xapi_rpc(sim.url)
         uuid = next(iter(expected))
         call2("VM.set_name_label", call2("VM.get_by_uuid", uuid), "after-invalidation")
         while any(requests.get(f"{base}/rest/v0/vms/{uuid}", cookies={"authenticationToken": token},

@@ -1,6 +1,6 @@
 """The ``xorest`` command: serve, sim, demo, and user, token and server administration."""
+import contextlib
 import getpass
-import json
 import logging
 import os
 import signal
@@ -24,6 +24,19 @@ def _services(ctx):
 def _fail(error):
     click.echo(f"error: {error}", err=True)
     sys.exit(1)
+
+
+@contextlib.contextmanager
+def _reported():
+    """Turn the errors a user can cause into one line on stderr and exit status 1."""
+    from .errors import XorestError
+
+    try:
+        yield
+    except XorestError as exc:
+        _fail(exc.message)
+    except ValueError as exc:
+        _fail(exc)
 
 
 def _read_password(stdin, prompt="Password: ", confirm=False):
@@ -100,13 +113,9 @@ def user():
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @click.pass_context
 def user_add(ctx, email, admin, password_stdin):
-    from .errors import XorestError
-
     password = _read_password(password_stdin, confirm=not password_stdin)
-    try:
+    with _reported():
         row = _services(ctx).auth.add_user(email, password, admin)
-    except XorestError as exc:
-        _fail(exc.message)
     click.echo(row["id"])
 
 
@@ -121,12 +130,8 @@ def user_list(ctx):
 @click.argument("email")
 @click.pass_context
 def user_remove(ctx, email):
-    from .errors import XorestError
-
-    try:
+    with _reported():
         _services(ctx).auth.remove_user(email)
-    except XorestError as exc:
-        _fail(exc.message)
 
 
 @user.command("passwd")
@@ -134,12 +139,8 @@ def user_remove(ctx, email):
 @click.option("--password-stdin", is_flag=True)
 @click.pass_context
 def user_passwd(ctx, email, password_stdin):
-    from .errors import XorestError
-
-    try:
+    with _reported():
         _services(ctx).auth.set_password(email, _read_password(password_stdin, confirm=not password_stdin))
-    except XorestError as exc:
-        _fail(exc.message)
 
 
 # tokens ---------------------------------------------------------------------------
@@ -157,17 +158,14 @@ def token():
 def token_create(ctx, email, expires, description):
     """Create a token for EMAIL and print only the token."""
     from .config import parse_duration
-    from .errors import XorestError
 
     svc = _services(ctx)
-    try:
+    with _reported():
         row = svc.store.get_user(email)
         if row is None:
             _fail(f"no such user {email}")
         ttl = parse_duration(expires) if expires else None
         value, _ = svc.auth.issue_token(row, ttl, description)
-    except (XorestError, ValueError) as exc:
-        _fail(getattr(exc, "message", exc))
     click.echo(value)
 
 
@@ -175,12 +173,8 @@ def token_create(ctx, email, expires, description):
 @click.argument("email", required=False)
 @click.pass_context
 def token_list(ctx, email):
-    from .errors import XorestError
-
-    try:
+    with _reported():
         tokens = _services(ctx).auth.list_tokens(email)
-    except XorestError as exc:
-        _fail(exc.message)
     now = time.time()
     for row in tokens:
         state = "revoked" if row["revoked_at"] else ("expired" if row["expires_at"] < now else "active")
@@ -192,12 +186,8 @@ def token_list(ctx, email):
 @click.argument("token_id")
 @click.pass_context
 def token_revoke(ctx, token_id):
-    from .errors import XorestError
-
-    try:
+    with _reported():
         _services(ctx).auth.revoke_token(token_id)
-    except XorestError as exc:
-        _fail(exc.message)
 
 
 @main.command("create-token")
