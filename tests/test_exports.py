@@ -215,3 +215,52 @@ def test_unknown_objects_and_formats(stack):
     vdi = _small_vdi(gw)
     assert gw.get(f"/rest/v0/vdis/{vdi['id']}.qcow2").status_code == 404
     assert gw.get(f"/rest/v0/vdis/{vdi['id']}.raw?base=nope").status_code in (400, 404)
+
+
+def test_hundred_aborted_downloads_leak_nothing(stack):
+    import psutil
+
+    sim, gw = stack
+    workers = psutil.Process(gw.proc.process.pid).children()
+    vdi = _small_vdi(gw)
+
+    def usage():
+        return sum(w.num_fds() for w in workers), sum(w.num_threads() for w in workers)
+
+    gw.get(f"/rest/v0/vdis/{vdi['id']}.raw").content  # warm every code path once
+    fds_before, threads_before = usage()
+    for _ in range(100):
+        response = requests.get(f"{gw.url}/rest/v0/vdis/{vdi['id']}.raw", stream=True, timeout=30,
+                                cookies={"authenticationToken": gw.token})
+        next(response.iter_content(65536))
+        response.close()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        fds, threads = usage()
+        pending = [t for t in _tasks(sim).values() if t["status"] in ("pending", "cancelling")]
+        if fds <= fds_before + 4 and threads <= threads_before + 4 and not pending:
+            break
+        time.sleep(0.5)
+    assert fds <= fds_before + 4, (fds_before, fds)
+    assert threads <= threads_before + 4, (threads_before, threads)
+    assert not pending
+    assert len(_tasks(sim)) < 10  # settled transfer tasks are destroyed
+
+
+def test_startup_sweep_removes_snapshots_left_by_a_crash(tmp_path, processes):
+    import socket
+
+    sim = processes.sim("--vms", "4", "--seed", "21")
+    rpc = JsonRpc(sim.url)
+    vm = next(r for r, v in rpc("VM.get_all_records").items() if v["power_state"] == "Running"
+              and not v["is_control_domain"])
+    orphan = rpc("VM.snapshot", vm, "left by a crash", [])
+    rpc("VM.add_to_other_config", orphan, "xorest:export", f"{socket.gethostname()}:999999:0")
+    foreign = rpc("VM.snapshot", vm, "another host's export", [])
+    rpc("VM.add_to_other_config", foreign, "xorest:export", "some-other-host:1:0")
+    processes.add(Gateway(tmp_path, sim.url, name="gw-sweep", workers=1).proc)
+    deadline = time.monotonic() + 30
+    while orphan in rpc("VM.get_all") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert orphan not in rpc("VM.get_all")
+    assert foreign in rpc("VM.get_all")  # not ours to judge

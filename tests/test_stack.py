@@ -104,9 +104,20 @@ def test_forwarded_headers_and_secure_cookie(stack):
                             headers={"X-Forwarded-Proto": "https"}, timeout=10)
     # nginx overwrites X-Forwarded-Proto with its own scheme (http here): no Secure flag
     assert "Secure" not in response.headers["Set-Cookie"]
+    # straight from a trusted proxy address (127.0.0.1 here) that says the client used HTTPS
+    token = gw.cli("token", "create", "admin@example.com", "--expires", "62s").strip()
+    time.sleep(2.5)
     direct = requests.get(f"{gw.url}/rest/v0/hosts", cookies={"authenticationToken": token},
                           headers={"X-Forwarded-Proto": "https"}, timeout=10)
-    assert direct.status_code == 200
+    assert direct.status_code == 200 and "Secure" in direct.headers["Set-Cookie"]
+
+
+def test_forwarded_headers_ignored_from_untrusted_addresses(gateway):
+    token = gateway.cli("token", "create", "admin@example.com", "--expires", "62s").strip()
+    time.sleep(2.5)
+    response = requests.get(f"{gateway.url}/rest/v0/hosts", cookies={"authenticationToken": token},
+                            headers={"X-Forwarded-Proto": "https"}, timeout=10)
+    assert response.status_code == 200 and "Secure" not in response.headers["Set-Cookie"]
 
 
 def test_export_headers_survive_the_proxy(stack):

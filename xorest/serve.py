@@ -15,6 +15,10 @@ GUNICORN_SETTINGS = {
     "limit_request_line": 8190,
     "limit_request_fields": 100,
     "limit_request_field_size": 8190,
+    # X-Forwarded-* are trusted by the app only from XOREST_TRUSTED_PROXIES; gunicorn's own
+    # default would believe them from any loopback client.
+    "forwarded_allow_ips": "",
+    "secure_scheme_headers": {},
     "accesslog": "-",
     # Never log query strings in full: they may carry a filter, not secrets, but keep it short.
     "access_log_format": '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(L)ss',
