@@ -2,8 +2,11 @@
 import gzip
 import hashlib
 import io
+import json
+import os
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -385,3 +388,36 @@ def test_hundred_event_watchers_keep_it_responsive(processes):
         watcher.join(30)
     assert not errors and len(results) == 100
     assert all(any(e["ref"] == vm for e in events) for events in results)
+
+
+@pytest.fixture(scope="module")
+def xen_api_npm():
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if not node or not npm:
+        pytest.skip("node or npm is not installed")
+    folder = os.path.join(tempfile.gettempdir(), "xorest-xen-api-npm")
+    if not os.path.isdir(os.path.join(folder, "node_modules", "xen-api")):
+        os.makedirs(folder, exist_ok=True)
+        result = subprocess.run([npm, "install", "--silent", "--prefix", folder, "xen-api"],
+                                capture_output=True, text=True, timeout=600)
+        if result.returncode != 0:
+            pytest.skip(f"npm could not install xen-api: {result.stderr[-300:]}")
+    return node, folder
+
+
+def test_npm_xen_api_client(xen_api_npm, processes):
+    node, folder = xen_api_npm
+    sim = processes.sim("--vms", "8", "--seed", "41")
+    rpc = JsonRpc(sim.url)
+    vdis = rpc("VDI.get_all_records")
+    vdi = min((v for v in vdis.values() if v["type"] == "user" and not v["read_only"]),
+              key=lambda v: v["virtual_size"])
+    script = os.path.join(folder, "client.mjs")
+    shutil.copy(os.path.join(os.path.dirname(__file__), "data", "xen_api_client.mjs"), script)
+    result = subprocess.run([node, script, sim.url, vdi["uuid"]], capture_output=True, text=True,
+                            timeout=120, cwd=folder)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["vms"] == len(rpc("VM.get_all")) and report["hosts"] == 3
+    assert report["renamed"] == "renamed-by-xen-api"
+    assert report["bytes"] == vdi["virtual_size"]

@@ -60,6 +60,7 @@ class Config:
     xapi_read_timeout: float = 60.0
     export_idle_timeout: float = 300.0  # an export silent this long fails visibly
     event_timeout: float = 30.0
+    initial_load_wait: float = 15.0  # a fresh process waits this long for its first pool load
     reconnect_max_delay: float = 30.0
     login_delay_base: float = 0.5  # growing delay after a failed password
     login_max_failures: int = 10  # then refuse until the window passes

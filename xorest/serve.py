@@ -19,10 +19,19 @@ GUNICORN_SETTINGS = {
     # default would believe them from any loopback client.
     "forwarded_allow_ips": "",
     "secure_scheme_headers": {},
+    "control_socket_disable": True,
+    "post_worker_init": lambda worker: start_services(worker.wsgi),
     "accesslog": "-",
     # Never log query strings in full: they may carry a filter, not secrets, but keep it short.
     "access_log_format": '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(L)ss',
 }
+
+
+def start_services(app):
+    """Connect the pools as soon as a worker boots (after the fork), before any request."""
+    services = getattr(app, "extensions", {}).get("xorest")
+    if services is not None:
+        services.start()
 
 
 class GunicornServer(BaseApplication):

@@ -7,6 +7,7 @@ running server without a restart.
 import logging
 import os
 import threading
+import time
 
 from .. import objects
 from ..errors import NotFound, Unavailable
@@ -172,6 +173,16 @@ class PoolService:
                     raise Unavailable(f"pool {conn.pool_uuid} is {conn.watcher.status.state}")
                 return conn
         raise NotFound(f"no connected pool for {obj.get('id')}")
+
+    def wait_first_attempts(self, timeout):
+        """Wait (bounded) until every connection finished its first load, or failed it:
+        the first requests of a fresh process then see the pools, not empty lists."""
+        deadline = time.monotonic() + timeout
+        for conn in list(self._connections.values()):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not conn.watcher.first_attempt.wait(remaining):
+                return False
+        return True
 
     def wait_synced(self, timeout=30.0):
         """Wait until every connection completed its first load (tests, demo)."""

@@ -25,9 +25,11 @@ class Services:
         return cls(config_module.load(mapping))
 
     def start(self):
-        """Connect the pools in this process (idempotent, fork-aware)."""
+        """Connect the pools in this process (idempotent, fork-aware) and wait, a bounded
+        time, for their first load."""
         if self.pools.ensure_started():
             self.exports.start_sweeper()
+        self.pools.wait_first_attempts(self.config.initial_load_wait)
 
     def stop(self):
         self.pools.stop()

@@ -53,6 +53,7 @@ class Watcher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"watcher-{name}", daemon=True)
         self.synced = threading.Event()  # set after each complete (re)load
+        self.first_attempt = threading.Event()  # set once the first load succeeded or failed
 
     def start(self):
         self._thread.start()
@@ -77,6 +78,7 @@ class Watcher:
             try:
                 self._session()
             except (XapiError, XapiUnreachable) as exc:
+                self.first_attempt.set()
                 if self._stop.is_set():
                     break
                 self.status.state = "disconnected"
@@ -85,6 +87,7 @@ class Watcher:
                 log.warning("pool %s: %s; reconnecting", self.client.url, exc)
                 self._backoff()
             except Exception as exc:  # a bug in a consumer must not kill the watcher silently
+                self.first_attempt.set()
                 log.exception("pool %s: watcher failure", self.client.url)
                 self.status.state = "disconnected"
                 self.status.error = f"internal: {exc}"
@@ -102,6 +105,7 @@ class Watcher:
         self.status.state, self.status.error = "connected", None
         self.status.connected_since, self.status.last_event, self.status.attempts = now, now, 0
         self.synced.set()
+        self.first_attempt.set()
         log.info("pool %s: loaded %d objects", client.url, len(result["events"]))
         while not self._stop.is_set():
             result = client.call("event.from", WATCHED_CLASSES, token, float(self.event_timeout),
