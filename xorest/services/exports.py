@@ -195,7 +195,7 @@ class ExportService:
         cleanups, target = [], vm["_xapiRef"]
         if vm["type"] == "VM" and vm.get("power_state") in ("Running", "Paused"):
             target = self._snapshot(conn, vm)
-            cleanups.append(lambda: self._destroy_snapshot(conn, target))
+            cleanups.append(lambda: self._destroy_snapshot_later(conn, target))
         query = {"ref": target, "use_compression": {"gzip": "true", "zstd": "zstd"}.get(host_algorithm, "false")}
         try:
             stream = self._open(conn, "/export", query, f"xorest export {vm['name_label']}")
@@ -249,10 +249,16 @@ class ExportService:
         except XapiUnreachable as exc:
             raise Unavailable(str(exc)) from None
 
+    def _destroy_snapshot_later(self, conn, ref):
+        """Destroy in the background: the pool may hold the snapshot a while after the
+        transfer ends (its export task settling), and a request thread must not wait."""
+        threading.Thread(target=self._destroy_snapshot, args=(conn, ref), name="export-snapshot-cleanup",
+                         daemon=True).start()
+
     @staticmethod
-    def _destroy_snapshot(conn, ref):
+    def _destroy_snapshot(conn, ref, attempts=240):
         """Destroy an export snapshot and its disks (retrying while the export task lets go)."""
-        for attempt in range(20):
+        for attempt in range(attempts):
             try:
                 record = conn.rpc.call("VM.get_record", ref)
                 vdis = []
@@ -268,7 +274,7 @@ class ExportService:
             except XapiError as exc:
                 if exc.code in ("HANDLE_INVALID",):
                     return
-                if exc.code != "OTHER_OPERATION_IN_PROGRESS" or attempt == 19:
+                if exc.code != "OTHER_OPERATION_IN_PROGRESS" or attempt == attempts - 1:
                     log.warning("cannot destroy export snapshot %s: %s", ref, exc)
                     return
                 time.sleep(0.25)

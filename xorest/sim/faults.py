@@ -1,5 +1,6 @@
 """Faults the simulator can inject for reliability tests, set by flags or ``POST /_sim/faults``."""
 import threading
+import time
 from dataclasses import asdict, dataclass, fields
 
 
@@ -32,17 +33,24 @@ class Faults:
 class StreamFaults:
     """Applies the export faults to one body as its bytes go out."""
 
-    def __init__(self, faults, stop_event):
+    def __init__(self, faults, stop_event, cancelled=lambda: False):
         self.faults = faults
         self.sent = 0
         self.stop = stop_event
+        self.cancelled = cancelled
 
     def before_write(self, size):
-        """Return ``"drop"`` or ``"html"`` when the next write crosses a fault threshold."""
+        """Return ``"drop"`` or ``"html"`` when the next write crosses a fault threshold.
+
+        A stall ends early when the transfer's task is cancelled, as XAPI checks for
+        cancellation while it waits.
+        """
         f = self.faults
         after = self.sent + size
         if 0 <= f.export_stall_after < after:
-            self.stop.wait(f.export_stall_seconds)
+            deadline = time.monotonic() + f.export_stall_seconds
+            while time.monotonic() < deadline and not self.cancelled() and not self.stop.is_set():
+                self.stop.wait(0.1)
         if 0 <= f.export_drop_after < after:
             return "drop"
         if 0 <= f.export_html_error_after < after:

@@ -250,7 +250,7 @@ class SimRequestHandler(BaseHTTPRequestHandler):
     def _stream(self, chunks, task, total_hint=0):
         """Write a close-delimited body, applying faults and honouring task.cancel."""
         sim = self.sim
-        faults = StreamFaults(sim.faults, sim.stopping)
+        faults = StreamFaults(sim.faults, sim.stopping, lambda: sim.api.is_cancelling(task))
         sent, last_progress = 0, time.monotonic()
         for chunk in chunks:
             if sim.api.is_cancelling(task):
