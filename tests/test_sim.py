@@ -421,3 +421,28 @@ def test_npm_xen_api_client(xen_api_npm, processes):
     assert report["vms"] == len(rpc("VM.get_all")) and report["hosts"] == 3
     assert report["renamed"] == "renamed-by-xen-api"
     assert report["bytes"] == vdi["virtual_size"]
+
+
+def test_latency_refusal_and_html_error_faults(processes):
+    sim = processes.sim("--vms", "3")
+    rpc = JsonRpc(sim.url)
+    sim_admin(sim.url, "faults", {"latency": 0.3})
+    started = time.monotonic()
+    rpc("VM.get_all")
+    assert time.monotonic() - started >= 0.3  # a lower bound: the fault sleeps at least that long
+    sim_admin(sim.url, "faults", {"reset": True, "refuse": 1.0})
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.post(sim.url + "/jsonrpc", json={"jsonrpc": "2.0", "id": 1, "method": "VM.get_all",
+                                                  "params": [rpc.session]}, timeout=10)
+    time.sleep(1.2)  # refusal is time-limited, so the admin endpoint is reachable again
+    sim_admin(sim.url, "faults", {"reset": True})
+    vdi = _small_vdi(JsonRpc(sim.url))
+    sim_admin(sim.url, "faults", {"export_html_error_after": 1024})
+    body = requests.get(f"{sim.url}/export_raw_vdi?session_id={rpc.session}&vdi={vdi}&format=vhd",
+                        timeout=30).content
+    assert b"HTTP/1.1 500" in body  # XAPI's error page written into the started body
+    with pytest.raises(ValueError):
+        vhd_format.parse(body)
+    with pytest.raises(requests.exceptions.HTTPError):
+        sim_admin(sim.url, "faults", {"nonsense": 1})
+

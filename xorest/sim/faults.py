@@ -7,11 +7,16 @@ from dataclasses import asdict, dataclass, fields
 @dataclass
 class Faults:
     latency: float = 0.0  # seconds added before every RPC answer
-    refuse: bool = False  # drop every new connection without an answer
+    refuse: float = 0.0  # seconds during which every new connection is dropped unanswered
     export_stall_after: int = -1  # bytes of an export body after which it stalls
     export_stall_seconds: float = 3600.0
     export_drop_after: int = -1  # bytes of an export body after which the connection is cut
     export_html_error_after: int = -1  # bytes after which XAPI's 500 page is written in-band
+
+    refuse_until: float = 0.0  # monotonic deadline derived from ``refuse``
+
+    def refusing(self):
+        return time.monotonic() < self.refuse_until
 
     def update(self, changes):
         """Apply a JSON mapping of field -> value; ``{"reset": true}`` restores the defaults."""
@@ -25,6 +30,7 @@ class Faults:
             if key not in names:
                 raise ValueError(f"unknown fault {key!r}")
             setattr(self, key, type(getattr(Faults, key))(value))
+        self.refuse_until = time.monotonic() + self.refuse if self.refuse > 0 else 0.0
 
     def to_dict(self):
         return asdict(self)

@@ -63,7 +63,7 @@ class SimRequestHandler(BaseHTTPRequestHandler):
 
     def setup(self):
         super().setup()
-        if self.sim.faults.refuse:
+        if self.sim.faults.refusing():
             self.connection.close()
             raise ConnectionAbortedError("refusing connections (fault)")
 
