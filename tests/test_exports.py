@@ -276,3 +276,20 @@ def test_startup_sweep_removes_snapshots_left_by_a_crash(tmp_path, processes):
         time.sleep(0.2)
     assert orphan not in rpc("VM.get_all")
     assert foreign in rpc("VM.get_all")  # not ours to judge
+
+
+def test_client_leaving_during_pool_silence_is_noticed(stack):
+    """The pool stalls for a minute; the client leaves; clean-up must not wait for the pool."""
+    sim, gw = stack
+    vdi = _small_vdi(gw)
+    sim_admin(sim.url, "faults", {"export_stall_after": 5 * 1024 * 1024, "export_stall_seconds": 60})
+    response = requests.get(f"{gw.url}/rest/v0/vdis/{vdi['id']}.raw", stream=True, timeout=30,
+                            cookies={"authenticationToken": gw.token})
+    next(response.iter_content(65536))
+    response.close()
+    deadline = time.monotonic() + 15  # far less than the 60 s stall
+    while time.monotonic() < deadline:
+        if not [t for t in _tasks(sim).values() if t["status"] in ("pending", "cancelling")]:
+            break
+        time.sleep(0.2)
+    assert not [t for t in _tasks(sim).values() if t["status"] in ("pending", "cancelling")]

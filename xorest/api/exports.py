@@ -4,13 +4,19 @@ Status and every header are decided before the first byte.  If the pool fails mi
 generator raises, so the server cuts the connection and the client sees an error instead
 of a short file; clean-up (task, snapshot, upstream connection) runs on close.
 """
+import logging
+import select
+import socket
+import threading
 from urllib.parse import quote
 
 from flask import Blueprint, Response, request
 
 from . import services
 
+log = logging.getLogger(__name__)
 bp = Blueprint("exports", __name__)
+WATCH_INTERVAL = 0.5
 
 VM_COLLECTIONS = ("vms", "vm-snapshots", "vm-templates")
 VDI_COLLECTIONS = ("vdis", "vdi-snapshots")
@@ -19,6 +25,28 @@ VDI_COLLECTIONS = ("vdis", "vdi-snapshots")
 def _disposition(filename):
     ascii_name = filename.encode("ascii", "replace").decode("ascii").replace("?", "_")
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+def _watch_client(sock, export):
+    """Notice a client that went away while the pool is silent (no write would fail).
+
+    Polls the client socket: end of stream means the client closed; the export is then
+    closed from here, which cancels the XAPI task and breaks the blocked upstream read.
+    """
+    def run():
+        while not export.closed:
+            try:
+                readable, _, _ = select.select([sock], [], [], WATCH_INTERVAL)
+                if readable and sock.recv(1, socket.MSG_PEEK) == b"":
+                    log.info("client went away, aborting the export")
+                    export.close()
+                    return
+                if readable:
+                    return  # the client sent something (pipelining): stop guessing
+            except (OSError, ValueError):
+                export.close()
+                return
+    threading.Thread(target=run, name="export-client-watchdog", daemon=True).start()
 
 
 def _stream_response(export):
@@ -40,6 +68,9 @@ def _stream_response(export):
         algorithm, where = export.compression
         response.headers["X-Compression"] = f"{algorithm}; by={where}"
     response.call_on_close(export.close)
+    client = request.environ.get("gunicorn.socket")
+    if client is not None:
+        _watch_client(client, export)
     return response
 
 

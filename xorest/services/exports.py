@@ -51,11 +51,22 @@ class Export:
         self.compression = compression
         self._cleanups = list(cleanups)
         self._closed = False
+        self._lock = threading.Lock()
+
+    @property
+    def closed(self):
+        return self._closed
 
     def close(self):
-        if self._closed:
-            return
-        self._closed = True
+        """Run the clean-ups once (cancel the task, close upstream, drop the snapshot).
+
+        Safe from any thread: a disconnect watchdog may call it while another thread is
+        blocked reading the pool, which then fails and ends the response.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
         for cleanup in reversed(self._cleanups):
             try:
                 cleanup()
