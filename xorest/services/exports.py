@@ -297,14 +297,15 @@ class ExportService:
         """Remove export snapshots whose creating process on this machine is gone."""
         hostname = socket.gethostname()
         removed = 0
-        for cls, record in list(conn.records.values()):
+        for ref, (cls, record) in list(conn.records.items()):  # a copy: the watcher thread writes
             mark = (record.get("other_config") or {}).get(EXPORT_MARK) if cls == "VM" else None
             if not mark:
                 continue
             host, _, rest = mark.partition(":")
-            pid = int(rest.partition(":")[0] or 0)
-            if host == hostname and not _alive(pid):
-                ref = next(r for r, (c, rec) in conn.records.items() if rec is record)
+            pid = rest.partition(":")[0]
+            # Only ours, and only when the process that made it is gone (a live or unknown
+            # owner may still be streaming it).
+            if host == hostname and pid.isdigit() and not _alive(int(pid)):
                 self._destroy_snapshot(conn, ref)
                 removed += 1
         return removed
