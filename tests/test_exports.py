@@ -293,3 +293,27 @@ def test_client_leaving_during_pool_silence_is_noticed(stack):
             break
         time.sleep(0.2)
     assert not [t for t in _tasks(sim).values() if t["status"] in ("pending", "cancelling")]
+
+
+def test_delta_vhd_through_the_api(stack):
+    sim, gw = stack
+    snapshots = gw.get("/rest/v0/vdi-snapshots?fields=*").json()
+    snap = min(snapshots, key=lambda s: (s["size"], s["id"]))
+    vdi = snap["$snapshot_of"]
+    rpc = JsonRpc(sim.url)
+    vdi_ref = rpc("VDI.get_by_uuid", vdi)
+    block = b"\xa5" * (2 << 20)
+    response = requests.put(f"{sim.url}/import_raw_vdi?session_id={rpc.session}&vdi={vdi_ref}&format=raw",
+                            data=block, timeout=60)
+    from .test_sim import wait_task
+
+    assert wait_task(rpc, response.headers["task-id"])["status"] == "success"
+    delta = gw.get(f"/rest/v0/vdis/{vdi}.vhd?base={snap['id']}")
+    assert delta.status_code == 200 and int(delta.headers["Content-Length"]) == len(delta.content)
+    from xorest.sim.formats import vhd as vhd_format
+    import uuid
+
+    parsed = vhd_format.parse(delta.content)
+    assert parsed["type"] == vhd_format.DISK_DIFFERENCING and parsed["parent_uid"] == uuid.UUID(snap["id"]).bytes
+    assert parsed["blocks"][0] == block and len(parsed["blocks"]) == 1
+    assert gw.get(f"/rest/v0/vdis/{vdi}.raw?base={snap['id']}").status_code == 400

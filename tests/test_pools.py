@@ -175,3 +175,33 @@ def test_two_pools_and_live_removal(processes, pools):
     assert len(pools.cache.snapshot().collection("pools")) == 2
     pools.store.remove_server(key_b)
     assert converge(pools.cache, lambda: vm_state(a.url))
+
+
+def test_falls_back_to_xml_rpc_on_old_hosts(processes, pools):
+    sim = processes.sim("--vms", "6", "--no-jsonrpc")
+    reply = requests.post(sim.url + "/jsonrpc", data="<?xml version='1.0'?><methodCall><methodName>"
+                          "system.listMethods</methodName><params></params></methodCall>", timeout=10)
+    assert reply.headers["Content-Type"] == "text/xml"  # what an old host does
+    pools.store.add_server(sim.url, "root", "password", None, False, "old")
+    pools.ensure_started()
+    assert pools.wait_synced(30)
+    conn = pools.connections()[0]
+    assert conn.watcher.client.protocol == "xml"
+    assert cache_state(pools.cache) == vm_state_xml(sim.url)
+    vm = next(iter(cache_state(pools.cache)))
+    ref = conn.rpc.call("VM.get_by_uuid", vm)
+    assert conn.rpc.protocol == "xml"
+    conn.rpc.call("VM.set_name_label", ref, "via-xml-rpc")
+    assert pools.cache.wait_for(lambda s: s.collection("vms")[vm]["name_label"] == "via-xml-rpc", 10)
+    memory = pools.cache.snapshot().collection("hosts")
+    assert all(isinstance(h["memory"]["size"], int) for h in memory.values())  # ints normalised
+
+
+def vm_state_xml(url):
+    import XenAPI
+
+    session = XenAPI.Session(url)
+    session.xenapi.login_with_password("root", "password", "1.0", "t")
+    records = session.xenapi.VM.get_all_records()
+    return {r["uuid"]: (r["name_label"], r["power_state"]) for r in records.values()
+            if not (r["is_a_template"] or r["is_control_domain"] or r["is_a_snapshot"])}

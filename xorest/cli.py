@@ -92,6 +92,8 @@ def serve(listen, workers, threads):
 @click.option("--tls", is_flag=True, help="Serve HTTPS with a generated CA.")
 @click.option("--churn", default=0.0, help="Random changes per second.")
 @click.option("--slave", "slaves", multiple=True, help="Extra loopback address answering HOST_IS_SLAVE.")
+@click.option("--no-jsonrpc", "jsonrpc", flag_value=False, default=True,
+              help="Behave like an old host: /jsonrpc answers XML-RPC.")
 def sim(listen, **options):
     """Run the XAPI simulator in the foreground."""
     from .sim import run

@@ -36,10 +36,12 @@ class Simulator:
     :param slaves: extra loopback addresses, same port, that answer ``HOST_IS_SLAVE``.
     :param tls: serve HTTPS with a generated CA (its file is ``ca_path``).
     :param churn: random changes per second.
+    :param jsonrpc: ``False`` answers ``/jsonrpc`` with XML-RPC, as hosts older than
+        JSON-RPC support do (clients must fall back).
     """
 
     def __init__(self, host="127.0.0.1", port=0, *, hosts=3, vms=50, seed=1, username="root",
-                 password="password", slaves=(), tls=False, churn=0.0):
+                 password="password", slaves=(), tls=False, churn=0.0, jsonrpc=True):
         started = time.monotonic()
         self.model = datamodel.load()
         self.seed = seed
@@ -51,6 +53,7 @@ class Simulator:
         self.faults = Faults()
         self.stopping = threading.Event()
         self.churn = churn
+        self.jsonrpc = jsonrpc
         self.ca_path = None
         context = self._tls_context([host, *slaves]) if tls else None
         self.servers = [SimHTTPServer((host, port), self, "master", context)]

@@ -90,10 +90,23 @@ def xml_failure(failure):
     return xml_response({"Status": "Failure", "ErrorDescription": failure.description})
 
 
+def _plain(value):
+    if isinstance(value, xmlrpc.client.DateTime):
+        return DateTime(value.value if value.value.endswith("Z") else value.value + "Z")
+    if isinstance(value, xmlrpc.client.Binary):
+        return value.data
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
 def parse_xml_request(body):
     """Return ``(method, params)``; untyped values are strings, as XAPI reads them."""
-    params, method = xmlrpc.client.loads(body, use_builtin_types=True)
-    return method, list(params)
+    # Not use_builtin_types: its strptime rejects the "Z" of XAPI's datetimes.
+    params, method = xmlrpc.client.loads(body, use_builtin_types=False)
+    return method, [_plain(p) for p in params]
 
 
 def parse_json_request(body):

@@ -120,7 +120,7 @@ class SimRequestHandler(BaseHTTPRequestHandler):
         if self.sim.faults.latency:
             time.sleep(self.sim.faults.latency)
         body = self._body()
-        if path == "/jsonrpc":
+        if path == "/jsonrpc" and self.sim.jsonrpc:
             return self._jsonrpc(body)
         return self._xmlrpc(body)
 

@@ -54,7 +54,8 @@ def _normalise(value):
 
 def xml_response(body):
     """The ``Value`` of an XML-RPC response, or raise :class:`XapiError`."""
-    (doc,), _ = xmlrpc.client.loads(body, use_builtin_types=True)
+    # Not use_builtin_types: it parses datetimes with strptime, which rejects XAPI's "Z".
+    (doc,), _ = xmlrpc.client.loads(body, use_builtin_types=False)
     if not isinstance(doc, dict) or "Status" not in doc:
         return _normalise(doc)  # system.listMethods is not wrapped
     if doc["Status"] == "Success":
