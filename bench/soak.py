@@ -163,6 +163,7 @@ def main():
             print(f"workers RSS: first third avg {sum(memory[:third]) / third / 2**20:.0f} MiB, "
                   f"last third avg {sum(memory[-third:]) / third / 2**20:.0f} MiB, "
                   f"max {max(memory) / 2**20:.0f} MiB")
+            print("workers RSS every 10 s (MiB): " + " ".join(f"{m / 2**20:.0f}" for m in memory[::10]))
 
         # faults --------------------------------------------------------------
         sim.proc.send_signal(signal.SIGKILL)

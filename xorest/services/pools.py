@@ -63,7 +63,10 @@ class PoolConnection:
         for event in events:
             ref, cls = event["ref"], _REAL_CLASS.get(event["class"], event["class"])
             if event["operation"] == "del":
-                self.records.pop(ref, None)
+                old = self.records.pop(ref, None)
+                self.owner_of.pop(ref, None)
+                if old is not None and old[0] in _OWNER_FIELDS:
+                    self.owner_of.pop(old[1].get(_OWNER_FIELDS[old[0]]), None)
             else:
                 self.records[ref] = (cls, event["snapshot"])
                 if cls == "pool":

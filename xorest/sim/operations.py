@@ -167,6 +167,9 @@ def destroy_vdi(db, disks, vdi):
     return ""
 
 
+CHURN_SNAPSHOTS = 20
+
+
 def churn_step(db, disks, rng=random):
     """One random change, as a busy pool makes them: power, tags, names, snapshots."""
     vms = [ref for ref, r in db.tables["VM"].items()
@@ -187,13 +190,15 @@ def churn_step(db, disks, rng=random):
             db.update("VM", vm, tags=[t for t in tags if t != tag] if tag in tags else tags + [tag])
         elif action < 0.8:
             db.update("VM", vm, name_description=f"changed {rng.randrange(10**6)}")
-        elif action < 0.9:
-            snapshot_vm(db, disks, vm, record["name_label"] + " churn snapshot")
         else:
             snaps = [r for r, s in db.tables["VM"].items()
                      if s["is_a_snapshot"] and not s["current_operations"]
                      and s["name_label"].endswith("churn snapshot")]
-            if snaps:
+            # Keep the population of churn snapshots bounded, so a long churn is a steady
+            # state rather than a slow random walk of the pool's size.
+            if action < 0.9 and len(snaps) < CHURN_SNAPSHOTS:
+                snapshot_vm(db, disks, vm, record["name_label"] + " churn snapshot")
+            elif snaps:
                 snap = rng.choice(snaps)
                 vdis = [db.record("VBD", v)["VDI"] for v in db.record("VM", snap)["VBDs"]]
                 destroy_vm(db, disks, snap)
