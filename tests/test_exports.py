@@ -317,3 +317,31 @@ def test_delta_vhd_through_the_api(stack):
     assert parsed["type"] == vhd_format.DISK_DIFFERENCING and parsed["parent_uid"] == uuid.UUID(snap["id"]).bytes
     assert parsed["blocks"][0] == block and len(parsed["blocks"]) == 1
     assert gw.get(f"/rest/v0/vdis/{vdi}.raw?base={snap['id']}").status_code == 400
+
+
+def test_very_slow_client_does_not_hold_up_others(stack):
+    """A client reading an export at a trickle keeps one thread; everyone else is served."""
+    import threading
+
+    sim, gw = stack
+    vdi = _small_vdi(gw)
+    response = requests.get(f"{gw.url}/rest/v0/vdis/{vdi['id']}.raw", stream=True, timeout=60,
+                            cookies={"authenticationToken": gw.token})
+    received, stop = [0], threading.Event()
+
+    def trickle():
+        for chunk in response.iter_content(16384):
+            received[0] += len(chunk)
+            if stop.wait(0.05):
+                break
+        response.close()
+
+    reader = threading.Thread(target=trickle)
+    reader.start()
+    try:
+        statuses = [gw.get("/rest/v0/vms?fields=name_label&limit=5").status_code for _ in range(30)]
+        assert set(statuses) == {200}
+        assert received[0] > 0 and received[0] < vdi["size"]
+    finally:
+        stop.set()
+        reader.join(30)
