@@ -123,6 +123,7 @@ class PoolService:
         self._lock = threading.Lock()
         self._pid = None
         self._stop = threading.Event()
+        self._initial, self._initial_done, self._started_at = [], False, 0.0
 
     def connections(self):
         return list(self._connections.values())
@@ -140,6 +141,8 @@ class PoolService:
             self._connections = {}  # inherited from a parent process: not ours
             self._pid = os.getpid()
             self.reconcile()
+            self._initial = list(self._connections.values())
+            self._initial_done, self._started_at = False, time.monotonic()
             threading.Thread(target=self._reconcile_loop, name="pool-reconciler", daemon=True).start()
             return True
 
@@ -184,13 +187,17 @@ class PoolService:
         raise NotFound(f"no connected pool for {obj.get('id')}")
 
     def wait_first_attempts(self, timeout):
-        """Wait (bounded) until every connection finished its first load, or failed it:
-        the first requests of a fresh process then see the pools, not empty lists."""
-        deadline = time.monotonic() + timeout
-        for conn in list(self._connections.values()):
+        """Wait (bounded) until the pools known at start-up finished their first load, or
+        failed it: the first requests of a fresh process then see the pools, not empty
+        lists.  Pools added later never make requests wait."""
+        if self._initial_done:
+            return True
+        deadline = min(time.monotonic() + timeout, self._started_at + timeout)
+        for conn in self._initial:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not conn.watcher.first_attempt.wait(remaining):
                 return False
+        self._initial_done = True
         return True
 
     def wait_synced(self, timeout=30.0):
