@@ -2,7 +2,7 @@
 from flask import Blueprint, current_app, request
 
 from . import BASE_URL, params, services
-from .output import (RenderCache, json_response, ndjson_response, parse_fields, project, render_json,
+from .output import (RenderCache, json_response, ndjson_response, parse_fields, projector, render_json,
                      with_links)
 
 bp = Blueprint("collections", __name__)
@@ -30,8 +30,7 @@ def list_collection(collection):
         if rendered is not None:
             return json_response(None, rendered=rendered)
     objects = svc.select(collection, query["filter"], query["limit"])
-    fields = parse_fields(query["fields_"])
-    items = (project(obj, collection, fields) for obj in objects)
+    items = map(projector(collection, parse_fields(query["fields_"])), objects)
     if query["ndjson"]:
         return ndjson_response(items)
     rendered = render_json(list(items))

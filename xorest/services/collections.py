@@ -1,4 +1,5 @@
 """Collections: a name -> the cache snapshot (or the store) -> filter -> limit -> objects."""
+import itertools
 import logging
 
 from .. import filter as live_filter
@@ -63,14 +64,13 @@ class CollectionService:
         if node is None:
             selected = list(objects.values())
         else:
-            selected = []
+            match = node.match
             try:
                 with live_filter.evaluation_budget(self.config.regex_timeout):
-                    for obj in objects.values():
-                        if node.match(obj):
-                            selected.append(obj)
-                            if limit is not None and len(selected) >= limit:
-                                break
+                    if limit is None:
+                        selected = [obj for obj in objects.values() if match(obj)]
+                    else:
+                        selected = list(itertools.islice(filter(match, objects.values()), limit))
             except live_filter.RegexTimeout as exc:
                 raise BadRequest(f"{exc}: simplify the regular expression") from None
             except RecursionError:
