@@ -446,3 +446,74 @@ def test_latency_refusal_and_html_error_faults(processes):
     with pytest.raises(requests.exceptions.HTTPError):
         sim_admin(sim.url, "faults", {"nonsense": 1})
 
+
+
+def test_state_changing_operations_and_their_guards(processes):
+    sim = processes.sim("--vms", "6", "--seed", "51")
+    rpc = JsonRpc(sim.url)
+    vms = rpc("VM.get_all_records")
+    vm = next(r for r, v in vms.items() if v["power_state"] == "Halted" and not v["is_a_template"])
+    dom0 = next(r for r, v in vms.items() if v["is_control_domain"])
+
+    def state():
+        return rpc("VM.get_power_state", vm)
+
+    def fails(code, method, *args):
+        with pytest.raises(XenAPI.Failure) as info:
+            rpc(method, *args)
+        assert info.value.details[0] == code, info.value.details
+
+    fails("VM_BAD_POWER_STATE", "VM.clean_shutdown", vm)
+    fails("VM_BAD_POWER_STATE", "VM.resume", vm, False, False)
+    rpc("VM.start", vm, False, False)
+    assert state() == "Running" and rpc("VM.get_resident_on", vm) != "OpaqueRef:NULL"
+    rpc("VM.pause", vm)
+    assert state() == "Paused"
+    fails("VM_BAD_POWER_STATE", "VM.suspend", vm)
+    rpc("VM.unpause", vm)
+    rpc("VM.clean_reboot", vm)
+    rpc("VM.hard_reboot", vm)
+    rpc("VM.suspend", vm)
+    assert state() == "Suspended" and rpc("VM.get_resident_on", vm) == "OpaqueRef:NULL"
+    rpc("VM.resume", vm, False, False)
+    fails("VM_BAD_POWER_STATE", "VM.destroy", vm)
+    fails("VM_BAD_POWER_STATE", "VM.clone", vm, "clone of running")
+    rpc("VM.hard_shutdown", vm)
+    assert state() == "Halted"
+    fails("OPERATION_NOT_ALLOWED", "VM.clean_shutdown", dom0)
+    fails("OPERATION_NOT_ALLOWED", "VM.destroy", dom0)
+
+    clone = rpc("VM.clone", vm, "a clone")
+    copy = rpc("VM.copy", vm, "a copy", "OpaqueRef:NULL")
+    for new in (clone, copy):
+        record = rpc("VM.get_record", new)
+        assert record["power_state"] == "Halted" and not record["is_a_snapshot"]
+        disks = [rpc("VBD.get_VDI", v) for v in record["VBDs"] if rpc("VBD.get_type", v) == "Disk"]
+        originals = [rpc("VBD.get_VDI", v) for v in rpc("VM.get_VBDs", vm) if rpc("VBD.get_type", v) == "Disk"]
+        assert disks and not set(disks) & set(originals)  # its own disks
+    snapshot = rpc("VM.snapshot", vm, "snap", [])
+    snap = rpc("VM.get_record", snapshot)
+    assert snap["is_a_snapshot"] and snap["is_a_template"] and snap["snapshot_of"] == vm
+    assert snapshot in rpc("VM.get_snapshots", vm)
+    rpc("VM.destroy", clone)
+    fails("HANDLE_INVALID", "VM.get_record", clone)
+
+    vdi = _small_vdi(rpc)
+    vdi_clone = rpc("VDI.clone", vdi, {})
+    assert rpc("VDI.get_virtual_size", vdi_clone) == rpc("VDI.get_virtual_size", vdi)
+    vdi_snap = rpc("VDI.snapshot", vdi, {})
+    assert rpc("VDI.get_snapshot_of", vdi_snap) == vdi and rpc("VDI.get_is_a_snapshot", vdi_snap)
+    rpc("VDI.destroy", vdi_clone)
+    fails("HANDLE_INVALID", "VDI.get_record", vdi_clone)
+
+    task = rpc("task.create", "manual", "not cancellable")
+    fails("OPERATION_NOT_ALLOWED", "task.cancel", task)
+    rpc("task.destroy", task)  # pending: marked, not deleted (XAPI semantics)
+    assert "destroy" in rpc("task.get_current_operations", task).values()
+    rpc("VM.set_name_label", vm, "renamed")
+    rpc("VM.add_to_other_config", vm, "k", "v")
+    fails("MAP_DUPLICATE_KEY", "VM.add_to_other_config", vm, "k", "w")
+    rpc("VM.remove_from_other_config", vm, "k")
+    assert "k" not in rpc("VM.get_other_config", vm) and rpc("VM.get_name_label", vm) == "renamed"
+    rpc("VM.set_memory_static_max", vm, "8589934592")  # int64 given as a string, as npm sends it
+    assert rpc("VM.get_memory_static_max", vm) == 8589934592
