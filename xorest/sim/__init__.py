@@ -19,6 +19,7 @@ from .disks import DiskStore
 from .faults import Faults
 from .operations import churn_step
 from .population import PoolBuilder
+from .rpc import RecordMemo
 from .server import SimHTTPServer
 from .state import Database
 
@@ -51,6 +52,7 @@ class Simulator:
         self.sessions = Sessions(self.db, {username: password})
         self.api = XapiApi(self.db, self.disks, self.model, self.sessions, host)
         self.faults = Faults()
+        self.xml_memo = RecordMemo()
         self.stopping = threading.Event()
         self.churn = churn
         self.jsonrpc = jsonrpc

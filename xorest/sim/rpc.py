@@ -37,7 +37,27 @@ class XapiFailure(Exception):
         return [self.code, *self.params]
 
 
-def _xml_value(value, out):
+class RecordMemo:
+    """Encoded XML of records (dicts with a ``uuid``), by identity: records are copy-on-write
+    (state.py), so the same object always encodes the same way.  Bounded; cleared when full."""
+
+    RECORD_MIN_FIELDS = 12
+
+    def __init__(self, limit=200_000):
+        self.limit = limit
+        self._items = {}
+
+    def get(self, value):
+        item = self._items.get(id(value))
+        return item[1] if item is not None and item[0] is value else None
+
+    def put(self, value, text):
+        if len(self._items) >= self.limit:
+            self._items.clear()
+        self._items[id(value)] = (value, text)
+
+
+def _xml_value(value, out, memo=None):
     # Order matters: bool is an int subclass, DateTime and Int32 are str/int subclasses.
     if isinstance(value, bool):
         out.append("<value><boolean>1</boolean></value>" if value else "<value><boolean>0</boolean></value>")
@@ -52,16 +72,28 @@ def _xml_value(value, out):
     elif isinstance(value, str):
         out.append(f"<value>{escape(value)}</value>" if value else "<value></value>")
     elif isinstance(value, dict):
+        record = memo is not None and len(value) >= RecordMemo.RECORD_MIN_FIELDS and "uuid" in value
+        if record:
+            cached = memo.get(value)
+            if cached is not None:
+                out.append(cached)
+                return
+            start = len(out)
         out.append("<value><struct>")
         for key, item in value.items():
             out.append(f"<member><name>{escape(str(key))}</name>")
-            _xml_value(item, out)
+            _xml_value(item, out, memo)
             out.append("</member>")
         out.append("</struct></value>")
+        if record:
+            text = "".join(out[start:])
+            del out[start:]
+            out.append(text)
+            memo.put(value, text)
     elif isinstance(value, (list, tuple)):
         out.append("<value><array><data>")
         for item in value:
-            _xml_value(item, out)
+            _xml_value(item, out, memo)
         out.append("</data></array></value>")
     elif value is None:
         out.append("<value></value>")
@@ -69,21 +101,21 @@ def _xml_value(value, out):
         raise TypeError(f"cannot encode {type(value).__name__}")
 
 
-def xml_value(value):
+def xml_value(value, memo=None):
     """One XML-RPC ``<value>``, compact, as XAPI writes it (also task results, ova.xml)."""
     out = []
-    _xml_value(value, out)
+    _xml_value(value, out, memo)
     return "".join(out)
 
 
-def xml_response(payload):
+def xml_response(payload, memo=None):
     """A ``methodResponse`` around ``payload`` (already the Status struct, or a bare value)."""
     return ('<?xml version="1.0"?><methodResponse><params><param>'
-            + xml_value(payload) + "</param></params></methodResponse>").encode("utf-8")
+            + xml_value(payload, memo) + "</param></params></methodResponse>").encode("utf-8")
 
 
-def xml_success(value):
-    return xml_response({"Status": "Success", "Value": value})
+def xml_success(value, memo=None):
+    return xml_response({"Status": "Success", "Value": value}, memo)
 
 
 def xml_failure(failure):

@@ -151,7 +151,7 @@ class SimRequestHandler(BaseHTTPRequestHandler):
         try:
             value = self.sim.api.call(method, params, self.server.role)
             payload = (rpc.xml_response(value) if method == "system.listMethods"
-                       else rpc.xml_success(value))
+                       else rpc.xml_success(value, self.sim.xml_memo))
         except XapiFailure as failure:
             payload = rpc.xml_failure(failure)
         except Exception as exc:
