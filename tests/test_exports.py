@@ -345,3 +345,16 @@ def test_very_slow_client_does_not_hold_up_others(stack):
     finally:
         stop.set()
         reader.join(30)
+
+
+def test_head_starts_no_export(stack):
+    sim, gw = stack
+    vm = _vm(gw, "Running")
+    before, tasks_before = _vm_refs(sim), len(_tasks(sim))
+    response = requests.head(f"{gw.url}/rest/v0/vms/{vm['id']}.xva", timeout=10,
+                             cookies={"authenticationToken": gw.token})
+    assert response.status_code == 200 and response.headers["Content-Disposition"].startswith("attachment")
+    assert _vm_refs(sim) == before and len(_tasks(sim)) == tasks_before  # no snapshot, no task
+    missing = requests.head(f"{gw.url}/rest/v0/vdis/00000000-0000-0000-0000-000000000000.vhd", timeout=10,
+                            cookies={"authenticationToken": gw.token})
+    assert missing.status_code == 404

@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 from flask import Blueprint, Response, request
 
+from ..services.exports import safe_filename
 from . import services
 
 log = logging.getLogger(__name__)
@@ -74,13 +75,26 @@ def _stream_response(export):
     return response
 
 
+def _head(collection, key, content_type, extension):
+    """HEAD: say what a GET would send, without starting an export (or a snapshot)."""
+    obj = services().collections.get(collection, key)
+    response = Response(status=200, mimetype=content_type)
+    response.headers["Content-Disposition"] = _disposition(safe_filename(obj.get("name_label", ""), extension))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 @bp.get("/<any(vms, 'vm-snapshots', 'vm-templates'):collection>/<key>.xva")
 def export_vm(collection, key):
+    if request.method == "HEAD":
+        return _head(collection, key, "application/octet-stream", "xva")
     export = services().exports.open_vm_export(collection, key, request.args.get("compress"))
     return _stream_response(export)
 
 
 @bp.get("/<any(vdis, 'vdi-snapshots'):collection>/<key>.<any(vhd, raw):fmt>")
 def export_vdi(collection, key, fmt):
+    if request.method == "HEAD":
+        return _head(collection, key, "application/vhd" if fmt == "vhd" else "application/octet-stream", fmt)
     export = services().exports.open_vdi_export(collection, key, fmt, request.args.get("base"))
     return _stream_response(export)
