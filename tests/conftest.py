@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -175,3 +176,19 @@ def gateway(sim, tmp_path_factory):
 
 def nginx_available():
     return NGINX is not None
+
+
+def npm_package(spec, name):
+    """``(node, folder)`` with the npm package ``spec`` installed in a temporary folder,
+    or skip the test with the reason (no node, no npm, or no registry)."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if not node or not npm:
+        pytest.skip("node or npm is not installed")
+    folder = os.path.join(tempfile.gettempdir(), f"xorest-npm-{name}")
+    if not os.path.isdir(os.path.join(folder, "node_modules", name)):
+        os.makedirs(folder, exist_ok=True)
+        result = subprocess.run([npm, "install", "--silent", "--prefix", folder, spec],
+                                capture_output=True, text=True, timeout=600)
+        if result.returncode != 0:
+            pytest.skip(f"npm could not install {spec}: {result.stderr[-300:]}")
+    return node, folder

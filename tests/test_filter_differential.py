@@ -4,13 +4,13 @@ complex-matcher run by node (npm ``complex-matcher@0.7.0``, the version on the r
 import json
 import os
 import random
-import shutil
 import subprocess
-import tempfile
 
 import pytest
 
 from xorest.filter import FilterError, parse
+
+from .conftest import npm_package
 
 ORACLE = os.path.join(os.path.dirname(__file__), "data", "cm_oracle.js")
 NAMES = ["name_label", "power_state", "tags", "CPUs", "number", "size", "a", "b", "0", "length", "x.y",
@@ -89,17 +89,7 @@ def rand_value(rng, depth=0):
 
 @pytest.fixture(scope="module")
 def node_matcher():
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if not node or not npm:
-        pytest.skip("node or npm is not installed: the reference implementation cannot run")
-    folder = os.path.join(tempfile.gettempdir(), "xorest-complex-matcher")
-    if not os.path.isdir(os.path.join(folder, "node_modules", "complex-matcher")):
-        os.makedirs(folder, exist_ok=True)
-        result = subprocess.run([npm, "install", "--silent", "--prefix", folder, "complex-matcher@0.7.0"],
-                                capture_output=True, text=True, timeout=300)
-        if result.returncode != 0:
-            pytest.skip(f"npm could not install complex-matcher: {result.stderr[-300:]}")
-    return node, folder
+    return npm_package("complex-matcher@0.7.0", "complex-matcher")
 
 
 def run_reference(node_matcher, cases):

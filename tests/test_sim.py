@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 import threading
 import time
 
@@ -20,7 +19,7 @@ from xorest.sim.disks import DiskContent
 from xorest.sim.formats import vhd as vhd_format
 from xorest.sim.formats.xva import read_disks
 
-from .conftest import sim_admin
+from .conftest import npm_package, sim_admin
 
 SERVED = ["pool", "host", "host_metrics", "host_cpu", "VM", "VM_metrics", "VM_guest_metrics", "VBD",
           "VDI", "SR", "PBD", "SM", "VIF", "network", "PIF", "PIF_metrics", "task", "message"]
@@ -392,17 +391,7 @@ def test_hundred_event_watchers_keep_it_responsive(processes):
 
 @pytest.fixture(scope="module")
 def xen_api_npm():
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if not node or not npm:
-        pytest.skip("node or npm is not installed")
-    folder = os.path.join(tempfile.gettempdir(), "xorest-xen-api-npm")
-    if not os.path.isdir(os.path.join(folder, "node_modules", "xen-api")):
-        os.makedirs(folder, exist_ok=True)
-        result = subprocess.run([npm, "install", "--silent", "--prefix", folder, "xen-api"],
-                                capture_output=True, text=True, timeout=600)
-        if result.returncode != 0:
-            pytest.skip(f"npm could not install xen-api: {result.stderr[-300:]}")
-    return node, folder
+    return npm_package("xen-api", "xen-api")
 
 
 def test_npm_xen_api_client(xen_api_npm, processes):
