@@ -76,8 +76,8 @@ def serve(listen, workers, threads):
     from .app import create_app
     from .serve import GunicornServer
 
-    logging.getLogger().setLevel(logging.INFO)
     settings = config_module.load()
+    logging.getLogger().setLevel(settings.log_level)
     GunicornServer(create_app, {"bind": listen or settings.listen, "workers": workers,
                                 "threads": threads}).run()
 

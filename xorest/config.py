@@ -7,7 +7,7 @@ import dataclasses
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .errors import ConfigError
 
@@ -65,10 +65,8 @@ class Config:
     login_delay_base: float = 0.5  # growing delay after a failed password
     login_max_failures: int = 10  # then refuse until the window passes
     login_failure_window: float = 900.0
-    filter_max_length: int = 4096
     regex_timeout: float = 0.1
     log_level: str = "INFO"
-    extra: dict = field(default_factory=dict)
 
     @property
     def database_path(self):

@@ -19,8 +19,6 @@ log = logging.getLogger(__name__)
 bp = Blueprint("exports", __name__)
 WATCH_INTERVAL = 0.5
 
-VM_COLLECTIONS = ("vms", "vm-snapshots", "vm-templates")
-VDI_COLLECTIONS = ("vdis", "vdi-snapshots")
 
 
 def _disposition(filename):

@@ -1,6 +1,7 @@
 """Query and body parameters, validated with marshmallow; errors become 400 here only."""
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
+from .. import filter as live_filter
 from ..config import parse_duration
 from ..errors import BadRequest
 
@@ -23,7 +24,7 @@ class CollectionQuery(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    filter = fields.String(load_default=None, validate=validate.Length(max=4096))
+    filter = fields.String(load_default=None, validate=validate.Length(max=live_filter.MAX_LENGTH))
     limit = fields.Integer(load_default=None, strict=False, validate=validate.Range(min=0, max=MAX_LIMIT))
     fields_ = fields.String(data_key="fields", load_default=None, validate=validate.Length(max=4096))
     ndjson = FlagField(load_default=False)

@@ -3,7 +3,7 @@ from .values import parse_datetime, to_float, to_int
 
 NULL_REF = "OpaqueRef:NULL"
 
-__all__ = ["Context", "NULL_REF", "parse_datetime", "to_int", "to_float"]
+__all__ = ["Context", "NULL_REF", "is_default_template", "parse_datetime", "to_int", "to_float"]
 
 
 class Context:
@@ -29,7 +29,7 @@ class Context:
         if item is None:
             return None
         cls, record = item
-        if cls == "VM" and _is_default_template(record):
+        if cls == "VM" and is_default_template(record):
             return f"{self.pool_uuid}-{record['uuid']}"
         return record.get("uuid")
 
@@ -43,9 +43,8 @@ class Context:
         return None
 
 
-def _is_default_template(record):
+def is_default_template(record):
+    """Default templates get the id ``<pool uuid>-<uuid>`` in Xen Orchestra."""
     return bool(record.get("is_default_template")) or \
         (record.get("other_config") or {}).get("default_template") == "true"
 
-
-is_default_template = _is_default_template

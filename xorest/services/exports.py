@@ -19,7 +19,6 @@ from ..xapi import XapiError, XapiStream, XapiUnreachable
 
 log = logging.getLogger(__name__)
 
-COMPRESSIONS = ("gzip", "zstd")
 EXPORT_MARK = "xorest:export"
 VHD_SECTOR = 512
 

@@ -43,7 +43,6 @@ class Simulator:
 
     def __init__(self, host="127.0.0.1", port=0, *, hosts=3, vms=50, seed=1, username="root",
                  password="password", slaves=(), tls=False, churn=0.0, jsonrpc=True):
-        started = time.monotonic()
         self.model = datamodel.load()
         self.seed = seed
         self.db = Database(self.model, datamodel.SERVED_CLASSES, random.Random(seed))
@@ -64,7 +63,6 @@ class Simulator:
         self.host, self.port = host, port
         self.scheme = "https" if tls else "http"
         self._threads = []
-        self.build_seconds = time.monotonic() - started
 
     @property
     def url(self):

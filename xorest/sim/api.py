@@ -81,12 +81,10 @@ class XapiApi:
             ("event", "from"): self._event_from,
             ("event", "inject"): self._event_inject,
             ("event", "get_current_id"): lambda: str(self.db.generation),
-            ("pool", "get_all"): None,  # generic
         }
         for op in ("clean_shutdown", "hard_shutdown", "shutdown", "clean_reboot", "hard_reboot",
                    "suspend", "pause", "unpause"):
             self._special[("VM", op)] = (lambda o: lambda vm: self._power(vm, o))(op)
-        self._special = {k: v for k, v in self._special.items() if v is not None}
 
     # dispatch ------------------------------------------------------------
 

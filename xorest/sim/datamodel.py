@@ -28,10 +28,6 @@ class Field:
     qualifier: str
     default: object = None
 
-    @property
-    def writable(self):
-        return self.qualifier == "RW"
-
 
 @dataclass
 class ClassModel:

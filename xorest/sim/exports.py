@@ -1,12 +1,11 @@
 """What the HTTP handlers stream: ova.xml and the disks of a VM, VDI contents and deltas."""
 import uuid as uuidlib
 
-from .formats.vhd import BLOCK_SIZE, VHD_EPOCH, vhd_stream
+from .formats.vhd import BLOCK_SIZE, vhd_stream
 from .formats.xva import xva_stream
 from .rpc import EPOCH, DateTime, xml_value
 from .state import NULL_REF
 
-OVA_CLASSES = ("VM", "VBD", "VDI", "SR", "VIF", "network", "VM_metrics", "VM_guest_metrics")
 
 
 def _exported_refs(db, vm):
@@ -97,4 +96,4 @@ def vdi_export(db, disks, vdi, fmt, base=None):
     return vhd_stream(disk, vdi_uid(record), changed_blocks(disk, disks.get(base)), parent)
 
 
-__all__ = ["build_ova", "vm_export", "vdi_export", "changed_blocks", "VHD_EPOCH", "OVA_CLASSES"]
+__all__ = ["build_ova", "vm_export", "vdi_export", "changed_blocks"]

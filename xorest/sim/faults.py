@@ -1,5 +1,4 @@
 """Faults the simulator can inject for reliability tests, set by flags or ``POST /_sim/faults``."""
-import threading
 import time
 from dataclasses import asdict, dataclass, fields
 
@@ -64,6 +63,3 @@ class StreamFaults:
         self.sent = after
         return None
 
-
-def new_stop_event():
-    return threading.Event()

@@ -131,9 +131,6 @@ class Database:
         except KeyError:
             raise XapiFailure("HANDLE_INVALID", cls, ref) from None
 
-    def get_class(self, ref):
-        return self.class_of.get(ref)
-
     def create(self, cls, fields, *, ref=None, track=True):
         """Create a record with every datamodel field, linking both sides of relations."""
         ref = ref or self.new_ref()

@@ -5,7 +5,6 @@ normalised so that callers see the same thing from both: datetimes as XAPI's bas
 strings, everything else as the protocol gave it (XML-RPC ints arrive as strings).
 """
 import json
-import time
 import xmlrpc.client
 
 from .errors import XapiError
@@ -61,8 +60,3 @@ def xml_response(body):
     if doc["Status"] == "Success":
         return _normalise(doc.get("Value"))
     raise XapiError.from_description(doc.get("ErrorDescription") or ["INTERNAL_ERROR"])
-
-
-def format_datetime(seconds=None):
-    """XAPI's basic form for ``seconds`` (now by default)."""
-    return time.strftime("%Y%m%dT%H:%M:%SZ", time.gmtime(seconds))

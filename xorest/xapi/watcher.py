@@ -64,10 +64,6 @@ class Watcher:
         self.client.close()
         self._thread.join(timeout)
 
-    @property
-    def alive(self):
-        return self._thread.is_alive()
-
     def _backoff(self):
         self.status.attempts += 1
         delay = min(self.max_delay, 0.25 * 2 ** min(self.status.attempts, 10))

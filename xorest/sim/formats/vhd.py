@@ -13,7 +13,6 @@ BAT_OFFSET = 2048
 UNUSED = 0xFFFFFFFF
 DISK_DYNAMIC = 3
 DISK_DIFFERENCING = 4
-VHD_EPOCH = 946684800  # 2000-01-01T00:00:00Z in Unix time
 
 
 def checksum(data):
@@ -69,12 +68,6 @@ def header(size, parent=None):
 
 def bat_size(entries):
     return -(-entries * 4 // SECTOR) * SECTOR
-
-
-def stream_size(size, nblocks):
-    """Exact length of a stream with ``nblocks`` allocated blocks."""
-    entries = -(-size // BLOCK_SIZE)
-    return BAT_OFFSET + bat_size(entries) + nblocks * (SECTOR + BLOCK_SIZE) + SECTOR
 
 
 def vhd_stream(disk, uid, blocks=None, parent=None):
