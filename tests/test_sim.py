@@ -436,6 +436,19 @@ def test_latency_refusal_and_html_error_faults(processes):
         sim_admin(sim.url, "faults", {"nonsense": 1})
 
 
+def test_export_rate_paces_the_body(processes):
+    sim = processes.sim("--vms", "3")
+    rpc = JsonRpc(sim.url)
+    vdi = _small_vdi(rpc)
+    size = int(rpc("VDI.get_virtual_size", vdi))
+    sim_admin(sim.url, "faults", {"export_rate": size / 0.6})
+    started = time.monotonic()
+    body = requests.get(f"{sim.url}/export_raw_vdi?session_id={rpc.session}&vdi={vdi}&format=raw",
+                        timeout=60).content
+    assert len(body) == size
+    assert time.monotonic() - started >= 0.5  # a lower bound: pacing never sends early
+
+
 
 def test_state_changing_operations_and_their_guards(processes):
     sim = processes.sim("--vms", "6", "--seed", "51")

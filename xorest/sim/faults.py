@@ -11,6 +11,7 @@ class Faults:
     export_stall_seconds: float = 3600.0
     export_drop_after: int = -1  # bytes of an export body after which the connection is cut
     export_html_error_after: int = -1  # bytes after which XAPI's 500 page is written in-band
+    export_rate: float = 0.0  # bytes per second an export body is held to (0: as fast as it goes)
 
     refuse_until: float = 0.0  # monotonic deadline derived from ``refuse``
 
@@ -43,6 +44,7 @@ class StreamFaults:
         self.sent = 0
         self.stop = stop_event
         self.cancelled = cancelled
+        self.started = time.monotonic()
 
     def before_write(self, size):
         """Return ``"drop"`` or ``"html"`` when the next write crosses a fault threshold.
@@ -60,6 +62,10 @@ class StreamFaults:
             return "drop"
         if 0 <= f.export_html_error_after < after:
             return "html"
+        if f.export_rate > 0:  # a pool bound by its storage: pace the body
+            delay = self.started + after / f.export_rate - time.monotonic()
+            if delay > 0:
+                self.stop.wait(delay)
         self.sent = after
         return None
 
