@@ -5,6 +5,7 @@ the same script, so machines of different speed still give comparable ratios.
 """
 import os
 import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -82,6 +83,40 @@ def start_sim(*args):
     return proc
 
 
+def start_nginx(upstream, buffer_size="8k", site=False):
+    """nginx on a free loopback port in front of ``upstream`` (``host:port``); ``None``
+    without nginx.
+
+    ``site=True`` uses the project's own site file (deploy/nginx/xorest.conf); otherwise a
+    bare unbuffered reverse proxy with ``buffer_size``: the cost of one more loopback hop
+    made by a C proxy, for comparison.
+    """
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    if nginx is None:
+        return None
+    folder = tempfile.mkdtemp(prefix="xorest-bench-nginx-")
+    port = free_port()
+    if site:
+        with open(os.path.join(ROOT, "deploy", "nginx", "xorest.conf")) as fh:
+            server = (fh.read().replace("@UPSTREAM@", upstream).replace("@LISTEN@", f"127.0.0.1:{port}")
+                      .replace("@SERVER_NAME@", "localhost"))
+    else:
+        server = f"""server {{ listen 127.0.0.1:{port};
+    location / {{ proxy_pass http://{upstream}; proxy_buffering off; proxy_http_version 1.1;
+      proxy_buffer_size {buffer_size}; proxy_buffers 4 {buffer_size}; proxy_busy_buffers_size {buffer_size}; }} }}"""
+    temps = "".join(f"{kind}_temp_path {folder}/{kind};\n"
+                    for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    conf = os.path.join(folder, "nginx.conf")
+    with open(conf, "w") as fh:
+        fh.write(f"""worker_processes 1; daemon off; pid {folder}/nginx.pid; error_log {folder}/error.log;
+events {{ worker_connections 64; }}
+http {{ access_log off; {temps} {server} }}
+""")
+    proc = Process([nginx, "-c", conf, "-p", folder], ready_url=f"http://127.0.0.1:{port}/")
+    proc.url = f"http://127.0.0.1:{port}"
+    return proc
+
+
 def xorest_cli(env, *args, stdin=None):
     return subprocess.run([PYTHON, "-m", "xorest", *args], env=env, input=stdin, text=True,
                           capture_output=True, check=True, cwd=ROOT).stdout.strip()
@@ -120,4 +155,8 @@ def xapi_rpc(url):
         body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}
         return requests.post(url + "/jsonrpc", json=body, timeout=60).json()["result"]
     session = call("session.login_with_password", "root", "password")
-    return lambda method, *params: call(method, session, *params)
+
+    def call_in_session(method, *params):
+        return call(method, session, *params)
+    call_in_session.session = session  # for the HTTP handlers' session_id
+    return call_in_session
