@@ -170,6 +170,24 @@ def destroy_vdi(db, disks, vdi):
 CHURN_SNAPSHOTS = 20
 
 
+def report_guest(db, vm, memory_actual=None, networks=None):
+    """What a running VM's balloon driver and guest agent report: only the VM's metrics
+    records change (``VM_metrics.memory_actual``, ``VM_guest_metrics.networks``), as on a
+    real host, except the first report of a guest, which links its new guest metrics."""
+    record = db.record("VM", vm)
+    if record["power_state"] not in ("Running", "Paused"):
+        raise XapiFailure("VM_BAD_POWER_STATE", vm, "running", record["power_state"].lower())
+    if memory_actual is not None and record["metrics"] in db.tables["VM_metrics"]:
+        db.update("VM_metrics", record["metrics"], memory_actual=int(memory_actual))
+    if networks is not None:
+        guest = record["guest_metrics"]
+        if guest in db.tables["VM_guest_metrics"]:
+            db.update("VM_guest_metrics", guest, networks=dict(networks), last_updated=now())
+        else:
+            guest = db.create("VM_guest_metrics", {"networks": dict(networks), "last_updated": now()})
+            db.update("VM", vm, guest_metrics=guest)
+
+
 def churn_step(db, disks, rng=random):
     """One random change, as a busy pool makes them: power, tags, names, snapshots."""
     vms = [ref for ref, r in db.tables["VM"].items()
@@ -184,6 +202,11 @@ def churn_step(db, disks, rng=random):
             op = {"Running": "clean_shutdown", "Halted": "start", "Suspended": "resume",
                   "Paused": "unpause"}[record["power_state"]]
             change_power(db, vm, op)
+        elif action < 0.45 and record["power_state"] == "Running":
+            # the balloon driver and the guest agent at work
+            ip = f"10.{rng.randrange(250)}.{rng.randrange(250)}.{rng.randrange(2, 250)}"
+            report_guest(db, vm, memory_actual=record["memory_dynamic_max"] - rng.randrange(0, 64) * 2**20,
+                         networks={"0/ip": ip, "0/ipv4/0": ip})
         elif action < 0.6:
             tag = rng.choice(["churn", "hot", "cold", "tier1"])
             tags = record["tags"]

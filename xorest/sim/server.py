@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import zstandard
 
-from . import exports, rpc
+from . import exports, operations, rpc
 from .faults import StreamFaults
 from .formats import vhd as vhd_format
 from .rpc import XapiFailure
@@ -192,6 +192,17 @@ class SimRequestHandler(BaseHTTPRequestHandler):
             except (ValueError, TypeError, AttributeError) as exc:
                 return self._send(400, json.dumps({"error": str(exc)}).encode(), "application/json")
             return self._send(200, json.dumps({"rate": sim.churn}).encode(), "application/json")
+        if path == "/_sim/guest" and self.command == "POST":
+            # {"vm": uuid, "memory_actual": bytes, "networks": {...}}: a guest agent's report
+            try:
+                report = json.loads(self._body() or b"{}")
+                with sim.db.lock:
+                    vm = sim.db.resolve("VM", report["vm"])
+                    operations.report_guest(sim.db, vm, report.get("memory_actual"), report.get("networks"))
+                    sim.db.commit()
+            except (ValueError, TypeError, KeyError, AttributeError, XapiFailure) as exc:
+                return self._send(400, json.dumps({"error": str(exc)}).encode(), "application/json")
+            return self._send(200, b"{}", "application/json")
         if path == "/_sim/state":
             return self._send(200, json.dumps(sim.summary()).encode(), "application/json")
         self._send(404, b'{"error":"unknown admin path"}', "application/json")
