@@ -91,6 +91,35 @@ def test_churn_converges_and_changes_are_seen(processes, pools):
         lambda snap: snap.collection("vms").get(uuid, {}).get("name_label") == "renamed-by-test", 10)
 
 
+def test_metrics_only_changes_reach_their_vm(processes, pools):
+    """The balloon driver and the guest agent change only VM_metrics / VM_guest_metrics
+    records; the VM objects built from them must follow."""
+    sim = processes.sim("--vms", "12", "--seed", "8")
+    pools.store.add_server(sim.url, "root", "password", None, False, "sim")
+    pools.ensure_started()
+    assert pools.wait_synced(30)
+    rpc = JsonRpc(sim.url)
+    records = rpc("VM.get_all_records")
+    running = [v for v in records.values() if v["power_state"] == "Running" and not v["is_control_domain"]]
+    with_guest = next(v for v in running if v["guest_metrics"] != "OpaqueRef:NULL")
+    vms = lambda: pools.cache.snapshot().collection("vms")
+
+    before = rpc("event.from", ["vm"], "", 0.0)["token"]
+    sim_admin(sim.url, "guest", {"vm": with_guest["uuid"], "memory_actual": 123 * 2**20})
+    changed = rpc("event.from", ["vm", "vm_metrics"], before, 0.0)["events"]
+    assert {e["class"] for e in changed} == {"vm_metrics"}  # nothing on the VM itself
+    assert pools.cache.wait_for(lambda snap: vms()[with_guest["uuid"]]["memory"]["size"] == 123 * 2**20, 10)
+
+    sim_admin(sim.url, "guest", {"vm": with_guest["uuid"], "networks": {"0/ip": "192.0.2.10"}})
+    assert pools.cache.wait_for(lambda snap: vms()[with_guest["uuid"]]["mainIpAddress"] == "192.0.2.10", 10)
+
+    # a VM's metrics changed right after the VM itself in the same batch, and a second VM's
+    sim_admin(sim.url, "guest", {"vm": running[-1]["uuid"], "memory_actual": 77 * 2**20,
+                                 "networks": {"0/ip": "192.0.2.77"}})
+    assert pools.cache.wait_for(lambda snap: vms()[running[-1]["uuid"]]["memory"]["size"] == 77 * 2**20
+                                and vms()[running[-1]["uuid"]]["mainIpAddress"] == "192.0.2.77", 10)
+
+
 def test_restart_resyncs_without_ghosts(tmp_path, pools):
     first = start_sim(tmp_path, "--vms", "12", "--seed", "5", name="a")
     port = first.port

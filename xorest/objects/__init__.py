@@ -5,7 +5,7 @@ same pool; it returns a plain JSON-ready dict, or ``None`` for records with no X
 (metrics classes, which are read through their owners).
 """
 from . import host, network, storage, task, vm
-from .context import Context
+from .context import NULL_REF, Context
 
 #: REST collection -> XO ``type``.
 COLLECTIONS = {
@@ -48,4 +48,4 @@ def to_xo(xapi_class, ref, record, context):
     return obj
 
 
-__all__ = ["COLLECTIONS", "TYPE_TO_COLLECTION", "DEPENDENTS", "Context", "to_xo"]
+__all__ = ["COLLECTIONS", "TYPE_TO_COLLECTION", "DEPENDENTS", "NULL_REF", "Context", "to_xo"]

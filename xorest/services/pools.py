@@ -18,7 +18,13 @@ from ..xapi.watcher import WATCHED_CLASSES
 log = logging.getLogger(__name__)
 
 _REAL_CLASS = {cls.lower(): cls for cls in WATCHED_CLASSES}
-_OWNER_FIELDS = {owner: field for owner, field in objects.DEPENDENTS.values()}
+_METRICS_FIELDS = {}  # owner class -> its fields pointing at metrics records (a VM has two)
+for _owner, _field in objects.DEPENDENTS.values():
+    _METRICS_FIELDS.setdefault(_owner, []).append(_field)
+
+
+def _metrics_refs(cls, record):
+    return [record.get(f) for f in _METRICS_FIELDS.get(cls, ()) if record.get(f) not in (None, objects.NULL_REF)]
 
 
 class PoolConnection:
@@ -62,18 +68,18 @@ class PoolConnection:
         affected, deletes = set(), set()
         for event in events:
             ref, cls = event["ref"], _REAL_CLASS.get(event["class"], event["class"])
+            old = self.records.pop(ref, None)
+            for metrics in _metrics_refs(*old) if old else ():
+                self.owner_of.pop(metrics, None)
             if event["operation"] == "del":
-                old = self.records.pop(ref, None)
-                self.owner_of.pop(ref, None)
-                if old is not None and old[0] in _OWNER_FIELDS:
-                    self.owner_of.pop(old[1].get(_OWNER_FIELDS[old[0]]), None)
+                self.owner_of.pop(ref, None)  # a metrics record that is gone
             else:
-                self.records[ref] = (cls, event["snapshot"])
+                record = event["snapshot"]
+                self.records[ref] = (cls, record)
                 if cls == "pool":
-                    self.pool_uuid = event["snapshot"]["uuid"]
-                field = _OWNER_FIELDS.get(cls)
-                if field:
-                    self.owner_of[event["snapshot"].get(field)] = ref
+                    self.pool_uuid = record["uuid"]
+                for metrics in _metrics_refs(cls, record):
+                    self.owner_of[metrics] = ref
             affected.add(ref)
         if reset:
             affected = set(self.records)

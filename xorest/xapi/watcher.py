@@ -103,6 +103,7 @@ class Watcher:
         self.synced.set()
         self.first_attempt.set()
         log.info("pool %s: loaded %d objects", client.url, len(result["events"]))
+        del result  # the whole pool's records: not held through the first wait
         while not self._stop.is_set():
             result = client.call("event.from", WATCHED_CLASSES, token, float(self.event_timeout),
                                  timeout=read_timeout)
