@@ -29,6 +29,21 @@ DEPENDENTS = {
 }
 
 
+#: XAPI class -> the record fields mapping reads (the mappers' and :class:`Context`'s).
+RECORD_FIELDS = {cls: frozenset(fields)
+                 for module in (host, vm, storage, network, task) for cls, fields in module.FIELDS.items()}
+
+
+def trim(xapi_class, record):
+    """The part of a record that mapping reads, to keep in memory instead of all of it
+    (a VM record has 90 fields, its XO object is built from 41).  Records of classes no
+    mapper reads are kept whole."""
+    fields = RECORD_FIELDS.get(xapi_class)
+    if fields is None:
+        return record
+    return {key: value for key, value in record.items() if key in fields}
+
+
 def to_xo(xapi_class, ref, record, context):
     """The XO object for one record, or ``None`` when the class has none.
 
@@ -48,4 +63,5 @@ def to_xo(xapi_class, ref, record, context):
     return obj
 
 
-__all__ = ["COLLECTIONS", "TYPE_TO_COLLECTION", "DEPENDENTS", "NULL_REF", "Context", "to_xo"]
+__all__ = ["COLLECTIONS", "TYPE_TO_COLLECTION", "DEPENDENTS", "NULL_REF", "RECORD_FIELDS", "Context", "to_xo",
+           "trim"]

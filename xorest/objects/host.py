@@ -1,6 +1,18 @@
 """pool and host records (with ``host_metrics``) to ``pool`` and ``host`` objects."""
 from .context import parse_datetime, to_int
 
+#: Record fields read here, per XAPI class (records are stored with these only).
+FIELDS = {
+    "pool": ("uuid", "name_label", "name_description", "tags", "other_config", "master", "default_SR",
+             "crash_dump_SR", "suspend_image_SR", "ha_enabled", "cpu_info", "restrictions",
+             "migration_compression", "current_operations"),
+    "host": ("uuid", "name_label", "name_description", "tags", "other_config", "address", "hostname",
+             "enabled", "bios_strings", "capabilities", "control_domain", "cpu_info", "license_params",
+             "logging", "patches", "power_on_mode", "resident_VMs", "software_version", "PBDs", "PIFs",
+             "current_operations", "metrics"),
+    "host_metrics": ("uuid", "live", "memory_free", "memory_total"),
+}
+
 GiB = 1024 ** 3
 
 

@@ -1,6 +1,19 @@
 """network, VIF and PIF (with ``PIF_metrics``) records to their XO objects."""
 from .context import to_int
 
+#: Record fields read here, per XAPI class (records are stored with these only).
+FIELDS = {
+    "network": ("uuid", "name_label", "name_description", "tags", "other_config", "bridge", "MTU",
+                "PIFs", "VIFs", "purpose", "default_locking_mode", "current_operations"),
+    "VIF": ("uuid", "device", "MAC", "MTU", "VM", "network", "currently_attached", "locking_mode",
+            "ipv4_allowed", "ipv6_allowed", "qos_algorithm_type", "qos_algorithm_params", "other_config"),
+    "PIF": ("uuid", "device", "MAC", "MTU", "VLAN", "host", "network", "metrics", "management", "physical",
+            "currently_attached", "disallow_unplug", "ip_configuration_mode", "IP", "netmask", "gateway",
+            "DNS", "ipv6_configuration_mode", "IPv6", "primary_address_type", "bond_master_of",
+            "bond_slave_of"),
+    "PIF_metrics": ("uuid", "carrier", "device_name", "speed"),
+}
+
 
 def network(record, ctx):
     other = record.get("other_config") or {}

@@ -3,6 +3,18 @@ from .context import NULL_REF, parse_datetime, to_int
 
 _THIN = {"ext", "nfs", "file", "smb", "xfs", "zfs", "cephfs", "glusterfs", "iso"}
 
+#: Record fields read here, per XAPI class (records are stored with these only).
+FIELDS = {
+    "SR": ("uuid", "name_label", "name_description", "tags", "other_config", "type", "content_type",
+           "shared", "physical_size", "physical_utilisation", "virtual_allocation", "sm_config", "PBDs",
+           "VDIs", "current_operations"),
+    "VDI": ("uuid", "name_label", "name_description", "tags", "other_config", "type", "SR", "VBDs",
+            "virtual_size", "physical_utilisation", "read_only", "managed", "missing", "cbt_enabled",
+            "sm_config", "is_a_snapshot", "snapshot_of", "snapshot_time", "snapshots", "current_operations"),
+    "VBD": ("uuid", "VM", "VDI", "device", "userdevice", "bootable", "mode", "type", "currently_attached"),
+    "PBD": ("uuid", "SR", "host", "device_config", "currently_attached", "other_config"),
+}
+
 
 def sr(record, ctx):
     pbds = [ctx.record(p) for p in record.get("PBDs") or ()]

@@ -1,6 +1,14 @@
 """task and message records to their XO objects."""
 from .context import parse_datetime, to_float
 
+#: Record fields read here, per XAPI class (records are stored with these only).
+FIELDS = {
+    "task": ("uuid", "name_label", "name_description", "status", "progress", "result", "error_info",
+             "created", "finished", "current_operations", "allowed_operations", "other_config",
+             "resident_on"),
+    "message": ("uuid", "name", "body", "timestamp", "priority", "obj_uuid"),
+}
+
 
 def task(record, ctx):
     other = record.get("other_config") or {}

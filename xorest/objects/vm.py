@@ -5,6 +5,21 @@ from .context import NULL_REF, is_default_template, parse_datetime, to_int
 
 GiB = 1024 ** 3
 
+#: Record fields read here, per XAPI class (records are stored with these only).
+FIELDS = {
+    "VM": ("uuid", "name_label", "name_description", "power_state", "tags", "other_config",
+           "is_control_domain", "is_a_snapshot", "is_a_template", "is_default_template",
+           "blocked_operations", "current_operations", "HVM_boot_params", "HVM_boot_policy",
+           "PV_args", "bios_strings", "VCPUs_max", "VCPUs_at_startup", "VCPUs_params", "platform",
+           "memory_dynamic_min", "memory_dynamic_max", "memory_static_min", "memory_static_max",
+           "domain_type", "has_vendor_device", "ha_restart_priority", "affinity", "start_delay",
+           "xenstore_data", "parent", "snapshots", "snapshot_of", "snapshot_time", "suspend_SR",
+           "suspend_VDI", "VIFs", "VBDs", "resident_on", "metrics", "guest_metrics"),
+    "VM_metrics": ("uuid", "VCPUs_number", "memory_actual", "install_time", "start_time"),
+    "VM_guest_metrics": ("uuid", "networks", "os_version", "other", "PV_drivers_version",
+                         "PV_drivers_detected", "PV_drivers_up_to_date"),
+}
+
 
 def vm_type(record):
     """XO's type rule: control domain, then snapshot, then template, else VM."""

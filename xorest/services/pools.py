@@ -74,7 +74,7 @@ class PoolConnection:
             if event["operation"] == "del":
                 self.owner_of.pop(ref, None)  # a metrics record that is gone
             else:
-                record = event["snapshot"]
+                record = objects.trim(cls, event["snapshot"])
                 self.records[ref] = (cls, record)
                 if cls == "pool":
                     self.pool_uuid = record["uuid"]
