@@ -79,11 +79,85 @@ def test_filter_limit_fields(gateway, sim):
     ("limit=1.5", "limit"),
     ("limit=99999999999999999999999", "limit"),
     ("ndjson=maybe", "ndjson"),
+    ("sort=name%20label", "invalid sort field"),
+    ("sort=" + ",".join("abcdefghi"), "at most 8"),
+    ("sort=name_label&after=!!!", "invalid after cursor"),
+    ("after=", "after"),
 ])
 def test_bad_queries_are_400_with_reason(gateway, query, fragment):
     response = gateway.get(f"/rest/v0/vms?{query}")
     assert response.status_code == 400
     assert fragment in json.dumps(response.json())
+
+
+def _pages(gateway, path):
+    """Every page of a listing, following ``Link: rel="next"``."""
+    pages = []
+    while path:
+        response = gateway.get(path)
+        assert response.status_code == 200, response.text
+        pages.append(response)
+        path = response.links.get("next", {}).get("url")
+    return pages
+
+
+def test_order_is_by_id_and_sort_orders_by_fields(gateway):
+    urls = gateway.get("/rest/v0/vms").json()
+    assert urls == sorted(urls)
+    by_name = gateway.get("/rest/v0/vms?fields=name_label&sort=name_label").json()
+    names = [v["name_label"] for v in by_name]
+    assert names == sorted(names, key=lambda n: (n.casefold(), n)) and len(by_name) == len(urls)
+    mixed = gateway.get("/rest/v0/vms?fields=memory.size,name_label,mainIpAddress&sort=-memory.size,name_label").json()
+    keys = [(-v["memory"]["size"], v["name_label"].casefold()) for v in mixed]
+    assert keys == sorted(keys)
+    # missing values come last
+    by_ip = gateway.get("/rest/v0/vms?fields=mainIpAddress&sort=mainIpAddress").json()
+    present = [v.get("mainIpAddress") is not None for v in by_ip]
+    assert present == sorted(present, reverse=True) and not all(present) and any(present)
+
+
+@pytest.mark.parametrize("query", ["fields=name_label", "fields=name_label&sort=name_label",
+                                   "fields=power_state&sort=-power_state,name_label&filter=tags:prod",
+                                   "fields=name_label&ndjson"])
+def test_pages_cover_every_object_once(gateway, query):
+    def items(response):
+        if "ndjson" in query:
+            return [json.loads(line) for line in response.text.splitlines()]
+        return response.json()
+
+    expected = items(gateway.get(f"/rest/v0/vms?{query}"))
+    pages = _pages(gateway, f"/rest/v0/vms?limit=7&{query}")
+    assert [item for page in pages for item in items(page)] == expected
+    assert len(pages) == max(1, -(-len(expected) // 7))  # the last page is known to be last
+
+
+def test_cursor_belongs_to_its_sort(gateway):
+    first = gateway.get("/rest/v0/vms?limit=2&sort=name_label")
+    cursor = first.links["next"]["url"].split("after=")[1]
+    response = gateway.get(f"/rest/v0/vms?limit=2&sort=power_state&after={cursor}")
+    assert response.status_code == 400 and "another sort order" in response.json()["error"]
+    assert "next" not in gateway.get("/rest/v0/vms?limit=0").links
+
+
+def test_paging_survives_objects_leaving_between_pages(processes, tmp_path):
+    from .conftest import Gateway
+
+    sim = processes.sim("--vms", "16", "--seed", "61")
+    gw = processes.add(Gateway(tmp_path, sim.url, name="gw-paging", workers=1))
+    rpc = JsonRpc(sim.url)
+    whole = gw.get("/rest/v0/vms?fields=name_label,power_state").json()
+    first = gw.get("/rest/v0/vms?fields=name_label,power_state&limit=4")
+    assert first.json() == whole[:4]
+    last = first.json()[-1]
+    ref = rpc("VM.get_by_uuid", last["url"].rsplit("/", 1)[1])
+    if last["power_state"] != "Halted":
+        rpc("VM.hard_shutdown", ref)
+    rpc("VM.destroy", ref)  # the object the cursor names is gone
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and last["url"] in gw.get("/rest/v0/vms").json():
+        time.sleep(0.2)
+    rest = [item for page in _pages(gw, first.links["next"]["url"]) for item in page.json()]
+    assert [v["url"] for v in rest] == [v["url"] for v in whole[4:]]
 
 
 def test_single_object_404_and_refs(gateway, sim):

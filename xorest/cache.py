@@ -18,7 +18,7 @@ class Snapshot:
         self.generation = generation
 
     def collection(self, name):
-        """``id -> object`` of a collection, in stable (insertion) order."""
+        """``id -> object`` of a collection, in id order."""
         return self.collections.get(name, {})
 
     def find(self, name, key):
@@ -67,12 +67,19 @@ class ObjectCache:
                 name = owned.pop(key, None)
                 if name is not None:
                     writable(name).pop(key, None)
+            grown = set()
             for key, (name, obj) in upserts.items():
                 previous = owned.get(key)
                 if previous is not None and previous != name:
                     writable(previous).pop(key, None)
-                writable(name)[key] = obj
+                objects = writable(name)
+                if key not in objects:
+                    grown.add(name)
+                objects[key] = obj
                 owned[key] = name
+            for name in grown:  # new ids go to their place: collections stay in id order
+                # (nearly sorted input: the sort runs in about linear time)
+                fresh[name] = dict(sorted(fresh[name].items(), key=lambda item: item[0]))
             if fresh or reset:
                 self._snapshot = Snapshot({**current, **fresh}, self._snapshot.generation + 1)
                 self._changed.notify_all()

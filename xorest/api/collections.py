@@ -1,4 +1,6 @@
 """``/rest/v0``, ``/rest/v0/<collection>`` and ``/rest/v0/<collection>/<id>``."""
+from urllib.parse import urlencode
+
 from flask import Blueprint, current_app, request
 
 from . import BASE_URL, params, services
@@ -24,19 +26,29 @@ def list_collection(collection):
     query = params.load(params.COLLECTION_QUERY, request.args)
     svc = services().collections
     generation = svc.generation(collection)
-    key = (generation, collection, query["filter"], query["limit"], query["fields_"])
+    key = (generation, collection, query["filter"], query["limit"], query["fields_"], query["sort"],
+           query["after"])
     if generation is not None and not query["ndjson"]:
-        rendered = _render_cache().get(key)
-        if rendered is not None:
-            return json_response(None, rendered=rendered)
-    objects = svc.select(collection, query["filter"], query["limit"])
+        cached = _render_cache().get(key)
+        if cached is not None:
+            body, etag, cursor = cached
+            return _link_next(json_response(None, rendered=(body, etag)), cursor)
+    objects, cursor = svc.select(collection, query["filter"], query["limit"], query["sort"], query["after"])
     items = map(projector(collection, parse_fields(query["fields_"])), objects)
     if query["ndjson"]:
-        return ndjson_response(items)
+        return _link_next(ndjson_response(items), cursor)
     rendered = render_json(list(items))
     if generation is not None:
-        _render_cache().put(key, *rendered)
-    return json_response(None, rendered=rendered)
+        _render_cache().put(key, *rendered, cursor)
+    return _link_next(json_response(None, rendered=rendered), cursor)
+
+
+def _link_next(response, cursor):
+    """``Link: <...>; rel="next"`` (RFC 8288) when the page was cut at ``limit``."""
+    if cursor is not None:
+        args = [(k, v) for k, v in request.args.items(multi=True) if k != "after"] + [("after", cursor)]
+        response.headers["Link"] = f'<{request.path}?{urlencode(args)}>; rel="next"'
+    return response
 
 
 @bp.get("/<collection>/<key>")

@@ -99,16 +99,17 @@ class RenderCache:
                 self._items.move_to_end(key)
             return item
 
-    def put(self, key, body, etag):
+    def put(self, key, body, etag, cursor=None):
+        """Keep a rendered page: its body, ETag and next-page cursor (``None``: last page)."""
         if len(body) > self.max_bytes // 4:
             return
         with self._lock:
             if key in self._items:
                 return
-            self._items[key] = (body, etag)
+            self._items[key] = (body, etag, cursor)
             self._size += len(body)
             while self._size > self.max_bytes:
-                _, (old, _) = self._items.popitem(last=False)
+                _, (old, _, _) = self._items.popitem(last=False)
                 self._size -= len(old)
 
 

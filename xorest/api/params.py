@@ -28,6 +28,8 @@ class CollectionQuery(Schema):
     limit = fields.Integer(load_default=None, strict=False, validate=validate.Range(min=0, max=MAX_LIMIT))
     fields_ = fields.String(data_key="fields", load_default=None, validate=validate.Length(max=4096))
     ndjson = FlagField(load_default=False)
+    sort = fields.String(load_default=None, validate=validate.Length(max=512))
+    after = fields.String(load_default=None, validate=validate.Length(min=1, max=4096))
 
 
 class DurationField(fields.Field):

@@ -6,6 +6,7 @@ from .. import filter as live_filter
 from ..errors import BadRequest, NotFound
 from ..objects import COLLECTIONS
 from .auth import public_user
+from .ordering import SortOrder
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +37,10 @@ class CollectionService:
             return self.cache.snapshot().collection(name)
         if name == "servers":
             statuses = self.pools.statuses()
-            return {s["id"]: self._server(s, statuses.get(s["id"])) for s in self.store.list_servers()}
+            return {s["id"]: self._server(s, statuses.get(s["id"]))
+                    for s in sorted(self.store.list_servers(), key=lambda s: s["id"])}
         if name == "users":
-            return {u["id"]: public_user(u) for u in self.store.list_users()}
+            return {u["id"]: public_user(u) for u in sorted(self.store.list_users(), key=lambda u: u["id"])}
         raise NotFound(f"no such collection {name}")
 
     @staticmethod
@@ -53,29 +55,39 @@ class CollectionService:
         collections read from the store (they are not cached)."""
         return self.cache.snapshot().generation if name in COLLECTIONS else None
 
-    def select(self, name, filter_text=None, limit=None):
-        """Matching objects of a collection, in stable order (a list of references, not copies).
+    def select(self, name, filter_text=None, limit=None, sort=None, after=None):
+        """One page of the matching objects of a collection (references, not copies).
 
+        Order: the ``sort`` fields (``"name_label,-memory.size"``), then id.  ``after`` is
+        the cursor of a previous page; ``limit`` caps the page.
+
+        :returns: ``(objects, cursor)``; ``cursor`` resumes after this page when it was
+            cut at ``limit``, else ``None``.
         :raises FilterError: invalid filter (400 with its position).
+        :raises BadRequest: invalid sort or cursor, or a regex over its time budget.
         :raises NotFound: unknown collection.
         """
-        objects = self._objects(name)
+        sort = SortOrder(sort)
+        candidates = list(self._objects(name).values())  # in id order
+        if not sort:
+            candidates = sort.after(candidates, after)  # before filtering: a bisection on ids
         node = live_filter.parse(filter_text) if filter_text else None
-        if node is None:
-            selected = list(objects.values())
-        else:
-            match = node.match
+        # Without a sort, the first limit+1 matches are enough to know whether more follow.
+        wanted = None if (sort or limit is None) else limit + 1
+        if node is not None:
             try:
                 with live_filter.evaluation_budget(self.config.regex_timeout):
-                    if limit is None:
-                        selected = [obj for obj in objects.values() if match(obj)]
-                    else:
-                        selected = list(itertools.islice(filter(match, objects.values()), limit))
+                    candidates = list(itertools.islice(filter(node.match, candidates), wanted))
             except live_filter.RegexTimeout as exc:
                 raise BadRequest(f"{exc}: simplify the regular expression") from None
             except RecursionError:
                 raise BadRequest("the filter is nested too deeply for these objects") from None
-        return selected if limit is None else selected[:limit]
+        if sort:
+            candidates = sort.after(sort.sort(candidates), after)
+        if limit is None or len(candidates) <= limit:
+            return candidates, None
+        page = candidates[:limit]
+        return page, sort.cursor(page[-1]) if page else None
 
     def get(self, name, key):
         """One object by id (or XAPI opaque ref)."""
