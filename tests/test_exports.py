@@ -124,11 +124,33 @@ def test_running_vm_is_exported_through_a_snapshot(stack):
     before = _vm_refs(sim)
     response = gw.get(f"/rest/v0/vms/{vm['id']}.xva")
     assert response.status_code == 200
-    _xva_matches(response.content, gw, vm)
+    ova = _xva_matches(response.content, gw, vm)
+    snapshot = response.headers["X-Snapshot"]
+    assert snapshot in ova  # the XVA is the snapshot's
     deadline = time.monotonic() + 10
     while _vm_refs(sim) != before and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _vm_refs(sim) == before  # the export snapshot is gone
+
+
+def test_use_snapshot(stack):
+    sim, gw = stack
+    running, halted = _vm(gw, "Running"), _vm(gw, "Halted")
+    before = _vm_refs(sim)
+    refused = gw.get(f"/rest/v0/vms/{running['id']}.xva?use_snapshot=false")
+    assert refused.status_code == 409 and "snapshot" in refused.json()["error"]
+    assert _vm_refs(sim) == before
+    assert "X-Snapshot" not in gw.get(f"/rest/v0/vms/{halted['id']}.xva").headers  # exported as is
+    forced = gw.get(f"/rest/v0/vms/{halted['id']}.xva?use_snapshot")
+    assert forced.status_code == 200 and forced.headers["X-Snapshot"] in _xva_matches(forced.content, gw, halted)
+    template = gw.get("/rest/v0/vm-templates?limit=1").json()[0]
+    wrong = gw.get(f"{template}.xva?use_snapshot=true")
+    assert wrong.status_code == 400 and "use_snapshot is for VMs" in wrong.json()["error"]
+    assert gw.get(f"/rest/v0/vms/{halted['id']}.xva?use_snapshot=maybe").status_code == 400
+    deadline = time.monotonic() + 10
+    while _vm_refs(sim) != before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _vm_refs(sim) == before  # the forced snapshot is gone too
 
 
 @pytest.mark.skipif(CURL is None, reason="curl is missing")

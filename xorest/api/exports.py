@@ -13,7 +13,7 @@ from urllib.parse import quote
 from flask import Blueprint, Response, request
 
 from ..services.exports import safe_filename
-from . import services
+from . import params, services
 
 log = logging.getLogger(__name__)
 bp = Blueprint("exports", __name__)
@@ -63,6 +63,8 @@ def _stream_response(export):
         response.headers["Content-Length"] = str(export.length)
     if export.task:
         response.headers["X-Xapi-Task"] = export.task
+    if export.snapshot:
+        response.headers["X-Snapshot"] = export.snapshot
     if export.compression:
         algorithm, where = export.compression
         response.headers["X-Compression"] = f"{algorithm}; by={where}"
@@ -86,7 +88,8 @@ def _head(collection, key, content_type, extension):
 def export_vm(collection, key):
     if request.method == "HEAD":
         return _head(collection, key, "application/octet-stream", "xva")
-    export = services().exports.open_vm_export(collection, key, request.args.get("compress"))
+    query = params.load(params.EXPORT_QUERY, request.args)
+    export = services().exports.open_vm_export(collection, key, query["compress"], query["use_snapshot"])
     return _stream_response(export)
 
 

@@ -32,6 +32,14 @@ class CollectionQuery(Schema):
     after = fields.String(load_default=None, validate=validate.Length(min=1, max=4096))
 
 
+class ExportQuery(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    compress = fields.String(load_default=None)  # validated by the export service (legacy values)
+    use_snapshot = FlagField(load_default=None)  # None: only when the VM is running
+
+
 class DurationField(fields.Field):
     """Seconds as a number, or a duration such as ``7d``, ``12h`` or ``30m``."""
 
@@ -68,4 +76,5 @@ def load(schema, data):
 
 
 COLLECTION_QUERY = CollectionQuery()
+EXPORT_QUERY = ExportQuery()
 TOKEN_REQUEST = TokenRequest()

@@ -14,7 +14,7 @@ import zlib
 
 import zstandard
 
-from ..errors import BadRequest, NotFound, Unavailable, UpstreamError
+from ..errors import BadRequest, Conflict, NotFound, Unavailable, UpstreamError
 from ..xapi import XapiError, XapiStream, XapiUnreachable
 
 log = logging.getLogger(__name__)
@@ -41,8 +41,9 @@ class Export:
     """What the API streams: metadata, a chunk iterator and ``close()`` (idempotent)."""
 
     def __init__(self, chunks, *, filename, content_type, length=None, task=None, compression=None,
-                 cleanups=()):
+                 cleanups=(), snapshot=None):
         self.chunks = chunks
+        self.snapshot = snapshot  # uuid of the snapshot exported in place of a VM, if any
         self.filename = filename
         self.content_type = content_type
         self.length = length
@@ -195,16 +196,29 @@ class ExportService:
         chunks = upstream()
         return _compress(chunks, algorithm_here, self.config) if algorithm_here else chunks
 
-    def open_vm_export(self, collection, key, compress):
-        """An :class:`Export` of a VM, snapshot or template as XVA."""
+    def open_vm_export(self, collection, key, compress, use_snapshot=None):
+        """An :class:`Export` of a VM, snapshot or template as XVA.
+
+        :param use_snapshot: export a snapshot taken for the purpose (destroyed afterwards)
+            instead of the VM itself; ``None`` does so only when the VM is running, which
+            XAPI cannot export directly.
+        """
         algorithm = parse_compress(compress)
         vm = self.collections.get(collection, key)
+        running = vm["type"] == "VM" and vm.get("power_state") in ("Running", "Paused")
+        if use_snapshot is None:
+            use_snapshot = running
+        if use_snapshot and vm["type"] != "VM":
+            raise BadRequest(f"use_snapshot is for VMs; this is a {vm['type']}", parameter="use_snapshot")
+        if running and not use_snapshot:
+            raise Conflict(f"the VM is {vm['power_state'].lower()}: export it through a snapshot "
+                           "(leave use_snapshot out) or shut it down first")
         conn = self.pools.connection_for(vm)
         pool_obj = self.collections.cache.snapshot().find("pools", vm["$pool"])
         host_algorithm, where = self._choose(algorithm, pool_obj)
-        cleanups, target = [], vm["_xapiRef"]
-        if vm["type"] == "VM" and vm.get("power_state") in ("Running", "Paused"):
-            target = self._snapshot(conn, vm)
+        cleanups, target, snapshot_uuid = [], vm["_xapiRef"], None
+        if use_snapshot:
+            target, snapshot_uuid = self._snapshot(conn, vm)
             cleanups.append(lambda: self._destroy_snapshot_later(conn, target))
         query = {"ref": target, "use_compression": {"gzip": "true", "zstd": "zstd"}.get(host_algorithm, "false")}
         try:
@@ -219,7 +233,8 @@ class ExportService:
         extension = {"gzip": "xva.gz", "zstd": "xva.zst"}.get(algorithm, "xva")
         return Export(_chain(head, rest), filename=safe_filename(vm["name_label"], extension),
                       content_type="application/octet-stream", task=self._task_uuid(conn, stream.task),
-                      compression=(algorithm, where) if algorithm else None, cleanups=cleanups)
+                      compression=(algorithm, where) if algorithm else None, cleanups=cleanups,
+                      snapshot=snapshot_uuid)
 
     def open_vdi_export(self, collection, key, fmt, base=None):
         """An :class:`Export` of a disk as ``vhd`` (optionally a delta from ``base``) or ``raw``."""
@@ -250,14 +265,18 @@ class ExportService:
         return f"{socket.gethostname()}:{os.getpid()}:{int(time.time())}"
 
     def _snapshot(self, conn, vm):
+        """Snapshot ``vm`` for an export, marked as ours for the sweep: ``(ref, uuid)``."""
+        ref = None
         try:
             ref = conn.rpc.call("VM.snapshot", vm["_xapiRef"], f"{vm['name_label']} (xorest export)", [])
             conn.rpc.call("VM.add_to_other_config", ref, EXPORT_MARK, self._owner_mark())
-            return ref
-        except XapiError as exc:
-            raise UpstreamError(f"cannot snapshot the running VM: {exc}", code=exc.code) from None
-        except XapiUnreachable as exc:
-            raise Unavailable(str(exc)) from None
+            return ref, conn.rpc.call("VM.get_uuid", ref)
+        except (XapiError, XapiUnreachable) as exc:
+            if ref is not None:  # unmarked, the sweep would never find it
+                self._destroy_snapshot_later(conn, ref)
+            if isinstance(exc, XapiUnreachable):
+                raise Unavailable(str(exc)) from None
+            raise UpstreamError(f"cannot snapshot the VM: {exc}", code=exc.code) from None
 
     def _destroy_snapshot_later(self, conn, ref):
         """Destroy in the background: the pool may hold the snapshot a while after the
