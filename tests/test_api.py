@@ -2,6 +2,7 @@
 import base64
 import json
 import time
+import zlib
 
 import pytest
 import requests
@@ -158,6 +159,32 @@ def test_paging_survives_objects_leaving_between_pages(processes, tmp_path):
         time.sleep(0.2)
     rest = [item for page in _pages(gw, first.links["next"]["url"]) for item in page.json()]
     assert [v["url"] for v in rest] == [v["url"] for v in whole[4:]]
+
+
+def test_selftest_stream(gateway):
+    sized = gateway.get("/rest/v0/selftest/stream?size=3M")
+    assert sized.status_code == 200 and len(sized.content) == 3 << 20
+    assert sized.headers["Content-Length"] == str(3 << 20) and sized.headers["X-Accel-Buffering"] == "no"
+    chunked = gateway.get("/rest/v0/selftest/stream?size=3MiB&length=false")
+    assert "Content-Length" not in chunked.headers and chunked.headers["Transfer-Encoding"] == "chunked"
+    assert chunked.content == sized.content
+    assert len(zlib.compress(sized.content)) > len(sized.content) * 0.99  # a compressing proxy gains nothing
+    started = time.monotonic()
+    paused = gateway.get("/rest/v0/selftest/stream?size=100000&pause=1.2")
+    assert len(paused.content) == 100000 and time.monotonic() - started >= 1.2
+    assert gateway.get("/rest/v0/selftest/stream?size=0").content == b""
+    for bad in ("size=abc", "size=65G", "size=-1", "pause=-1", "pause=4000", "length=maybe"):
+        response = gateway.get(f"/rest/v0/selftest/stream?{bad}")
+        assert response.status_code == 400 and bad.split("=")[0] in response.json()["error"], bad
+    assert requests.get(gateway.url + "/rest/v0/selftest/stream", timeout=10).status_code == 401
+    # a client leaving during the pause frees its thread at once, not after the pause
+    left = gateway.get("/rest/v0/selftest/stream?size=4M&pause=600", stream=True)
+    next(left.iter_content(1 << 20))
+    left.close()
+    deadline = time.monotonic() + 5
+    while "selftest client went away" not in gateway.proc.output() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "selftest client went away" in gateway.proc.output()
 
 
 def test_single_object_404_and_refs(gateway, sim):

@@ -23,11 +23,8 @@ def render_site(upstream, listen):
             .replace("@SERVER_NAME@", "localhost"))
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("stack")
-    sim = start_sim(tmp, "--vms", "10", "--seed", "31")
-    gw = Gateway(tmp, sim.url, name="gw-stack", env={"XOREST_TRUSTED_PROXIES": "127.0.0.1"})
+def start_nginx(tmp, upstream_port, adjust=lambda site: site):
+    """nginx with the project's site (through ``adjust``) in front of ``upstream_port``."""
     port = free_port()
     conf = tmp / "nginx.conf"
     conf.write_text(f"""
@@ -43,12 +40,21 @@ http {{
     fastcgi_temp_path {tmp}/fastcgi;
     uwsgi_temp_path {tmp}/uwsgi;
     scgi_temp_path {tmp}/scgi;
-    {render_site(f"127.0.0.1:{gw.port}", f"127.0.0.1:{port}")}
+    {adjust(render_site(f"127.0.0.1:{upstream_port}", f"127.0.0.1:{port}"))}
 }}
 """)
     nginx = ServerProcess([NGINX, "-c", str(conf), "-p", str(tmp)], str(tmp / "nginx.log"),
                           ready_url=f"http://127.0.0.1:{port}/rest/v0")
-    yield sim, gw, f"http://127.0.0.1:{port}", tmp
+    return nginx, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("stack")
+    sim = start_sim(tmp, "--vms", "10", "--seed", "31")
+    gw = Gateway(tmp, sim.url, name="gw-stack", env={"XOREST_TRUSTED_PROXIES": "127.0.0.1"})
+    nginx, url = start_nginx(tmp, gw.port)
+    yield sim, gw, url, tmp
     nginx.stop()
     gw.stop()
     sim.stop()
@@ -129,3 +135,22 @@ def test_export_headers_survive_the_proxy(stack):
     assert response.status_code == 200 and response.headers["Content-Length"]
     assert response.headers["Content-Disposition"].startswith("attachment")
     response.close()
+
+
+def test_selftest_reveals_a_short_proxy_idle_timeout(stack, tmp_path):
+    sim, gw, base, _ = stack
+    cookie = f"authenticationToken={gw.token}"
+    sized = curl("-f", "-o", "/dev/null", "-w", "%{size_download}", "-b", cookie,
+                 f"{base}/rest/v0/selftest/stream?size=5M&pause=1.5")
+    assert sized.stdout == b"5242880"  # the project's site waits through the silence
+    # the same site with a 1 s idle timeout, as many default proxies have
+    short, short_url = start_nginx(tmp_path, gw.port,
+                                   lambda site: site.replace("proxy_read_timeout 3600s", "proxy_read_timeout 1s"))
+    try:
+        for length in ("true", "false"):
+            cut = curl("-f", "-o", "/dev/null", "-b", cookie,
+                       f"{short_url}/rest/v0/selftest/stream?size=5M&pause=3&length={length}", check=False)
+            assert cut.returncode == 18, cut  # a visible failure, not a short file
+        assert curl("-f", "-o", "/dev/null", "-b", cookie, f"{short_url}/rest/v0/selftest/stream?size=5M").returncode == 0
+    finally:
+        short.stop()

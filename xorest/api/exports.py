@@ -5,8 +5,6 @@ generator raises, so the server cuts the connection and the client sees an error
 of a short file; clean-up (task, snapshot, upstream connection) runs on close.
 """
 import logging
-import select
-import socket
 import threading
 from urllib.parse import quote
 
@@ -14,11 +12,10 @@ from flask import Blueprint, Response, request
 
 from ..services.exports import safe_filename
 from . import params, services
+from .streaming import WATCH_INTERVAL, poll_client
 
 log = logging.getLogger(__name__)
 bp = Blueprint("exports", __name__)
-WATCH_INTERVAL = 0.5
-
 
 
 def _disposition(filename):
@@ -33,18 +30,12 @@ def _watch_client(sock, export):
     closed from here, which cancels the XAPI task and breaks the blocked upstream read.
     """
     def run():
-        while not export.closed:
-            try:
-                readable, _, _ = select.select([sock], [], [], WATCH_INTERVAL)
-                if readable and sock.recv(1, socket.MSG_PEEK) == b"":
-                    log.info("client went away, aborting the export")
-                    export.close()
-                    return
-                if readable:
-                    return  # the client sent something (pipelining): stop guessing
-            except (OSError, ValueError):
-                export.close()
-                return
+        state = "quiet"
+        while not export.closed and state == "quiet":
+            state = poll_client(sock, WATCH_INTERVAL)
+        if state == "gone" and not export.closed:
+            log.info("client went away, aborting the export")
+            export.close()
     threading.Thread(target=run, name="export-client-watchdog", daemon=True).start()
 
 

@@ -1,4 +1,6 @@
 """Query and body parameters, validated with marshmallow; errors become 400 here only."""
+import re
+
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from .. import filter as live_filter
@@ -40,6 +42,27 @@ class ExportQuery(Schema):
     use_snapshot = FlagField(load_default=None)  # None: only when the VM is running
 
 
+class SizeField(fields.Field):
+    """Bytes as a number, or with a binary unit: ``512K``, ``64MiB``, ``4G``."""
+
+    UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        match = re.fullmatch(r"\s*(\d{1,15})\s*([kmgt]?)(?:i?b)?\s*", str(value), re.IGNORECASE)
+        if not match:
+            raise ValidationError("must be a number of bytes, optionally with K, M, G or T (binary units)")
+        return int(match.group(1)) * self.UNITS[match.group(2).lower()]
+
+
+class SelftestQuery(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    size = SizeField(load_default=64 << 20, validate=validate.Range(min=0, max=64 << 30))
+    pause = fields.Float(load_default=0.0, validate=validate.Range(min=0, max=3600))
+    length = FlagField(load_default=True)  # send Content-Length (else chunked)
+
+
 class DurationField(fields.Field):
     """Seconds as a number, or a duration such as ``7d``, ``12h`` or ``30m``."""
 
@@ -77,4 +100,5 @@ def load(schema, data):
 
 COLLECTION_QUERY = CollectionQuery()
 EXPORT_QUERY = ExportQuery()
+SELFTEST_QUERY = SelftestQuery()
 TOKEN_REQUEST = TokenRequest()

@@ -1,0 +1,50 @@
+"""``GET /rest/v0/selftest/stream``: a download to check the proxies between clients and xorest.
+
+Operators put nginx, load balancers and firewalls in front of exports; each can cut a
+long or silent transfer. This endpoint streams ``size`` bytes with a silence of ``pause``
+seconds halfway, like a pool compressing empty disk space, so a misconfigured idle
+timeout shows up in minutes rather than in the middle of a real backup. It needs no pool.
+"""
+import logging
+import random
+import time
+
+from flask import Blueprint, Response, request
+
+from . import params
+from .streaming import WATCH_INTERVAL, poll_client
+
+log = logging.getLogger(__name__)
+bp = Blueprint("selftest", __name__)
+
+BLOCK = random.Random(0).randbytes(1 << 20)  # incompressible: a compressing proxy changes nothing
+
+
+def _body(size, pause, client):
+    half, sent = size // 2, 0
+    view = memoryview(BLOCK)
+    while sent < size:
+        if pause and sent >= half:
+            deadline, pause = time.monotonic() + pause, 0
+            while (left := deadline - time.monotonic()) > 0:
+                if client is not None and poll_client(client, min(left, WATCH_INTERVAL)) == "gone":
+                    log.info("selftest client went away during the pause")
+                    return
+                if client is None:
+                    time.sleep(min(left, WATCH_INTERVAL))
+        step = min(len(BLOCK), size - sent, half - sent if sent < half else size)
+        yield view[:step].tobytes()
+        sent += step
+
+
+@bp.get("/selftest/stream")
+def stream():
+    """``size`` bytes (default 64 MiB), silent for ``pause`` seconds halfway through."""
+    query = params.load(params.SELFTEST_QUERY, request.args)
+    response = Response(_body(query["size"], query["pause"], request.environ.get("gunicorn.socket")),
+                        mimetype="application/octet-stream", direct_passthrough=True)
+    if query["length"]:
+        response.headers["Content-Length"] = str(query["size"])
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Accel-Buffering"] = "no"
+    return response
