@@ -72,7 +72,8 @@ query_text = st.text(alphabet=string.printable + "é日\u0000", max_size=30)
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.dictionaries(st.sampled_from(["filter", "limit", "fields", "ndjson", "compress", "x", ""]),
+@given(st.dictionaries(st.sampled_from(["filter", "limit", "fields", "ndjson", "compress", "sort", "after",
+                                        "use_snapshot", "x", ""]),
                        query_text, max_size=4),
        st.sampled_from(["/rest/v0/vms", "/rest/v0/vms/id-1", "/rest/v0/vms/id-1.xva", "/rest/v0/nope",
                         "/rest/v0", "/rest/v0/servers", "/rest/v0/users"]))
@@ -80,6 +81,18 @@ def test_query_parameters_never_500(client, query, path):
     response = client.get(path, query_string=query)
     assert response.status_code < 500 or response.status_code in (502, 503), response.data
     assert response.headers["Content-Type"].startswith(("application/json", "application/x-ndjson"))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.dictionaries(st.sampled_from(["size", "pause", "length", "x"]), query_text, max_size=3))
+def test_selftest_parameters_never_500(client, query):
+    response = client.get("/rest/v0/selftest/stream", query_string=query, buffered=False)
+    try:
+        assert response.status_code in (200, 400), response.status_code
+        if response.status_code == 400:
+            assert "error" in response.get_json()
+    finally:
+        response.close()  # the body (up to 64 GiB, a pause) is not needed
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
