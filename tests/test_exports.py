@@ -24,7 +24,8 @@ def stack(tmp_path_factory):
     from .conftest import start_sim
 
     tmp = tmp_path_factory.mktemp("exports")
-    sim = start_sim(tmp, "--vms", "12", "--seed", "21")
+    # 127.0.0.2 is a pool member: exports of disks on its local storage are redirected there
+    sim = start_sim(tmp, "--vms", "12", "--seed", "21", "--slave", "127.0.0.2")
     gw = Gateway(tmp, sim.url, name="gw-exports")
     yield sim, gw
     gw.stop()
@@ -59,6 +60,26 @@ def _tasks(sim):
 
 def _vm_refs(sim):
     return set(JsonRpc(sim.url)("VM.get_all"))
+
+
+def test_exports_follow_the_pool_to_the_host_with_local_storage(stack):
+    sim, gw = stack
+    local = gw.get("/rest/v0/srs?fields=name_label&filter=name_label:%22xcp-host-02%22").json()[0]
+    sr = local["url"].rsplit("/", 1)[1]
+    vdis = gw.get(f"/rest/v0/vdis?fields=*&filter=%24SR:{sr}").json()
+    assert vdis, "the seed must put a disk on host 2's local storage"
+    vdi = min(vdis, key=lambda v: v["size"])
+    before = sim_admin(sim.url, "state")["redirects"]
+    raw = gw.get(f"/rest/v0/vdis/{vdi['id']}.raw")
+    assert raw.status_code == 200 and len(raw.content) == vdi["size"]
+    assert raw.content == _expected_disk(vdi).read(0, vdi["size"])
+    # a VM whose disks are there (running: its export snapshot's disks are there too)
+    vm = next(v for v in gw.get("/rest/v0/vms?fields=*").json()
+              if any(gw.get(f"/rest/v0/vbds/{vbd}").json()["VDI"] in {d["id"] for d in vdis} for vbd in v["$VBDs"]))
+    xva = gw.get(f"/rest/v0/vms/{vm['id']}.xva")
+    assert xva.status_code == 200
+    _xva_matches(xva.content, gw, vm)
+    assert sim_admin(sim.url, "state")["redirects"] == before + 2
 
 
 def test_vhd_and_raw_byte_for_byte(stack, tmp_path):

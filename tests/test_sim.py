@@ -352,6 +352,38 @@ def test_host_is_slave_and_session_invalidation(processes):
         rpc("VM.get_all")
 
 
+def local_disks(rpc, address):
+    """VDIs of user VMs on the local storage of the host at ``address``."""
+    host = next(r for r, h in rpc("host.get_all_records").items() if h["address"] == address)
+    srs = {rpc("PBD.get_SR", pbd) for pbd in rpc("host.get_PBDs", host)}
+    local = {sr for sr in srs if not rpc("SR.get_shared", sr)}
+    return [ref for ref, v in rpc("VDI.get_all_records").items() if v["SR"] in local and v["type"] == "user"]
+
+
+def test_transfers_go_to_the_host_holding_local_storage(processes):
+    sim = processes.sim("--vms", "30", "--seed", "5", "--slave", "127.0.0.2")
+    rpc = JsonRpc(sim.url)
+    vdi = min(local_disks(rpc, "127.0.0.2"), key=lambda r: int(rpc("VDI.get_virtual_size", r)))
+    path = f"/export_raw_vdi?session_id={rpc.session}&vdi={vdi}&format=raw"
+    moved = requests.get(sim.url + path, allow_redirects=False, timeout=30)
+    assert moved.status_code == 302 and moved.headers["Location"] == f"http://127.0.0.2:{sim.port}{path}"
+    body = requests.get(sim.url + path, timeout=60).content  # followed: served by the member
+    record = rpc("VDI.get_record", vdi)
+    assert body == DiskContent.generate(5, record["uuid"], record["virtual_size"]).read(0, len(body))
+    assert len(body) == record["virtual_size"]
+    shared = next(r for r, v in rpc("VDI.get_all_records").items() if v["type"] == "user" and r not in
+                  local_disks(rpc, "127.0.0.2") + local_disks(rpc, "127.0.0.1") + local_disks(rpc, "127.0.0.3"))
+    direct = requests.get(f"{sim.url}/export_raw_vdi?session_id={rpc.session}&vdi={shared}&format=raw",
+                          allow_redirects=False, stream=True, timeout=30)
+    assert direct.status_code == 200  # shared storage: served by the master
+    direct.close()
+    # host 3's address is not served here: its transfers stay on the master
+    third = local_disks(rpc, "127.0.0.3")[0]
+    assert requests.get(f"{sim.url}/export_raw_vdi?session_id={rpc.session}&vdi={third}&format=raw",
+                        allow_redirects=False, stream=True, timeout=30).status_code == 200
+    assert sim_admin(sim.url, "state")["redirects"] == 2
+
+
 def test_tls_and_in_process_start():
     with Simulator(vms=2, tls=True) as sim:
         assert sim.url.startswith("https://")

@@ -34,7 +34,9 @@ class Simulator:
     :param hosts: number of hosts in the pool.
     :param vms: number of user VMs.
     :param seed: makes records and disk contents reproducible.
-    :param slaves: extra loopback addresses, same port, that answer ``HOST_IS_SLAVE``.
+    :param slaves: extra loopback addresses, same port: pool members, which answer
+        ``HOST_IS_SLAVE`` to logins and serve transfers (an export of disks on a member's
+        local storage is redirected there, as XAPI does).
     :param tls: serve HTTPS with a generated CA (its file is ``ca_path``).
     :param churn: random changes per second.
     :param jsonrpc: ``False`` answers ``/jsonrpc`` with XML-RPC, as hosts older than
@@ -61,6 +63,8 @@ class Simulator:
         port = self.servers[0].server_address[1]
         self.servers += [SimHTTPServer((addr, port), self, "slave", context) for addr in slaves]
         self.host, self.port = host, port
+        self.addresses = {host, *slaves}  # hosts whose address is served here get redirects
+        self.redirects = 0  # transfers sent to another host (302), for tests
         self.scheme = "https" if tls else "http"
         self._threads = []
 
@@ -133,7 +137,7 @@ class Simulator:
     def summary(self):
         """Record counts per class and the current generation (admin endpoint, tests)."""
         with self.db.lock:
-            return {"generation": self.db.generation,
+            return {"generation": self.db.generation, "redirects": self.redirects,
                     "counts": {cls: len(t) for cls, t in self.db.tables.items()}}
 
 

@@ -130,9 +130,9 @@ class SimRequestHandler(BaseHTTPRequestHandler):
             return self._admin(path)
         route = path.rstrip("/")
         if route == "/export":
-            return self._transfer(query, self._export_vm)
+            return self._transfer(query, self._export_vm, self._vm_disks)
         if route == "/export_raw_vdi":
-            return self._transfer(query, self._export_vdi)
+            return self._transfer(query, self._export_vdi, self._vdi_disks)
         self._html_error(404, "not found")
 
     def do_PUT(self):
@@ -227,11 +227,13 @@ class SimRequestHandler(BaseHTTPRequestHandler):
             return self.sim.sessions.credentials.get(user) == password
         return False
 
-    def _transfer(self, query, handler):
-        if self.server.role != "master":
-            return self._html_error(500, "HOST_IS_SLAVE")
+    def _transfer(self, query, handler, disks_of=None):
+        # Every host serves the handlers (a member reaches the pool database through the
+        # master), so a redirected transfer is served where it lands.
         if not self._authenticate(query):
             return self._html_error(401, "Unauthorised", [("WWW-Authenticate", 'Basic realm="xapi"')])
+        if disks_of is not None and self._redirect_to_storage_host(disks_of, query):
+            return
         task = self._cookies().get("task_id") or query.get("task_id")
         api = self.sim.api
         if task and task not in self.sim.db.tables["task"]:
@@ -315,6 +317,39 @@ class SimRequestHandler(BaseHTTPRequestHandler):
                 if vm in db.tables["VM"]:
                     db.update("VM", vm, current_operations={})
                     db.commit()
+
+    def _vdi_disks(self, query):
+        return [self.sim.db.resolve("VDI", query.get("vdi", ""))]
+
+    def _vm_disks(self, query):
+        db = self.sim.db
+        vm = db.resolve("VM", query.get("ref") or query.get("uuid") or "")
+        vdis = (db.record("VBD", vbd)["VDI"] for vbd in db.record("VM", vm)["VBDs"])
+        return [vdi for vdi in vdis if vdi in db.tables["VDI"]]
+
+    def _redirect_to_storage_host(self, disks_of, query):
+        """XAPI answers ``302`` towards the host whose local storage holds the disks, when
+        it is not this one (here: when that host's address is served by this simulator)."""
+        sim, db = self.sim, self.sim.db
+        with db.lock:
+            try:
+                vdis = disks_of(query)
+            except XapiFailure:
+                return False  # the handler reports it
+            hosts = set()
+            for vdi in vdis:
+                sr = db.record("SR", db.record("VDI", vdi)["SR"])
+                if not sr["shared"]:
+                    hosts |= {db.record("PBD", pbd)["host"] for pbd in sr["PBDs"]}
+            addresses = {db.record("host", host)["address"] for host in hosts}
+        here = self.server.server_address[0]
+        if len(addresses) != 1 or here in addresses or not addresses <= sim.addresses:
+            return False
+        location = f"{sim.scheme}://{addresses.pop()}:{sim.port}{self.path}"
+        sim.redirects += 1
+        self.close_connection = True
+        self._send(302, b"", "text/html", [("Location", location), ("Connection", "close")])
+        return True
 
     def _export_vdi(self, query, task):
         sim, db = self.sim, self.sim.db
