@@ -171,6 +171,29 @@ def test_tls_verified_with_ca_and_refused_without(processes, pools):
     assert cache_state(pools.cache) == {k: v for k, v in _tls_state(sim.url, ca_path).items()}
 
 
+def test_redirected_transfer_is_verified_over_tls(processes):
+    """A pool sends an export of a member's local disk to that member: the stream follows,
+    with the same CA, to the member's address."""
+    from xorest.sim.disks import DiskContent
+    from xorest.xapi import XapiClient, XapiStream
+
+    from .test_sim import local_disks
+
+    sim = processes.sim("--vms", "20", "--seed", "5", "--tls", "--slave", "127.0.0.2")
+    ca_path = sim.output().split("CA certificate: ")[1].split()[0]
+    client = XapiClient(sim.url, "root", "password", ca_file=ca_path)
+    client.login()
+    vdi = local_disks(client.call, "127.0.0.2")[0]
+    record = client.call("VDI.get_record", vdi)
+    stream = XapiStream(client, "/export_raw_vdi", {"vdi": vdi, "format": "raw"}, "redirect test")
+    try:
+        assert stream.response.url.startswith(f"https://127.0.0.2:{sim.port}/")
+        body = b"".join(stream)
+    finally:
+        stream.close()
+    assert body == DiskContent.generate(5, record["uuid"], record["virtual_size"]).read(0, record["virtual_size"])
+
+
 def _tls_state(url, ca_path):
     def call(method, *params):
         body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}
