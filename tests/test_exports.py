@@ -1,6 +1,7 @@
 """Exports through gunicorn: byte-for-byte contents, compression, faults and clean-up."""
 import gzip
 import io
+import os
 import shutil
 import subprocess
 import time
@@ -10,6 +11,7 @@ import requests
 import zstandard
 
 from xorest.sim.disks import DiskContent
+from xorest.sim.formats import vhd as vhd_format
 from xorest.sim.formats.xva import read_disks
 
 from .conftest import Gateway, sim_admin
@@ -419,3 +421,76 @@ def test_head_starts_no_export(stack):
     missing = requests.head(f"{gw.url}/rest/v0/vdis/00000000-0000-0000-0000-000000000000.vhd", timeout=10,
                             cookies={"authenticationToken": gw.token})
     assert missing.status_code == 404
+
+
+# imports ---------------------------------------------------------------------------------
+
+
+def _two_disks_of_one_size(gw):
+    vdis = sorted(gw.get("/rest/v0/vdis?fields=*&filter=size:<600000000").json(), key=lambda v: (v["size"], v["id"]))
+    return next((a, b) for a, b in zip(vdis, vdis[1:]) if a["size"] == b["size"] and not (a["read_only"] or b["read_only"]))
+
+
+def test_import_raw_and_vhd_restore_a_disk(stack):
+    sim, gw = stack
+    source, target = _two_disks_of_one_size(gw)
+    data = os.urandom(3 << 20) + bytes(1 << 20)
+    put = requests.put(f"{gw.url}/rest/v0/vdis/{target['id']}.raw", data=data, timeout=60,
+                       cookies={"authenticationToken": gw.token})
+    assert put.status_code == 204, put.text
+    head = gw.get(f"/rest/v0/vdis/{target['id']}.raw", stream=True)
+    assert head.raw.read(len(data)) == data
+    head.close()
+    # a backup restored: the VHD of one disk written into another brings all its blocks
+    # (regions the VHD does not hold keep their content, as with XAPI)
+    vhd = gw.get(f"/rest/v0/vdis/{source['id']}.vhd").content
+    put = requests.put(f"{gw.url}/rest/v0/vdis/{target['id']}.vhd", data=vhd, timeout=60,
+                       cookies={"authenticationToken": gw.token})
+    assert put.status_code == 204, put.text
+    blocks = vhd_format.parse(vhd)
+    assert blocks["blocks"]
+    restored = gw.get(f"/rest/v0/vdis/{target['id']}.raw", stream=True).raw
+    original = gw.get(f"/rest/v0/vdis/{source['id']}.raw", stream=True).raw
+    for index in range(-(-source["size"] // blocks["block_size"])):
+        mine, theirs = restored.read(blocks["block_size"]), original.read(blocks["block_size"])
+        if index in blocks["blocks"]:
+            assert mine == theirs, f"block {index}"
+    assert not [t for t in _tasks(sim).values() if t["status"] == "pending"]
+
+
+def test_import_refuses_what_it_cannot_do_whole(stack):
+    _, gw = stack
+    _, target = _two_disks_of_one_size(gw)
+    url = f"{gw.url}/rest/v0/vdis/{target['id']}"
+    cookies = {"authenticationToken": gw.token}
+    chunked = requests.put(f"{url}.raw", data=iter([b"x" * 1024]), cookies=cookies, timeout=30)
+    assert chunked.status_code == 411 and "Content-Length" in chunked.json()["error"]
+    too_big = requests.put(f"{url}.raw", data=b"", headers={"Content-Length": str(target["size"] + 512)},
+                           cookies=cookies, timeout=30)
+    assert too_big.status_code == 413
+    bad_vhd = requests.put(f"{url}.vhd", data=b"not a vhd" * 200, cookies=cookies, timeout=30)
+    assert bad_vhd.status_code == 502 and "VDI_IO_ERROR" in bad_vhd.json()["error"]
+    missing = requests.put(f"{gw.url}/rest/v0/vdis/00000000-0000-0000-0000-000000000000.raw", data=b"x",
+                           cookies=cookies, timeout=30)
+    assert missing.status_code == 404
+    assert requests.put(f"{url}.raw", data=b"x", timeout=30).status_code == 401
+
+
+def test_client_leaving_mid_upload_leaves_the_disk_alone(stack):
+    import socket
+
+    sim, gw = stack
+    _, target = _two_disks_of_one_size(gw)
+    before = gw.get(f"/rest/v0/vdis/{target['id']}.raw", stream=True).raw.read(2 << 20)
+    with socket.create_connection(("127.0.0.1", gw.port)) as sock:
+        sock.sendall((f"PUT /rest/v0/vdis/{target['id']}.raw HTTP/1.1\r\nHost: x\r\n"
+                      f"Cookie: authenticationToken={gw.token}\r\nContent-Length: {4 << 20}\r\n\r\n").encode())
+        sock.sendall(b"\xff" * (1 << 20))  # a quarter of the body, then the client is gone
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and [t for t in _tasks(sim).values() if t["status"] == "pending"]:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    assert not [t for t in _tasks(sim).values() if t["status"] == "pending"]
+    after = gw.get(f"/rest/v0/vdis/{target['id']}.raw", stream=True).raw.read(2 << 20)
+    assert after == before  # the pool dropped the cancelled upload
+    assert "stopped: the body ended after" in gw.proc.output()

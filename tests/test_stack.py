@@ -154,3 +154,16 @@ def test_selftest_reveals_a_short_proxy_idle_timeout(stack, tmp_path):
         assert curl("-f", "-o", "/dev/null", "-b", cookie, f"{short_url}/rest/v0/selftest/stream?size=5M").returncode == 0
     finally:
         short.stop()
+
+
+def test_disk_import_through_nginx(stack, tmp_path):
+    sim, gw, base, _ = stack
+    cookie = f"authenticationToken={gw.token}"
+    vdi = json.loads(curl("-b", cookie, f"{base}/rest/v0/vdis?filter=size:<600000000%20!read_only%3F").stdout)[0]
+    upload = tmp_path / "part.raw"
+    upload.write_bytes(os.urandom(3 << 20))
+    put = curl("-f", "-T", str(upload), "-w", "%{http_code}", "-b", cookie, f"{base}{vdi}.raw")
+    assert put.stdout == b"204"
+    back = subprocess.run(["curl", "-sSf", "-b", cookie, f"{base}{vdi}.raw"], capture_output=True,
+                          timeout=120).stdout
+    assert back[:3 << 20] == upload.read_bytes()

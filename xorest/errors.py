@@ -47,6 +47,16 @@ class Conflict(XorestError):
     message = "conflict"
 
 
+class LengthRequired(XorestError):
+    status = 411
+    message = "Content-Length required"
+
+
+class PayloadTooLarge(XorestError):
+    status = 413
+    message = "the body is too large"
+
+
 class TooManyRequests(XorestError):
     status = 429
     message = "too many attempts, retry later"

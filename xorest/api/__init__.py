@@ -29,10 +29,11 @@ def _error_response(status, body, headers=()):
 
 
 def register(app):
-    from . import auth, collections, exports, selftest
+    from . import auth, collections, exports, imports, selftest
 
     app.register_blueprint(auth.bp, url_prefix=BASE_URL)
     app.register_blueprint(exports.bp, url_prefix=BASE_URL)
+    app.register_blueprint(imports.bp, url_prefix=BASE_URL)
     app.register_blueprint(selftest.bp, url_prefix=BASE_URL)
     app.register_blueprint(collections.bp, url_prefix=BASE_URL)
 

@@ -4,6 +4,7 @@ A running VM is snapshotted first; the snapshot is destroyed when the stream end
 or the client goes away, and a sweep removes snapshots left behind by a crash.
 Compression is done by XAPI when the pool can, else here (zstd with threads, or gzip).
 """
+import contextlib
 import logging
 import os
 import socket
@@ -141,6 +142,20 @@ def _chain(head, iterator):
     yield from iterator
 
 
+@contextlib.contextmanager
+def pool_failures(refused):
+    """Turn a pool's failures into API errors: a vanished object is a 404, an XAPI error a
+    502 (``refused``, then XAPI's code), an unreachable pool a 503."""
+    try:
+        yield
+    except XapiError as exc:
+        if exc.code in ("HANDLE_INVALID", "UUID_INVALID"):
+            raise NotFound(f"the pool no longer has this object ({exc})") from None
+        raise UpstreamError(f"{refused}: {exc}", code=exc.code, params=exc.params) from None
+    except XapiUnreachable as exc:
+        raise Unavailable(f"the pool is not reachable: {exc}") from None
+
+
 def safe_filename(name, extension):
     cleaned = "".join(c if c.isprintable() and c not in '/\\"' else "_" for c in name).strip(" .")
     return f"{cleaned or 'export'}.{extension}"
@@ -170,15 +185,8 @@ class ExportService:
         return algorithm, "host"
 
     def _open(self, conn, path, query, label):
-        try:
+        with pool_failures("the pool refused the export"):
             return XapiStream(conn.rpc, path, query, label, idle_timeout=self.config.export_idle_timeout)
-        except XapiError as exc:
-            if exc.code in ("HANDLE_INVALID", "UUID_INVALID"):
-                raise NotFound(f"the pool no longer has this object ({exc})") from None
-            raise UpstreamError(f"the pool refused the export: {exc}", code=exc.code,
-                                params=exc.params) from None
-        except XapiUnreachable as exc:
-            raise Unavailable(f"the pool is not reachable: {exc}") from None
 
     def _task_uuid(self, conn, task_ref):
         try:

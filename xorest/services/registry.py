@@ -5,6 +5,7 @@ from ..store import open_store
 from .auth import AuthService
 from .collections import CollectionService
 from .exports import ExportService
+from .imports import ImportService
 from .pools import PoolService
 
 
@@ -19,6 +20,7 @@ class Services:
         self.pools = PoolService(self.store, self.cache, config)
         self.collections = CollectionService(self.cache, self.pools, self.store, config)
         self.exports = ExportService(self.collections, self.pools, config)
+        self.imports = ImportService(self.collections, self.pools, config)
 
     @classmethod
     def from_mapping(cls, mapping=None):

@@ -390,6 +390,8 @@ class SimRequestHandler(BaseHTTPRequestHandler):
             if not block:
                 break  # EOF before Content-Length is the end of the data (XAPI's rule)
             received += block
+        if sim.api.is_cancelling(task):  # the uploader gave up: the disk is left alone
+            raise XapiFailure("TASK_CANCELLED", task)
         if fmt == "raw":
             disk.with_write(0, bytes(received))
         else:

@@ -6,8 +6,8 @@ from ``api``, ``services``, ``cache`` or ``objects``), and nothing above it ever
 """
 from .client import XapiClient
 from .errors import HandleInvalid, HostIsSlave, SessionInvalid, XapiError, XapiUnreachable
-from .streams import XapiStream
+from .streams import BodyEndedEarly, XapiStream, XapiUpload
 from .watcher import Watcher
 
 __all__ = ["XapiClient", "XapiError", "XapiUnreachable", "SessionInvalid", "HostIsSlave",
-           "HandleInvalid", "XapiStream", "Watcher"]
+           "HandleInvalid", "XapiStream", "XapiUpload", "BodyEndedEarly", "Watcher"]

@@ -136,23 +136,35 @@ class XapiClient:
 
     # HTTP handlers -----------------------------------------------------------
 
-    def get_stream(self, path, query, read_timeout):
-        """``GET`` a transfer handler as a stream; returns the ``requests`` response.
-
-        The caller (:mod:`.streams`) owns and closes it.
-        """
+    def _handler(self, method, path, query, read_timeout, **kwargs):
+        """One request to a transfer handler, in this client's session."""
         if self.session_ref is None:
             self.login()
         params = dict(query, session_id=self.session_ref)
         try:
-            response = self.http.get(self.url + path, params=params, stream=True, verify=self.verify,
-                                     timeout=(self.timeout[0], read_timeout))
+            response = self.http.request(method, self.url + path, params=params, verify=self.verify,
+                                         timeout=(self.timeout[0], read_timeout), **kwargs)
         except requests.exceptions.RequestException as exc:
             raise XapiUnreachable(f"{self.url}{path}: {type(exc).__name__}: {exc}") from None
         if response.status_code == 401:
             response.close()
             raise AuthenticationFailed("SESSION_INVALID", [path])
         return response
+
+    def get_stream(self, path, query, read_timeout):
+        """``GET`` a transfer handler as a stream; returns the ``requests`` response.
+
+        The caller (:mod:`.streams`) owns and closes it.
+        """
+        return self._handler("GET", path, query, read_timeout, stream=True)
+
+    def put_stream(self, path, query, body, read_timeout):
+        """``PUT`` ``body`` (a file-like object with ``len()``, read in blocks) to a handler.
+
+        The length goes in ``Content-Length``: XAPI refuses chunked uploads.  Returns the
+        ``requests`` response (XAPI answers before reading; the task has the outcome).
+        """
+        return self._handler("PUT", path, query, read_timeout, data=body)
 
 
 __all__ = ["XapiClient", "AuthenticationFailed"]

@@ -1,4 +1,5 @@
-"""XAPI transfer handlers (``/export``, ``/export_raw_vdi``) as closable chunk iterators.
+"""XAPI transfer handlers: downloads (``/export``, ``/export_raw_vdi``) as closable chunk
+iterators, uploads (``/import_raw_vdi``) of an exact length.
 
 Each stream runs under a task created for it, so its progress is visible and it can be
 cancelled.  A stream is complete only when the body ended *and* the task succeeded:
@@ -19,48 +20,13 @@ CHUNK_SIZE = 1024 * 1024
 TASK_SETTLE_SECONDS = 10.0
 
 
-class XapiStream:
-    """One transfer: iterate for bytes, then it checks the task; ``close()`` always cleans up.
+class _Transfer:
+    """A transfer under its own XAPI task: its progress is visible, and it can be cancelled."""
 
-    :param client: the pool's :class:`~xorest.xapi.client.XapiClient`.
-    :param path: handler path, e.g. ``/export``.
-    :param query: handler parameters (``ref``, ``use_compression``, ``vdi``, ``format``...).
-    :param idle_timeout: seconds without a byte after which the transfer fails.
-    """
-
-    def __init__(self, client, path, query, label, idle_timeout=300.0):
+    def __init__(self, client, label):
         self.client = client
         self.task = client.call("task.create", label, "xorest transfer")
         self.done = False
-        self.bytes = 0
-        try:
-            self.response = client.get_stream(path, dict(query, task_id=self.task), idle_timeout)
-        except BaseException:
-            self._cancel_task()
-            raise
-        if self.response.status_code != 200:
-            status = self.response.status_code
-            self.response.close()
-            error = self._task_error() or XapiError("HTTP_ERROR", [str(status), path])
-            self._destroy_task()
-            raise error
-
-    @property
-    def headers(self):
-        return self.response.headers
-
-    def __iter__(self):
-        try:
-            for chunk in self.response.raw.stream(CHUNK_SIZE, decode_content=False):
-                if chunk:
-                    self.bytes += len(chunk)
-                    yield chunk
-        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-            raise XapiUnreachable(f"transfer cut after {self.bytes} bytes: {exc}") from None
-        error = self._wait_task()
-        if error is not None:
-            raise error
-        self.done = True
 
     def _task_record(self):
         try:
@@ -100,11 +66,130 @@ class XapiStream:
         except (XapiError, XapiUnreachable):
             pass
 
+
+class XapiStream(_Transfer):
+    """One download: iterate for bytes, then it checks the task; ``close()`` always cleans up.
+
+    :param client: the pool's :class:`~xorest.xapi.client.XapiClient`.
+    :param path: handler path, e.g. ``/export``.
+    :param query: handler parameters (``ref``, ``use_compression``, ``vdi``, ``format``...).
+    :param idle_timeout: seconds without a byte after which the transfer fails.
+    """
+
+    def __init__(self, client, path, query, label, idle_timeout=300.0):
+        super().__init__(client, label)
+        self.bytes = 0
+        try:
+            self.response = client.get_stream(path, dict(query, task_id=self.task), idle_timeout)
+        except BaseException:
+            self._cancel_task()
+            raise
+        if self.response.status_code != 200:
+            status = self.response.status_code
+            self.response.close()
+            error = self._task_error() or XapiError("HTTP_ERROR", [str(status), path])
+            self._destroy_task()
+            raise error
+
+    @property
+    def headers(self):
+        return self.response.headers
+
+    def __iter__(self):
+        try:
+            for chunk in self.response.raw.stream(CHUNK_SIZE, decode_content=False):
+                if chunk:
+                    self.bytes += len(chunk)
+                    yield chunk
+        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise XapiUnreachable(f"transfer cut after {self.bytes} bytes: {exc}") from None
+        error = self._wait_task()
+        if error is not None:
+            raise error
+        self.done = True
+
     def close(self):
         """Cancel the task if the transfer did not finish, close the connection, drop the task."""
         if not self.done:
             self._cancel_task()
         try:
             self.response.close()
+        finally:
+            self._destroy_task()
+
+
+class BodyEndedEarly(Exception):
+    """The body to upload ended before its announced length."""
+
+    def __init__(self, sent, length):
+        super().__init__(f"the body ended after {sent} of {length} bytes")
+        self.sent, self.length = sent, length
+
+
+class _ExactBody:
+    """What ``requests`` sends: exactly ``length`` bytes of ``source`` (its length goes in
+    ``Content-Length``), or :class:`BodyEndedEarly` after ``on_short()`` ran while the
+    upstream request is still open."""
+
+    def __init__(self, source, length, on_short):
+        self.source, self.length, self.on_short = source, length, on_short
+        self.sent = 0
+
+    def __len__(self):
+        return self.length
+
+    def read(self, size=-1):
+        left = self.length - self.sent
+        if left <= 0:
+            return b""
+        try:
+            data = self.source.read(min(left, max(size, CHUNK_SIZE)))  # big blocks: fewer round trips
+        except Exception:  # a client gone mid-body surfaces as many kinds of error
+            data = b""
+        if not data:
+            self.on_short()
+            raise BodyEndedEarly(self.sent, self.length)
+        self.sent += len(data)
+        return data
+
+
+class XapiUpload(_Transfer):
+    """One upload (``/import_raw_vdi``) under its own task.
+
+    XAPI reads a body until its ``Content-Length`` or the connection's end, and takes the
+    end of the connection for the end of the data; so a body that ends early cancels the
+    task *before* the connection closes, and the pool drops the upload.
+    """
+
+    def __init__(self, client, path, query, label, idle_timeout=300.0):
+        super().__init__(client, label)
+        self.path, self.query, self.idle_timeout = path, query, idle_timeout
+        self.bytes = 0
+
+    def send(self, source, length):
+        """Upload exactly ``length`` bytes read from ``source``; raises unless the task succeeded.
+
+        :raises BodyEndedEarly: ``source`` ended first (the task is cancelled).
+        :raises XapiError: the pool failed the upload (``error_info`` of the task).
+        :raises XapiUnreachable: the pool went away.
+        """
+        body = _ExactBody(source, length, self._cancel_task)
+        try:
+            try:
+                response = self.client.put_stream(self.path, dict(self.query, task_id=self.task), body,
+                                                  self.idle_timeout)
+            finally:
+                self.bytes = body.sent
+            response.close()
+            if response.status_code != 200:
+                raise self._task_error() or XapiError("HTTP_ERROR", [str(response.status_code), self.path])
+            error = self._wait_task()
+            if error is not None:
+                raise error
+            self.done = True
+        except BaseException:
+            if not self.done:
+                self._cancel_task()
+            raise
         finally:
             self._destroy_task()
