@@ -324,6 +324,33 @@ def test_import_raw_vdi_round_trip(processes):
     assert len(raw) == size and raw[:len(payload)] == payload
 
 
+def test_cancelled_import_stops_writing(processes):
+    import socket
+
+    sim = processes.sim("--vms", "3")
+    rpc = JsonRpc(sim.url)
+    vdi = _small_vdi(rpc)
+    task = rpc("task.create", "upload", "")
+    with socket.create_connection(("127.0.0.1", sim.port)) as sock:
+        sock.sendall((f"PUT /import_raw_vdi?session_id={rpc.session}&vdi={vdi}&task_id={task} HTTP/1.1\r\n"
+                      f"Host: x\r\nContent-Length: {4 << 20}\r\n\r\n").encode() + b"\x11" * (1 << 20))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # let the first block land
+            raw = requests.get(f"{sim.url}/export_raw_vdi?session_id={rpc.session}&vdi={vdi}", stream=True,
+                               timeout=30).raw.read(1 << 20)
+            if raw == b"\x11" * (1 << 20):
+                break
+            time.sleep(0.05)
+        rpc("task.cancel", task)
+        sock.sendall(b"\x22" * (3 << 20))  # arrives after the cancel: not written
+    record = wait_task(rpc, task)
+    assert record["status"] == "cancelled" or "TASK_CANCELLED" in record["error_info"]
+    raw = requests.get(f"{sim.url}/export_raw_vdi?session_id={rpc.session}&vdi={vdi}", stream=True,
+                       timeout=30).raw.read(4 << 20)
+    assert raw[:1 << 20] == b"\x11" * (1 << 20)  # written as it arrived, as XAPI does
+    assert b"\x22" not in raw
+
+
 def test_delta_vhd_contains_only_changed_blocks(processes):
     sim = processes.sim("--vms", "3")
     rpc = JsonRpc(sim.url)

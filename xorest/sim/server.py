@@ -384,17 +384,25 @@ class SimRequestHandler(BaseHTTPRequestHandler):
             sim.api.finish_task(task, "")
             return
         disk = sim.disks.get(vdi)
-        received = bytearray()
-        while len(received) < length:
-            block = self.rfile.read(min(1 << 20, length - len(received)))
-            if not block:
-                break  # EOF before Content-Length is the end of the data (XAPI's rule)
-            received += block
-        if sim.api.is_cancelling(task):  # the uploader gave up: the disk is left alone
-            raise XapiFailure("TASK_CANCELLED", task)
-        if fmt == "raw":
-            disk.with_write(0, bytes(received))
+        if fmt == "raw":  # written as it arrives, as XAPI does: a cancelled upload stops midway
+            received = 0
+            while received < length:
+                block = self.rfile.read(min(1 << 20, length - received))
+                if sim.api.is_cancelling(task):
+                    raise XapiFailure("TASK_CANCELLED", task)
+                if not block:
+                    break  # EOF before Content-Length is the end of the data (XAPI's rule)
+                disk.with_write(received, block)
+                received += len(block)
         else:
+            received = bytearray()  # a VHD is parsed whole (its block table comes first, blocks after)
+            while len(received) < length:
+                block = self.rfile.read(min(1 << 20, length - len(received)))
+                if not block:
+                    break
+                received += block
+            if sim.api.is_cancelling(task):
+                raise XapiFailure("TASK_CANCELLED", task)
             try:
                 parsed = vhd_format.parse(bytes(received))
             except ValueError as exc:
