@@ -343,7 +343,10 @@ def test_cancelled_import_stops_writing(processes):
             time.sleep(0.05)
         rpc("task.cancel", task)
         sock.sendall(b"\x22" * (3 << 20))  # arrives after the cancel: not written
-    record = wait_task(rpc, task)
+    deadline = time.monotonic() + 10
+    while rpc("task.get_status", task) in ("pending", "cancelling") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    record = rpc("task.get_record", task)
     assert record["status"] == "cancelled" or "TASK_CANCELLED" in record["error_info"]
     raw = requests.get(f"{sim.url}/export_raw_vdi?session_id={rpc.session}&vdi={vdi}", stream=True,
                        timeout=30).raw.read(4 << 20)
