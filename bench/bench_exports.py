@@ -7,6 +7,8 @@
   xorest-side compression end to end (simulator -> gunicorn -> curl) and the compression
   stage alone, vs ``zstd -3 -T0`` on the same uncompressed bytes from the page cache.
 - RSS: growth of the serving gunicorn worker during the 4 GiB export.
+- upload (a restore): 1 GiB of raw content into a disk, through xorest vs straight into the
+  simulator, with the same client; worker RSS growth meanwhile.
 Run: .venv/bin/python bench/bench_exports.py
 """
 import os
@@ -111,6 +113,16 @@ def raw_throughput(sim, base, cookie, vdi):
     return via, direct
 
 
+def upload_seconds(url, path, cookies=None):
+    """Seconds to PUT the file at ``path`` (read from disk as it goes) with ``requests``."""
+    started = time.perf_counter()
+    with open(path, "rb") as body:
+        response = requests.put(url, data=body, cookies=cookies, timeout=600)
+    elapsed = time.perf_counter() - started
+    assert response.status_code in (200, 204), response.text
+    return elapsed
+
+
 def set_faults(sim, **faults):
     requests.post(f"{sim.url}/_sim/faults", json=dict(faults, reset=True), timeout=30).raise_for_status()
 
@@ -169,6 +181,31 @@ if __name__ == "__main__":
             mib = vdi["size"] / MiB
             report(f"raw export, {mib:.0f} MiB, pool paced at {rate // MiB} MiB/s: xorest vs direct",
                    mib / via, mib / direct, "MiB/s")
+
+        # upload (a restore): 1 GiB raw into a disk through xorest vs straight into the simulator
+        target = min((v for v in vdis if v["size"] >= 1 << 30), key=lambda v: v["size"])
+        folder = tempfile.mkdtemp()
+        payload = os.path.join(folder, "restore.raw")
+        with open(payload, "wb") as fh:
+            fh.truncate(1 << 30)  # sparse: reading it costs no disk I/O
+        rpc = xapi_rpc(sim.url)
+        vdi_ref = rpc("VDI.get_by_uuid", target["url"].rsplit("/", 1)[1])
+        direct_url = f"{sim.url}/import_raw_vdi?session_id={rpc.session}&vdi={vdi_ref}&format=raw"
+        direct = upload_seconds(direct_url, payload)  # the first write of a disk costs the simulator more
+        stop = threading.Event()
+        peaks = {}
+        watcher = threading.Thread(target=lambda: peaks.update(peak_rss_during(workers, stop)))
+        before = {pid: psutil.Process(pid).memory_info().rss for pid in workers}
+        watcher.start()
+        via = upload_seconds(f"{base}{target['url']}.raw", payload, {"authenticationToken": token})
+        stop.set()
+        watcher.join()
+        direct = min(direct, upload_seconds(direct_url, payload))
+        via = min(via, upload_seconds(f"{base}{target['url']}.raw", payload, {"authenticationToken": token}))
+        shutil.rmtree(folder, ignore_errors=True)
+        report("raw upload, 1 GiB: xorest vs straight into the simulator", 1 / via, 1 / direct, "GiB/s")
+        growth = max(peaks[pid] - before[pid] for pid in workers) / 2**20
+        report("gunicorn worker RSS growth during a 1 GiB upload", growth, None, "MiB")
 
         # zstd: xorest compresses (gateway mode) vs the zstd CLI on the same bytes
         gw.stop()
