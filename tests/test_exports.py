@@ -494,3 +494,68 @@ def test_client_leaving_mid_upload_cancels_the_import(stack):
         time.sleep(0.2)
     assert not [t for t in _tasks(sim).values() if "import" in t["name_label"]]
     assert gw.get(f"/rest/v0/vdis/{target['id']}").status_code == 200
+
+
+def _vdi_count(sim):
+    return len(JsonRpc(sim.url)("VDI.get_all"))
+
+
+def _wait_for(gw, path, timeout=15):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        response = gw.get(path)
+        if response.status_code == 200:
+            return response.json()
+        time.sleep(0.2)
+    raise AssertionError(f"{path} never appeared")
+
+
+def test_new_disk_from_a_vhd_or_raw_body(stack):
+    sim, gw = stack
+    source, _ = _two_disks_of_one_size(gw)
+    sr = source["$SR"]
+    cookies = {"authenticationToken": gw.token}
+    vhd = gw.get(f"/rest/v0/vdis/{source['id']}.vhd").content
+    created = requests.post(f"{gw.url}/rest/v0/srs/{sr}/vdis?name_label=restored", data=vhd, cookies=cookies,
+                            timeout=60)
+    assert created.status_code == 200 and created.headers["Location"] == f"/rest/v0/vdis/{created.text}"
+    new = _wait_for(gw, created.headers["Location"])
+    assert new["name_label"] == "restored" and new["size"] == source["size"] and new["$SR"] == sr
+    # an empty disk plus the VHD's blocks: the same content as the source, every byte
+    restored = gw.get(f"/rest/v0/vdis/{new['id']}.raw", stream=True).raw
+    original = gw.get(f"/rest/v0/vdis/{source['id']}.raw", stream=True).raw
+    for _ in range(source["size"] >> 20):
+        assert restored.read(1 << 20) == original.read(1 << 20)
+    data = os.urandom(5 << 20)
+    raw = requests.post(f"{gw.url}/rest/v0/srs/{sr}/vdis?raw", data=data, cookies=cookies, timeout=60)
+    assert raw.status_code == 200
+    disk = _wait_for(gw, raw.headers["Location"])
+    assert disk["size"] == len(data) and disk["name_label"].startswith("[xorest] Imported disk - ")
+    assert gw.get(f"/rest/v0/vdis/{disk['id']}.raw").content == data
+
+
+def test_failed_new_disk_is_not_left_behind(stack):
+    import socket
+
+    sim, gw = stack
+    sr = _two_disks_of_one_size(gw)[0]["$SR"]
+    cookies = {"authenticationToken": gw.token}
+    before = _vdi_count(sim)
+    not_vhd = requests.post(f"{gw.url}/rest/v0/srs/{sr}/vdis", data=b"x" * 4096, cookies=cookies, timeout=30)
+    assert not_vhd.status_code == 400 and "not a VHD" in not_vhd.json()["error"]
+    assert requests.post(f"{gw.url}/rest/v0/srs/{sr}/vdis?raw", data=iter([b"x"]), cookies=cookies,
+                         timeout=30).status_code == 411
+    assert requests.post(f"{gw.url}/rest/v0/srs/nope/vdis?raw", data=b"x", cookies=cookies,
+                         timeout=30).status_code == 404
+    stops = gw.proc.output().count("stopped: the body ended after")
+    with socket.create_connection(("127.0.0.1", gw.port)) as sock:  # a client gone mid-body
+        sock.sendall((f"POST /rest/v0/srs/{sr}/vdis?raw HTTP/1.1\r\nHost: x\r\n"
+                      f"Cookie: authenticationToken={gw.token}\r\nContent-Length: {4 << 20}\r\n\r\n").encode()
+                     + b"\x01" * (1 << 20))
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and gw.proc.output().count("stopped: the body ended after") == stops:
+        time.sleep(0.2)
+    assert gw.proc.output().count("stopped: the body ended after") == stops + 1
+    while time.monotonic() < deadline and _vdi_count(sim) != before:
+        time.sleep(0.2)
+    assert _vdi_count(sim) == before  # the half-imported disk was destroyed

@@ -324,6 +324,23 @@ def test_import_raw_vdi_round_trip(processes):
     assert len(raw) == size and raw[:len(payload)] == payload
 
 
+def test_vdi_create_makes_an_empty_disk(processes):
+    sim = processes.sim("--vms", "3")
+    rpc = JsonRpc(sim.url)
+    sr = next(r for r, v in rpc("SR.get_all_records").items() if v["content_type"] == "user")
+    vdi = rpc("VDI.create", {"name_label": "new", "name_description": "", "SR": sr, "virtual_size": str(4 << 20),
+                             "type": "user", "sharable": False, "read_only": False, "other_config": {}})
+    record = rpc("VDI.get_record", vdi)
+    assert record["SR"] == sr and int(record["virtual_size"]) == 4 << 20 and vdi in rpc("SR.get_VDIs", sr)
+    raw = requests.get(f"{sim.url}/export_raw_vdi?session_id={rpc.session}&vdi={vdi}", timeout=30).content
+    assert raw == bytes(4 << 20)
+    with pytest.raises(XenAPI.Failure, match="FIELD_TYPE_ERROR"):
+        rpc("VDI.create", {"SR": sr, "virtual_size": "512"})
+    with pytest.raises(XenAPI.Failure, match="HANDLE_INVALID"):
+        rpc("VDI.create", {"SR": "OpaqueRef:nope", "virtual_size": "512", "type": "user", "sharable": False,
+                           "read_only": False, "other_config": {}})
+
+
 def test_cancelled_import_stops_writing(processes):
     import socket
 

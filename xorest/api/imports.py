@@ -1,7 +1,8 @@
-"""``PUT /rest/v0/vdis/<id>.raw|.vhd``: write a disk's content from the request body."""
+"""Disk imports: ``PUT /rest/v0/vdis/<id>.raw|.vhd`` writes a disk's content, ``POST
+/rest/v0/srs/<id>/vdis`` creates a disk from the body (Xen Orchestra's two forms)."""
 from flask import Blueprint, Response, request
 
-from . import services
+from . import BASE_URL, params, services
 
 bp = Blueprint("imports", __name__)
 
@@ -11,3 +12,15 @@ def import_vdi(key, fmt):
     """204 once the pool has the whole body; the body is streamed, never held."""
     services().imports.import_vdi_content(key, fmt, request.stream, request.content_length)
     return Response(status=204)
+
+
+@bp.post("/srs/<key>/vdis")
+def create_vdi(key):
+    """A new disk from a VHD body (or raw content with ``?raw``); answers its uuid, as Xen
+    Orchestra does, and its URL in ``Location``."""
+    query = params.load(params.VDI_IMPORT_QUERY, request.args)
+    uuid = services().imports.create_vdi(key, "raw" if query["raw"] else "vhd", request.stream,
+                                         request.content_length, query["name_label"], query["name_description"])
+    response = Response(uuid, status=200, mimetype="text/plain")
+    response.headers["Location"] = f"{BASE_URL}/vdis/{uuid}"
+    return response

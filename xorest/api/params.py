@@ -42,6 +42,15 @@ class ExportQuery(Schema):
     use_snapshot = FlagField(load_default=None)  # None: only when the VM is running
 
 
+class VdiImportQuery(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    name_label = fields.String(load_default=None, validate=validate.Length(max=255))
+    name_description = fields.String(load_default="", validate=validate.Length(max=1024))
+    raw = FlagField(load_default=False)  # the body is raw content (else a VHD)
+
+
 class SizeField(fields.Field):
     """Bytes as a number, or with a binary unit: ``512K``, ``64MiB``, ``4G``."""
 
@@ -101,4 +110,5 @@ def load(schema, data):
 COLLECTION_QUERY = CollectionQuery()
 EXPORT_QUERY = ExportQuery()
 SELFTEST_QUERY = SelftestQuery()
+VDI_IMPORT_QUERY = VdiImportQuery()
 TOKEN_REQUEST = TokenRequest()

@@ -68,6 +68,7 @@ class XapiApi:
             ("VDI", "snapshot"): lambda vdi, _cfg: operations.snapshot_vdi(self.db, self.disks, vdi),
             ("VDI", "clone"): lambda vdi, _cfg: operations.clone_vdi(self.db, self.disks, vdi),
             ("VDI", "destroy"): lambda vdi: operations.destroy_vdi(self.db, self.disks, vdi),
+            ("VDI", "create"): lambda record: operations.create_vdi(self.db, self.disks, record),
             ("VM", "start"): lambda vm, _paused, _force: self._power(vm, "start"),
             ("VM", "start_on"): lambda vm, host, _p, _f: self._power(vm, "start", host),
             ("VM", "resume"): lambda vm, _p, _f: self._power(vm, "resume"),

@@ -128,6 +128,10 @@ class DiskStore:
             self._contents[vdi_ref] = content
         return content
 
+    def create_empty(self, vdi_ref, virtual_size):
+        """A new disk full of zeros (``VDI.create``)."""
+        self._contents[vdi_ref] = DiskContent(virtual_size)
+
     def copy(self, source_ref, target_ref):
         """The target VDI starts with the source's exact content (clone, snapshot)."""
         self._contents[target_ref] = self.get(source_ref).copy()

@@ -145,6 +145,28 @@ def destroy_vm(db, disks, vm):
     return ""
 
 
+VDI_CREATE_FIELDS = ("name_label", "name_description", "SR", "virtual_size", "type", "sharable", "read_only",
+                     "other_config", "sm_config", "tags", "xenstore_data")
+
+
+def create_vdi(db, disks, record):
+    """``VDI.create``: a new, empty disk on an SR, from a record of the settable fields."""
+    if not isinstance(record, dict):
+        raise XapiFailure("FIELD_TYPE_ERROR", "record")
+    missing = [f for f in ("SR", "virtual_size", "type", "sharable", "read_only", "other_config")
+               if f not in record]
+    if missing:
+        raise XapiFailure("FIELD_TYPE_ERROR", missing[0])
+    if record["SR"] not in db.tables["SR"]:
+        raise XapiFailure("HANDLE_INVALID", "SR", record["SR"])
+    size = max(0, int(record["virtual_size"]))
+    fields = {k: record[k] for k in VDI_CREATE_FIELDS if k in record}
+    fields.update(virtual_size=size, physical_utilisation=0, managed=True)
+    vdi = db.create("VDI", fields)
+    disks.create_empty(vdi, size)
+    return vdi
+
+
 def snapshot_vdi(db, disks, vdi):
     return _copy_vdi(db, disks, vdi, snapshot=True)
 
