@@ -1,4 +1,5 @@
 """Hostile input: random filters, values, query strings, paths, headers and cookies."""
+import io
 import socket
 import string
 
@@ -81,6 +82,20 @@ def test_query_parameters_never_500(client, query, path):
     response = client.get(path, query_string=query)
     assert response.status_code < 500 or response.status_code in (502, 503), response.data
     assert response.headers["Content-Type"].startswith(("application/json", "application/x-ndjson"))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(["PUT /rest/v0/vdis/id-1.raw", "PUT /rest/v0/vdis/id-1.vhd", "POST /rest/v0/srs/x/vdis",
+                        "PUT /rest/v0/vms/id-1.xva", "POST /rest/v0/vms"]),
+       st.dictionaries(st.sampled_from(["name_label", "name_description", "raw", "x"]), query_text, max_size=3),
+       st.binary(max_size=64), st.booleans())
+def test_upload_requests_never_500(client, target, query, body, with_length):
+    method, path = target.split(" ")
+    # a bare input stream is a body without Content-Length, as a chunked upload is
+    body_args = {"data": body} if with_length else {"input_stream": io.BytesIO(body)}
+    response = client.open(path, method=method, query_string=query, **body_args)
+    assert response.status_code < 500 or response.status_code in (502, 503), response.data
+    assert response.headers["Content-Type"].startswith("application/json")
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
