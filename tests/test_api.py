@@ -179,7 +179,7 @@ def test_selftest_stream(gateway):
     assert requests.get(gateway.url + "/rest/v0/selftest/stream", timeout=10).status_code == 401
     # a client leaving during the pause frees its thread at once, not after the pause
     left = gateway.get("/rest/v0/selftest/stream?size=4M&pause=600", stream=True)
-    next(left.iter_content(1 << 20))
+    assert len(left.raw.read(2 << 20)) == 2 << 20  # the first half: the server is in its pause now
     left.close()
     deadline = time.monotonic() + 5
     while "selftest client went away" not in gateway.proc.output() and time.monotonic() < deadline:

@@ -138,7 +138,7 @@ class SimRequestHandler(BaseHTTPRequestHandler):
     def do_PUT(self):
         path, query = self._query()
         if path.rstrip("/") == "/import_raw_vdi":
-            return self._transfer(query, self._import_vdi)
+            return self._transfer(query, self._import_vdi, self._vdi_disks)
         self._html_error(404, "not found")
 
     # RPC -----------------------------------------------------------------------

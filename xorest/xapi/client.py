@@ -136,13 +136,14 @@ class XapiClient:
 
     # HTTP handlers -----------------------------------------------------------
 
-    def _handler(self, method, path, query, read_timeout, **kwargs):
-        """One request to a transfer handler, in this client's session."""
+    def _handler(self, method, path, query, read_timeout, base=None, **kwargs):
+        """One request to a transfer handler (on ``base``, by default the pool's URL), in
+        this client's session."""
         if self.session_ref is None:
             self.login()
         params = dict(query, session_id=self.session_ref)
         try:
-            response = self.http.request(method, self.url + path, params=params, verify=self.verify,
+            response = self.http.request(method, (base or self.url) + path, params=params, verify=self.verify,
                                          timeout=(self.timeout[0], read_timeout), **kwargs)
         except requests.exceptions.RequestException as exc:
             raise XapiUnreachable(f"{self.url}{path}: {type(exc).__name__}: {exc}") from None
@@ -158,13 +159,24 @@ class XapiClient:
         """
         return self._handler("GET", path, query, read_timeout, stream=True)
 
-    def put_stream(self, path, query, body, read_timeout):
+    def upload_base(self, path, query):
+        """Where an upload must go: XAPI redirects a transfer to the host that holds the
+        disk, and a body cannot follow a redirect, so an empty ``PUT`` asks first (as
+        Xen Orchestra does).  ``query`` must not name a task: the probe would end it."""
+        probe = self._handler("PUT", path, query, self.timeout[1], data=b"", allow_redirects=False)
+        probe.close()
+        if not probe.is_redirect:
+            return self.url
+        location = urlsplit(probe.headers["Location"])
+        return f"{location.scheme}://{location.netloc}"
+
+    def put_stream(self, path, query, body, read_timeout, base=None):
         """``PUT`` ``body`` (a file-like object with ``len()``, read in blocks) to a handler.
 
         The length goes in ``Content-Length``: XAPI refuses chunked uploads.  Returns the
         ``requests`` response (XAPI answers before reading; the task has the outcome).
         """
-        return self._handler("PUT", path, query, read_timeout, data=body)
+        return self._handler("PUT", path, query, read_timeout, base=base, data=body, allow_redirects=False)
 
 
 __all__ = ["XapiClient", "AuthenticationFailed"]

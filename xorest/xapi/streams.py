@@ -176,8 +176,9 @@ class XapiUpload(_Transfer):
         body = _ExactBody(source, length, self._cancel_task)
         try:
             try:
+                base = self.client.upload_base(self.path, self.query)
                 response = self.client.put_stream(self.path, dict(self.query, task_id=self.task), body,
-                                                  self.idle_timeout)
+                                                  self.idle_timeout, base=base)
             finally:
                 self.bytes = body.sent
             response.close()
