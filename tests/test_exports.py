@@ -570,3 +570,34 @@ def test_failed_new_disk_is_not_left_behind(stack):
     while time.monotonic() < deadline and _vdi_count(sim) != before:
         time.sleep(0.2)
     assert _vdi_count(sim) == before  # the half-imported disk was destroyed
+
+
+def test_vm_from_an_xva(stack):
+    sim, gw = stack
+    vm = _vm(gw, "Halted")
+    pool = gw.get("/rest/v0/pools").json()[0]
+    sr = gw.get("/rest/v0/srs?fields=name_label&filter=name_label:NFS").json()[0]["url"].rsplit("/", 1)[1]
+    xva = gw.get(f"/rest/v0/vms/{vm['id']}.xva?compress=zstd").content
+    cookies = {"authenticationToken": gw.token}
+    before = len(JsonRpc(sim.url)("VM.get_all"))
+    created = requests.post(f"{gw.url}{pool}/vms?sr={sr}", data=xva, cookies=cookies, timeout=120)
+    assert created.status_code == 200, created.text
+    assert created.headers["Location"] == f"/rest/v0/vms/{created.text}"
+    copy = _wait_for(gw, created.headers["Location"])
+    assert copy["id"] != vm["id"] and copy["power_state"] == "Halted"
+    for field in ("name_label", "CPUs", "memory", "tags"):
+        assert copy[field] == vm[field], field
+    disks = [gw.get(f"/rest/v0/vdis/{gw.get(f'/rest/v0/vbds/{vbd}').json()['VDI']}").json()
+             for vbd in copy["$VBDs"] if gw.get(f"/rest/v0/vbds/{vbd}").json()["VDI"]]
+    assert disks and all(d["$SR"] == sr for d in disks)
+    _, original = read_disks(io.BytesIO(gw.get(f"/rest/v0/vms/{vm['id']}.xva").content))
+    _, copied = read_disks(io.BytesIO(gw.get(f"/rest/v0/vms/{copy['id']}.xva").content))
+    assert sorted(map(sorted, (d.items() for d in original.values()))) == \
+        sorted(map(sorted, (d.items() for d in copied.values())))
+    # refused whole: a broken XVA, no length, an unknown SR
+    broken = requests.post(f"{gw.url}{pool}/vms", data=xva[: len(xva) // 2], cookies=cookies, timeout=60)
+    assert broken.status_code == 502 and "IMPORT_ERROR" in broken.json()["error"]
+    assert requests.post(f"{gw.url}{pool}/vms", data=iter([xva[:10]]), cookies=cookies,
+                         timeout=30).status_code == 411
+    assert requests.post(f"{gw.url}{pool}/vms?sr=nope", data=xva, cookies=cookies, timeout=30).status_code == 404
+    assert len(JsonRpc(sim.url)("VM.get_all")) == before + 1

@@ -1,5 +1,6 @@
-"""Disk imports: ``PUT /rest/v0/vdis/<id>.raw|.vhd`` writes a disk's content, ``POST
-/rest/v0/srs/<id>/vdis`` creates a disk from the body (Xen Orchestra's two forms)."""
+"""Imports, in Xen Orchestra's forms: ``PUT /rest/v0/vdis/<id>.raw|.vhd`` writes a disk's
+content, ``POST /rest/v0/srs/<id>/vdis`` creates a disk from the body, ``POST
+/rest/v0/pools/<id>/vms`` creates a VM from an XVA."""
 from flask import Blueprint, Response, request
 
 from . import BASE_URL, params, services
@@ -21,6 +22,19 @@ def create_vdi(key):
     query = params.load(params.VDI_IMPORT_QUERY, request.args)
     uuid = services().imports.create_vdi(key, "raw" if query["raw"] else "vhd", request.stream,
                                          request.content_length, query["name_label"], query["name_description"])
+    return _created("vdis", uuid)
+
+
+@bp.post("/pools/<key>/vms")
+def import_vm(key):
+    """A new VM from an XVA body, its disks on ``?sr=`` (default: the pool's default SR);
+    answers its uuid, as Xen Orchestra does, and its URL in ``Location``."""
+    query = params.load(params.VM_IMPORT_QUERY, request.args)
+    uuid = services().imports.import_vm(key, request.stream, request.content_length, query["sr"])
+    return _created("vms", uuid)
+
+
+def _created(collection, uuid):
     response = Response(uuid, status=200, mimetype="text/plain")
-    response.headers["Location"] = f"{BASE_URL}/vdis/{uuid}"
+    response.headers["Location"] = f"{BASE_URL}/{collection}/{uuid}"
     return response

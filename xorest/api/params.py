@@ -51,6 +51,13 @@ class VdiImportQuery(Schema):
     raw = FlagField(load_default=False)  # the body is raw content (else a VHD)
 
 
+class VmImportQuery(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    sr = fields.String(load_default=None, validate=validate.Length(min=1, max=100))
+
+
 class SizeField(fields.Field):
     """Bytes as a number, or with a binary unit: ``512K``, ``64MiB``, ``4G``."""
 
@@ -111,4 +118,5 @@ COLLECTION_QUERY = CollectionQuery()
 EXPORT_QUERY = ExportQuery()
 SELFTEST_QUERY = SelftestQuery()
 VDI_IMPORT_QUERY = VdiImportQuery()
+VM_IMPORT_QUERY = VmImportQuery()
 TOKEN_REQUEST = TokenRequest()

@@ -1,9 +1,10 @@
-"""Imports: a disk's content written from a raw or VHD body, streamed into the pool.
+"""Imports: disks from raw or VHD bodies, VMs from XVA bodies, streamed into the pools.
 
 The body goes to XAPI's ``/import_raw_vdi`` as it arrives (constant memory, any size),
 with its ``Content-Length``: XAPI needs the size up front and refuses chunked bodies.
 """
 import logging
+import re
 import struct
 from datetime import datetime, timezone
 
@@ -39,7 +40,8 @@ class ImportService:
                                   size=vdi["size"])
         if vdi.get("read_only"):
             raise BadRequest("this disk is read-only")
-        self._upload(self.pools.connection_for(vdi), vdi["_xapiRef"], vdi["name_label"], fmt, source, length)
+        self._upload(self.pools.connection_for(vdi), "/import_raw_vdi", {"vdi": vdi["_xapiRef"], "format": fmt},
+                     vdi["name_label"], source, length)
 
     def create_vdi(self, sr_key, fmt, source, length, name_label=None, name_description=""):
         """A new disk on the SR ``sr_key``, filled from a ``raw`` or ``vhd`` body.
@@ -66,7 +68,7 @@ class ImportService:
                 "other_config": {}, "xenstore_data": {}, "sm_config": {}, "tags": []})
             uuid = conn.rpc.call("VDI.get_uuid", ref)
         try:
-            self._upload(conn, ref, label, fmt, source, length)
+            self._upload(conn, "/import_raw_vdi", {"vdi": ref, "format": fmt}, label, source, length)
         except BaseException:
             try:
                 conn.rpc.call("VDI.destroy", ref)
@@ -75,12 +77,35 @@ class ImportService:
             raise
         return uuid
 
-    def _upload(self, conn, vdi_ref, name, fmt, source, length):
+    def import_vm(self, pool_key, source, length, sr_key=None):
+        """A new halted VM from an XVA body (plain, gzip or zstd: the pool detects which),
+        with its disks on the SR ``sr_key`` (default: the pool's default SR).
+
+        :returns: the new VM's uuid.
+        """
+        _require_length(length)
+        pool = self.collections.get("pools", pool_key)
+        query = {}
+        if sr_key:
+            sr = self.collections.get("srs", sr_key)
+            if sr["$pool"] != pool["id"]:
+                raise BadRequest(f"the SR {sr_key} is not in the pool {pool_key}", parameter="sr")
+            query["sr_id"] = sr["_xapiRef"]
+        conn = self.pools.connection_for(pool)
+        result = self._upload(conn, "/import", query, pool["name_label"] or pool["id"], source, length)
+        refs = re.findall(r"OpaqueRef:[0-9a-fA-F-]+", result or "")
+        if not refs:
+            raise UpstreamError(f"the pool imported the XVA but named no VM ({result!r})")
+        with pool_failures("the pool lost the imported VM"):
+            return conn.rpc.call("VM.get_uuid", refs[0])
+
+    def _upload(self, conn, path, query, name, source, length):
+        """Send the body under a task; returns the task's result."""
         with pool_failures("the pool refused the import"):
-            upload = XapiUpload(conn.rpc, "/import_raw_vdi", {"vdi": vdi_ref, "format": fmt},
-                                f"xorest import {name}", idle_timeout=self.config.export_idle_timeout)
+            upload = XapiUpload(conn.rpc, path, query, f"xorest import {name}",
+                                idle_timeout=self.config.export_idle_timeout)
         try:
-            upload.send(source, length)
+            result = upload.send(source, length)
         except BodyEndedEarly as exc:
             log.warning("import into %s stopped: %s", name, exc)
             raise BadRequest(f"{exc}; the import was cancelled", received=exc.sent, expected=exc.length) from None
@@ -90,7 +115,8 @@ class ImportService:
         except XapiUnreachable as exc:
             log.warning("import into %s failed after %d bytes: %s", name, upload.bytes, exc)
             raise UpstreamError(f"the pool went away during the import: {exc}") from None
-        log.info("imported %d bytes (%s) into %s", length, fmt, name)
+        log.info("imported %d bytes into %s", length, name)
+        return result
 
 
 VHD_FOOTER = 512

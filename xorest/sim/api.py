@@ -168,6 +168,11 @@ class XapiApi:
     def _field(self, cls, name):
         return self.model.classes[cls].fields.get(name)
 
+    def typed(self, cls, fields):
+        """``fields`` with wire values (int64 as strings...) turned into the datamodel's types."""
+        model = self.model.classes[cls].fields
+        return {k: self._coerce(model[k], v) if k in model else v for k, v in fields.items()}
+
     def _coerce(self, field, value):
         if field.type == "int" and isinstance(value, str):
             return int(value)

@@ -141,6 +141,13 @@ def parse_xml_request(body):
     return method, [_plain(p) for p in params]
 
 
+def parse_xml_value(text):
+    """One XML-RPC ``<value>`` (an XVA's ova.xml is one) as plain Python values."""
+    envelope = f"<?xml version='1.0'?><methodResponse><params><param>{text}</param></params></methodResponse>"
+    params, _ = xmlrpc.client.loads(envelope, use_builtin_types=False)
+    return _plain(params[0])
+
+
 def parse_json_request(body):
     """Return ``(method, params, id, version)`` or raise ``ValueError``."""
     request = json.loads(body)

@@ -6,9 +6,11 @@ Content-Length, XML-RPC answers are ``text/xml`` exactly, and a fault can cut a
 connection in the middle of a body.
 """
 import base64
+import io
 import json
 import logging
 import socket
+import tarfile
 import time
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,9 +18,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import zstandard
 
-from . import exports, operations, rpc
+from . import exports, imports, operations, rpc
 from .faults import StreamFaults
 from .formats import vhd as vhd_format
+from .formats import xva as xva_format
 from .rpc import XapiFailure
 
 log = logging.getLogger(__name__)
@@ -139,6 +142,8 @@ class SimRequestHandler(BaseHTTPRequestHandler):
         path, query = self._query()
         if path.rstrip("/") == "/import_raw_vdi":
             return self._transfer(query, self._import_vdi, self._vdi_disks)
+        if path.rstrip("/") == "/import":
+            return self._transfer(query, self._import_vm)
         self._html_error(404, "not found")
 
     # RPC -----------------------------------------------------------------------
@@ -367,6 +372,41 @@ class SimRequestHandler(BaseHTTPRequestHandler):
             ("content-disposition", f'attachment; filename="{record["uuid"]}.{fmt}"')])
         self._stream(body, task, record["virtual_size"])
         sim.api.finish_task(task, "")
+
+    def _import_vm(self, query, task):
+        """An XVA (plain, gzip or zstd: XAPI detects which) becomes a new halted VM."""
+        sim, db = self.sim, self.sim.db
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            raise XapiFailure("IMPORT_ERROR", "chunked transfer encoding is not supported")
+        length = int(self.headers.get("Content-Length") or 0)
+        with db.lock:
+            selector = query.get("sr_id") or query.get("sr_uuid")
+            sr = db.resolve("SR", selector) if selector else db.tables["pool"][sim.pool_ref]["default_SR"]
+        self._start_body("HTTP/1.1 200 OK", [("Connection", "close"), ("task-id", task), ("Content-Length", "0")])
+        if length == 0:  # a probe PUT: no side effect
+            sim.api.finish_task(task, "")
+            return
+        body = io.BytesIO()
+        while body.tell() < length:
+            block = self.rfile.read(min(1 << 20, length - body.tell()))
+            if sim.api.is_cancelling(task):
+                raise XapiFailure("TASK_CANCELLED", task)
+            if not block:
+                break
+            body.write(block)
+        data = body.getvalue()
+        try:
+            if data[:2] == b"\x1f\x8b":
+                data = zlib.decompress(data, 31)
+            elif data[:4] == b"\x28\xb5\x2f\xfd":
+                data = zstandard.ZstdDecompressor().decompressobj().decompress(data)
+            ova, chunks = xva_format.read_disks(io.BytesIO(data))
+        except (ValueError, OSError, EOFError, zlib.error, zstandard.ZstdError, tarfile.TarError) as exc:
+            raise XapiFailure("IMPORT_ERROR", f"not a usable XVA: {exc}") from None
+        with db.lock:
+            vm = imports.import_vm(db, sim.disks, ova, chunks, sr, sim.api.typed)
+            db.commit()
+        sim.api.finish_task(task, rpc.xml_value([vm]))
 
     def _import_vdi(self, query, task):
         sim, db = self.sim, self.sim.db

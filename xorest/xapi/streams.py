@@ -167,7 +167,8 @@ class XapiUpload(_Transfer):
         self.bytes = 0
 
     def send(self, source, length):
-        """Upload exactly ``length`` bytes read from ``source``; raises unless the task succeeded.
+        """Upload exactly ``length`` bytes read from ``source``; returns the task's result
+        (XAPI's XML text of it, e.g. the new VM's ref for ``/import``), raises otherwise.
 
         :raises BodyEndedEarly: ``source`` ended first (the task is cancelled).
         :raises XapiError: the pool failed the upload (``error_info`` of the task).
@@ -188,6 +189,7 @@ class XapiUpload(_Transfer):
             if error is not None:
                 raise error
             self.done = True
+            return (self._task_record() or {}).get("result", "")
         except BaseException:
             if not self.done:
                 self._cancel_task()
