@@ -320,6 +320,12 @@ def test_hundred_aborted_downloads_leak_nothing(stack):
                 return current, pending
             time.sleep(0.5)
 
+    # Fill the workers' thread pools first (gthread starts threads as concurrency needs them,
+    # up to its thread count): growth after that could only be a leak.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(64) as clients:
+        list(clients.map(lambda _: gw.get("/rest/v0/selftest/stream?size=1&pause=1").content, range(64)))
     abort_hundred()
     first, pending = settled()
     assert not pending
