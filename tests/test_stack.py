@@ -161,9 +161,21 @@ def test_disk_import_through_nginx(stack, tmp_path):
     cookie = f"authenticationToken={gw.token}"
     vdi = json.loads(curl("-b", cookie, f"{base}/rest/v0/vdis?filter=size:<600000000%20!read_only%3F").stdout)[0]
     upload = tmp_path / "part.raw"
-    upload.write_bytes(os.urandom(3 << 20))
+    upload.write_bytes(os.urandom(20 << 20))  # above the site's 16 MiB limit for JSON bodies
     put = curl("-f", "-T", str(upload), "-w", "%{http_code}", "-b", cookie, f"{base}{vdi}.raw")
     assert put.stdout == b"204"
     back = subprocess.run(["curl", "-sSf", "-b", cookie, f"{base}{vdi}.raw"], capture_output=True,
                           timeout=120).stdout
-    assert back[:3 << 20] == upload.read_bytes()
+    assert back[:20 << 20] == upload.read_bytes()
+    # a new disk from the same body, and a VM from an XVA: the import paths are unlimited too
+    sr = json.loads(curl("-b", cookie, f"{base}{vdi}").stdout)["$SR"]
+    created = curl("-f", "-T", str(upload), "-X", "POST", "-b", cookie, f"{base}/rest/v0/srs/{sr}/vdis?raw")
+    assert len(created.stdout.decode()) == 36  # the new disk's uuid
+    pool = json.loads(curl("-b", cookie, f"{base}/rest/v0/pools").stdout)[0]
+    halted = json.loads(curl("-b", cookie, f"{base}/rest/v0/vms?filter=power_state:Halted").stdout)[0]
+    xva = tmp_path / "vm.xva"
+    with open(xva, "wb") as fh:
+        subprocess.run(["curl", "-sSf", "-b", cookie, f"{base}{halted}.xva"], stdout=fh, check=True, timeout=120)
+    assert xva.stat().st_size > 16 << 20
+    vm = curl("-f", "-T", str(xva), "-X", "POST", "-b", cookie, f"{base}{pool}/vms")
+    assert len(vm.stdout.decode()) == 36
