@@ -440,6 +440,15 @@ def test_head_starts_no_export(stack):
     missing = requests.head(f"{gw.url}/rest/v0/vdis/00000000-0000-0000-0000-000000000000.vhd", timeout=10,
                             cookies={"authenticationToken": gw.token})
     assert missing.status_code == 404
+    # the same answers as a GET would give, before any byte
+    head = lambda path: requests.head(f"{gw.url}/rest/v0/{path}", timeout=10, cookies={"authenticationToken": gw.token})
+    assert head(f"vms/{vm['id']}.xva?compress=zstd").headers["Content-Disposition"].endswith(".xva.zst")
+    assert head(f"vms/{vm['id']}.xva?compress=lz4").status_code == 400
+    assert head(f"vms/{vm['id']}.xva?use_snapshot=false").status_code == 409
+    vdi = _small_vdi(gw)
+    assert head(f"vdis/{vdi['id']}.raw").headers["Content-Length"] == str(vdi["size"])
+    assert head(f"vdis/{vdi['id']}.raw?base=x").status_code == 400
+    assert _vm_refs(sim) == before and len(_tasks(sim)) == tasks_before
 
 
 # imports ---------------------------------------------------------------------------------

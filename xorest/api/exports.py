@@ -10,7 +10,6 @@ from urllib.parse import quote
 
 from flask import Blueprint, Response, request
 
-from ..services.exports import safe_filename
 from . import params, services
 from .streaming import WATCH_INTERVAL, poll_client
 
@@ -66,20 +65,22 @@ def _stream_response(export):
     return response
 
 
-def _head(collection, key, content_type, extension):
+def _head(filename, content_type, length=None):
     """HEAD: say what a GET would send, without starting an export (or a snapshot)."""
-    obj = services().collections.get(collection, key)
     response = Response(status=200, mimetype=content_type)
-    response.headers["Content-Disposition"] = _disposition(safe_filename(obj.get("name_label", ""), extension))
+    response.headers["Content-Disposition"] = _disposition(filename)
     response.headers["Cache-Control"] = "no-store"
+    if length is not None:
+        response.headers["Content-Length"] = str(length)
     return response
 
 
 @bp.get("/<any(vms, 'vm-snapshots', 'vm-templates'):collection>/<key>.xva")
 def export_vm(collection, key):
-    if request.method == "HEAD":
-        return _head(collection, key, "application/octet-stream", "xva")
     query = params.load(params.EXPORT_QUERY, request.args)
+    if request.method == "HEAD":
+        *_, filename = services().exports.plan_vm_export(collection, key, query["compress"], query["use_snapshot"])
+        return _head(filename, "application/octet-stream")
     export = services().exports.open_vm_export(collection, key, query["compress"], query["use_snapshot"])
     return _stream_response(export)
 
@@ -87,6 +88,8 @@ def export_vm(collection, key):
 @bp.get("/<any(vdis, 'vdi-snapshots'):collection>/<key>.<any(vhd, raw):fmt>")
 def export_vdi(collection, key, fmt):
     if request.method == "HEAD":
-        return _head(collection, key, "application/vhd" if fmt == "vhd" else "application/octet-stream", fmt)
+        vdi, _, filename = services().exports.plan_vdi_export(collection, key, fmt, request.args.get("base"))
+        return _head(filename, "application/vhd" if fmt == "vhd" else "application/octet-stream",
+                     vdi["size"] if fmt == "raw" else None)
     export = services().exports.open_vdi_export(collection, key, fmt, request.args.get("base"))
     return _stream_response(export)

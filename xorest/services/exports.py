@@ -204,12 +204,11 @@ class ExportService:
         chunks = upstream()
         return _compress(chunks, algorithm_here, self.config) if algorithm_here else chunks
 
-    def open_vm_export(self, collection, key, compress, use_snapshot=None):
-        """An :class:`Export` of a VM, snapshot or template as XVA.
+    def plan_vm_export(self, collection, key, compress, use_snapshot=None):
+        """Check an XVA export's request without starting it (``HEAD`` answers from this).
 
-        :param use_snapshot: export a snapshot taken for the purpose (destroyed afterwards)
-            instead of the VM itself; ``None`` does so only when the VM is running, which
-            XAPI cannot export directly.
+        :returns: ``(vm, algorithm, use_snapshot, filename)``.
+        :raises BadRequest, Conflict, NotFound: as the export itself would.
         """
         algorithm = parse_compress(compress)
         vm = self.collections.get(collection, key)
@@ -221,6 +220,17 @@ class ExportService:
         if running and not use_snapshot:
             raise Conflict(f"the VM is {vm['power_state'].lower()}: export it through a snapshot "
                            "(leave use_snapshot out) or shut it down first")
+        extension = {"gzip": "xva.gz", "zstd": "xva.zst"}.get(algorithm, "xva")
+        return vm, algorithm, use_snapshot, safe_filename(vm["name_label"], extension)
+
+    def open_vm_export(self, collection, key, compress, use_snapshot=None):
+        """An :class:`Export` of a VM, snapshot or template as XVA.
+
+        :param use_snapshot: export a snapshot taken for the purpose (destroyed afterwards)
+            instead of the VM itself; ``None`` does so only when the VM is running, which
+            XAPI cannot export directly.
+        """
+        vm, algorithm, use_snapshot, filename = self.plan_vm_export(collection, key, compress, use_snapshot)
         conn = self.pools.connection_for(vm)
         pool_obj = self.collections.cache.snapshot().find("pools", vm["$pool"])
         host_algorithm, where = self._choose(algorithm, pool_obj)
@@ -238,21 +248,30 @@ class ExportService:
         cleanups.append(stream.close)
         chunks = self._stream_chunks(stream, algorithm if where == "gateway" else None)
         head, rest = _prefetch(chunks, 1, cleanups)
-        extension = {"gzip": "xva.gz", "zstd": "xva.zst"}.get(algorithm, "xva")
-        return Export(_chain(head, rest), filename=safe_filename(vm["name_label"], extension),
+        return Export(_chain(head, rest), filename=filename,
                       content_type="application/octet-stream", task=self._task_uuid(conn, stream.task),
                       compression=(algorithm, where) if algorithm else None, cleanups=cleanups,
                       snapshot=snapshot_uuid)
 
-    def open_vdi_export(self, collection, key, fmt, base=None):
-        """An :class:`Export` of a disk as ``vhd`` (optionally a delta from ``base``) or ``raw``."""
+    def plan_vdi_export(self, collection, key, fmt, base=None):
+        """Check a disk export's request without starting it (``HEAD`` answers from this).
+
+        :returns: ``(vdi, base snapshot or None, filename)``.
+        """
         vdi = self.collections.get(collection, key)
-        conn = self.pools.connection_for(vdi)
-        query = {"vdi": vdi["_xapiRef"], "format": fmt}
+        base_obj = None
         if base:
             if fmt != "vhd":
                 raise BadRequest("base= is only for .vhd exports")
             base_obj = self.collections.get("vdi-snapshots", base)
+        return vdi, base_obj, safe_filename(vdi["name_label"], fmt)
+
+    def open_vdi_export(self, collection, key, fmt, base=None):
+        """An :class:`Export` of a disk as ``vhd`` (optionally a delta from ``base``) or ``raw``."""
+        vdi, base_obj, filename = self.plan_vdi_export(collection, key, fmt, base)
+        conn = self.pools.connection_for(vdi)
+        query = {"vdi": vdi["_xapiRef"], "format": fmt}
+        if base_obj is not None:
             query["base"] = base_obj["_xapiRef"]
         stream = self._open(conn, "/export_raw_vdi", query, f"xorest export {vdi['name_label']}")
         chunks = self._stream_chunks(stream, None)
@@ -262,7 +281,7 @@ class ExportService:
         else:
             head, rest = _prefetch(chunks, 2048 + 4 * (-(-vdi["size"] // (2 << 20))) + 512, [stream.close])
             length = vhd_length(head)
-        return Export(_chain(head, rest), filename=safe_filename(vdi["name_label"], fmt),
+        return Export(_chain(head, rest), filename=filename,
                       content_type="application/vhd" if fmt == "vhd" else "application/octet-stream",
                       length=length, task=self._task_uuid(conn, stream.task), cleanups=[stream.close])
 
