@@ -1,7 +1,8 @@
 """Imports: disks from raw or VHD bodies, VMs from XVA bodies, streamed into the pools.
 
-The body goes to XAPI's ``/import_raw_vdi`` as it arrives (constant memory, any size),
-with its ``Content-Length``: XAPI needs the size up front and refuses chunked bodies.
+The body goes to XAPI's ``/import_raw_vdi`` or ``/import`` as it arrives (constant memory,
+any size), with its ``Content-Length``: XAPI needs the size up front and refuses chunked
+bodies.
 """
 import logging
 import re
@@ -16,7 +17,7 @@ log = logging.getLogger(__name__)
 
 
 class ImportService:
-    """Writes uploads into the pools' disks.
+    """Writes uploads into the pools: disk contents, new disks, new VMs.
 
     :param collections: a :class:`~xorest.services.collections.CollectionService`.
     :param pools: the :class:`~xorest.services.pools.PoolService`.
