@@ -7,7 +7,9 @@ skipped, and nothing is returned twice.
 
 Values compare by kind first (numbers, then strings, then booleans, then lists and
 objects, then missing or ``null``), then by value; strings compare case-insensitively,
-then exactly.  ``-field`` reverses a field's order.
+then exactly, on their first ``KEY_CHARS`` characters (lists and objects by their JSON
+text, likewise), so that a cursor stays short enough for a URL whatever the values.
+``-field`` reverses a field's order.
 """
 import base64
 import bisect
@@ -18,6 +20,8 @@ import re
 from ..errors import BadRequest
 
 MAX_SORT_FIELDS = 8
+KEY_CHARS = 256  # of a string or JSON text that take part in the order (ties go by id)
+BAD_CURSOR = "invalid after cursor: use the one from the previous page's Link header"
 _FIELD = re.compile(r"-?[A-Za-z0-9_$@:][A-Za-z0-9_$@:\-]*(\.[A-Za-z0-9_$@:\-]+)*")
 
 
@@ -29,17 +33,33 @@ def _value(obj, path):
     return obj
 
 
-def _comparable(value):
-    """(kind rank, comparable value) for one JSON value."""
+def _sort_value(value):
+    """``[kind rank, value]``: a JSON value as it takes part in the order and in cursors."""
     if isinstance(value, bool):
-        return (2, value)
+        return [2, value]
     if isinstance(value, (int, float)):
-        return (0, value)
+        return [0, value]
     if isinstance(value, str):
-        return (1, (value.casefold(), value))
+        return [1, value[:KEY_CHARS]]
     if value is None:
-        return (4, 0)
-    return (3, json.dumps(value, sort_keys=True))
+        return [4, 0]
+    return [3, json.dumps(value, sort_keys=True)[:KEY_CHARS]]
+
+
+_PAYLOAD_TYPES = {0: (int, float), 1: str, 2: bool, 3: str, 4: int}
+
+
+def _valid_sort_value(item):
+    """Whether a value read back from a cursor is one :func:`_sort_value` could give."""
+    if not (isinstance(item, list) and len(item) == 2 and item[0] in _PAYLOAD_TYPES):
+        return False
+    rank, value = item
+    return isinstance(value, _PAYLOAD_TYPES[rank]) and (rank == 2 or not isinstance(value, bool))
+
+
+def _comparable(sort_value):
+    rank, value = sort_value
+    return (rank, (value.casefold(), value)) if rank == 1 else (rank, value)
 
 
 class _Descending:
@@ -77,14 +97,17 @@ class SortOrder:
     def __bool__(self):
         return bool(self.fields)
 
-    def _key_of_values(self, values, key):
+    def _key_of_values(self, sort_values, key):
         parts = [_Descending(_comparable(v)) if descending else _comparable(v)
-                 for v, (_, descending) in zip(values, self.fields)]
+                 for v, (_, descending) in zip(sort_values, self.fields)]
         return (*parts, key)
+
+    def _sort_values(self, obj):
+        return [_sort_value(_value(obj, path)) for path, _ in self.fields]
 
     def key(self, obj):
         """The position of ``obj`` in this order."""
-        return self._key_of_values([_value(obj, path) for path, _ in self.fields], obj["id"])
+        return self._key_of_values(self._sort_values(obj), obj["id"])
 
     def sort(self, objects):
         """``objects`` (a list, in id order) in this order; the list itself when unsorted."""
@@ -96,8 +119,7 @@ class SortOrder:
         """The opaque text that resumes a listing after ``obj``: its id when unsorted."""
         if not self.fields:
             return obj["id"]
-        raw = json.dumps([self.text, [_value(obj, path) for path, _ in self.fields], obj["id"]],
-                         separators=(",", ":"))
+        raw = json.dumps([self.text, self._sort_values(obj), obj["id"]], separators=(",", ":"))
         return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
     def _cursor_key(self, cursor):
@@ -106,11 +128,12 @@ class SortOrder:
         try:
             text, values, key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         except (ValueError, TypeError, binascii.Error):
-            raise BadRequest("invalid after cursor: use the one from the previous page's Link header",
-                             parameter="after") from None
-        if text != self.text or not isinstance(values, list) or len(values) != len(self.fields) \
-                or not isinstance(key, str):
+            raise BadRequest(BAD_CURSOR, parameter="after") from None
+        if text != self.text:
             raise BadRequest("this after cursor belongs to another sort order", parameter="after")
+        if not (isinstance(values, list) and len(values) == len(self.fields) and isinstance(key, str)
+                and all(map(_valid_sort_value, values))):
+            raise BadRequest(BAD_CURSOR, parameter="after")
         return self._key_of_values(values, key)
 
     def after(self, ordered, cursor):
