@@ -79,8 +79,8 @@ def _head(filename, content_type, length=None):
 def export_vm(collection, key):
     query = params.load(params.EXPORT_QUERY, request.args)
     if request.method == "HEAD":
-        *_, filename = services().exports.plan_vm_export(collection, key, query["compress"], query["use_snapshot"])
-        return _head(filename, "application/octet-stream")
+        plan = services().exports.plan_vm_export(collection, key, query["compress"], query["use_snapshot"])
+        return _head(plan.filename, plan.content_type)
     export = services().exports.open_vm_export(collection, key, query["compress"], query["use_snapshot"])
     return _stream_response(export)
 
@@ -88,8 +88,7 @@ def export_vm(collection, key):
 @bp.get("/<any(vdis, 'vdi-snapshots'):collection>/<key>.<any(vhd, raw):fmt>")
 def export_vdi(collection, key, fmt):
     if request.method == "HEAD":
-        vdi, _, filename = services().exports.plan_vdi_export(collection, key, fmt, request.args.get("base"))
-        return _head(filename, "application/vhd" if fmt == "vhd" else "application/octet-stream",
-                     vdi["size"] if fmt == "raw" else None)
+        plan = services().exports.plan_vdi_export(collection, key, fmt, request.args.get("base"))
+        return _head(plan.filename, plan.content_type, plan.length)
     export = services().exports.open_vdi_export(collection, key, fmt, request.args.get("base"))
     return _stream_response(export)

@@ -20,19 +20,27 @@ bp = Blueprint("selftest", __name__)
 BLOCK = random.Random(0).randbytes(1 << 20)  # incompressible: a compressing proxy changes nothing
 
 
+def _quiet_for(seconds, client):
+    """Send nothing for ``seconds``; ``False`` as soon as the client goes away."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        if client is None:
+            time.sleep(min(left, WATCH_INTERVAL))
+        elif poll_client(client, min(left, WATCH_INTERVAL)) == "gone":
+            return False
+    return True
+
+
 def _body(size, pause, client):
     half, sent = size // 2, 0
     view = memoryview(BLOCK)
     while sent < size:
         if pause and sent >= half:
-            deadline, pause = time.monotonic() + pause, 0
-            while (left := deadline - time.monotonic()) > 0:
-                if client is not None and poll_client(client, min(left, WATCH_INTERVAL)) == "gone":
-                    log.info("selftest client went away during the pause")
-                    return
-                if client is None:
-                    time.sleep(min(left, WATCH_INTERVAL))
-        step = min(len(BLOCK), size - sent, half - sent if sent < half else size)
+            if not _quiet_for(pause, client):
+                log.info("selftest client went away during the pause")
+                return
+            pause = 0
+        step = min(len(BLOCK), (half if sent < half else size) - sent)
         yield view[:step].tobytes()
         sent += step
 

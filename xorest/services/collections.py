@@ -67,13 +67,13 @@ class CollectionService:
         :raises BadRequest: invalid sort or cursor, or a regex over its time budget.
         :raises NotFound: unknown collection.
         """
-        sort = SortOrder(sort)
+        order = SortOrder(sort)
         candidates = list(self._objects(name).values())  # in id order
-        if not sort:
-            candidates = sort.after(candidates, after)  # before filtering: a bisection on ids
+        if not order:
+            candidates = order.after(candidates, after)  # before filtering: a bisection on ids
         node = live_filter.parse(filter_text) if filter_text else None
         # Without a sort, the first limit+1 matches are enough to know whether more follow.
-        wanted = None if (sort or limit is None) else limit + 1
+        wanted = None if (order or limit is None) else limit + 1
         if node is not None:
             try:
                 with live_filter.evaluation_budget(self.config.regex_timeout):
@@ -82,12 +82,12 @@ class CollectionService:
                 raise BadRequest(f"{exc}: simplify the regular expression") from None
             except RecursionError:
                 raise BadRequest("the filter is nested too deeply for these objects") from None
-        if sort:
-            candidates = sort.after(sort.sort(candidates), after)
+        if order:
+            candidates = order.after(order.sort(candidates), after)
         if limit is None or len(candidates) <= limit:
             return candidates, None
         page = candidates[:limit]
-        return page, sort.cursor(page[-1]) if page else None
+        return page, order.cursor(page[-1]) if page else None
 
     def get(self, name, key):
         """One object by id (or XAPI opaque ref)."""

@@ -4,7 +4,6 @@ A running VM is snapshotted first; the snapshot is destroyed when the stream end
 or the client goes away, and a sweep removes snapshots left behind by a crash.
 Compression is done by XAPI when the pool can, else here (zstd with threads, or gzip).
 """
-import contextlib
 import logging
 import os
 import socket
@@ -12,11 +11,13 @@ import struct
 import threading
 import time
 import zlib
+from typing import NamedTuple, Optional
 
 import zstandard
 
-from ..errors import BadRequest, Conflict, NotFound, Unavailable, UpstreamError
+from ..errors import BadRequest, Conflict, Unavailable, UpstreamError
 from ..xapi import XapiError, XapiStream, XapiUnreachable
+from .pools import pool_failures
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,29 @@ def parse_compress(value):
     if text == "zstd":
         return "zstd"
     raise BadRequest(f"invalid compress={value!r}: use gzip, zstd or none", valid=["gzip", "zstd", "none"])
+
+
+class VmExportPlan(NamedTuple):
+    """What an XVA export will be, decided before anything starts."""
+
+    vm: dict
+    algorithm: Optional[str]  # gzip, zstd or None
+    use_snapshot: bool
+    filename: str
+    content_type: str = "application/octet-stream"
+
+
+class DiskExportPlan(NamedTuple):
+    """What a disk export will be, decided before anything starts."""
+
+    vdi: dict
+    base: Optional[dict]  # the snapshot a delta VHD starts from
+    filename: str
+    content_type: str
+    length: Optional[int]  # known up front for raw (the virtual size); VHD: from its block table
+
+
+DISK_CONTENT_TYPES = {"vhd": "application/vhd", "raw": "application/octet-stream"}
 
 
 class Export:
@@ -142,20 +166,6 @@ def _chain(head, iterator):
     yield from iterator
 
 
-@contextlib.contextmanager
-def pool_failures(refused):
-    """Turn a pool's failures into API errors: a vanished object is a 404, an XAPI error a
-    502 (``refused``, then XAPI's code), an unreachable pool a 503."""
-    try:
-        yield
-    except XapiError as exc:
-        if exc.code in ("HANDLE_INVALID", "UUID_INVALID"):
-            raise NotFound(f"the pool no longer has this object ({exc})") from None
-        raise UpstreamError(f"{refused}: {exc}", code=exc.code, params=exc.params) from None
-    except XapiUnreachable as exc:
-        raise Unavailable(f"the pool is not reachable: {exc}") from None
-
-
 def safe_filename(name, extension):
     cleaned = "".join(c if c.isprintable() and c not in '/\\"' else "_" for c in name).strip(" .")
     return f"{cleaned or 'export'}.{extension}"
@@ -207,7 +217,7 @@ class ExportService:
     def plan_vm_export(self, collection, key, compress, use_snapshot=None):
         """Check an XVA export's request without starting it (``HEAD`` answers from this).
 
-        :returns: ``(vm, algorithm, use_snapshot, filename)``.
+        :returns: a :class:`VmExportPlan`.
         :raises BadRequest, Conflict, NotFound: as the export itself would.
         """
         algorithm = parse_compress(compress)
@@ -221,7 +231,7 @@ class ExportService:
             raise Conflict(f"the VM is {vm['power_state'].lower()}: export it through a snapshot "
                            "(leave use_snapshot out) or shut it down first")
         extension = {"gzip": "xva.gz", "zstd": "xva.zst"}.get(algorithm, "xva")
-        return vm, algorithm, use_snapshot, safe_filename(vm["name_label"], extension)
+        return VmExportPlan(vm, algorithm, use_snapshot, safe_filename(vm["name_label"], extension))
 
     def open_vm_export(self, collection, key, compress, use_snapshot=None):
         """An :class:`Export` of a VM, snapshot or template as XVA.
@@ -230,12 +240,13 @@ class ExportService:
             instead of the VM itself; ``None`` does so only when the VM is running, which
             XAPI cannot export directly.
         """
-        vm, algorithm, use_snapshot, filename = self.plan_vm_export(collection, key, compress, use_snapshot)
+        plan = self.plan_vm_export(collection, key, compress, use_snapshot)
+        vm, algorithm = plan.vm, plan.algorithm
         conn = self.pools.connection_for(vm)
         pool_obj = self.collections.cache.snapshot().find("pools", vm["$pool"])
         host_algorithm, where = self._choose(algorithm, pool_obj)
         cleanups, target, snapshot_uuid = [], vm["_xapiRef"], None
-        if use_snapshot:
+        if plan.use_snapshot:
             target, snapshot_uuid = self._snapshot(conn, vm)
             cleanups.append(lambda: self._destroy_snapshot_later(conn, target))
         query = {"ref": target, "use_compression": {"gzip": "true", "zstd": "zstd"}.get(host_algorithm, "false")}
@@ -248,15 +259,15 @@ class ExportService:
         cleanups.append(stream.close)
         chunks = self._stream_chunks(stream, algorithm if where == "gateway" else None)
         head, rest = _prefetch(chunks, 1, cleanups)
-        return Export(_chain(head, rest), filename=filename,
-                      content_type="application/octet-stream", task=self._task_uuid(conn, stream.task),
+        return Export(_chain(head, rest), filename=plan.filename,
+                      content_type=plan.content_type, task=self._task_uuid(conn, stream.task),
                       compression=(algorithm, where) if algorithm else None, cleanups=cleanups,
                       snapshot=snapshot_uuid)
 
     def plan_vdi_export(self, collection, key, fmt, base=None):
         """Check a disk export's request without starting it (``HEAD`` answers from this).
 
-        :returns: ``(vdi, base snapshot or None, filename)``.
+        :returns: a :class:`DiskExportPlan`.
         """
         vdi = self.collections.get(collection, key)
         base_obj = None
@@ -264,25 +275,26 @@ class ExportService:
             if fmt != "vhd":
                 raise BadRequest("base= is only for .vhd exports")
             base_obj = self.collections.get("vdi-snapshots", base)
-        return vdi, base_obj, safe_filename(vdi["name_label"], fmt)
+        return DiskExportPlan(vdi, base_obj, safe_filename(vdi["name_label"], fmt), DISK_CONTENT_TYPES[fmt],
+                              vdi["size"] if fmt == "raw" else None)
 
     def open_vdi_export(self, collection, key, fmt, base=None):
         """An :class:`Export` of a disk as ``vhd`` (optionally a delta from ``base``) or ``raw``."""
-        vdi, base_obj, filename = self.plan_vdi_export(collection, key, fmt, base)
+        plan = self.plan_vdi_export(collection, key, fmt, base)
+        vdi = plan.vdi
         conn = self.pools.connection_for(vdi)
         query = {"vdi": vdi["_xapiRef"], "format": fmt}
-        if base_obj is not None:
-            query["base"] = base_obj["_xapiRef"]
+        if plan.base is not None:
+            query["base"] = plan.base["_xapiRef"]
         stream = self._open(conn, "/export_raw_vdi", query, f"xorest export {vdi['name_label']}")
         chunks = self._stream_chunks(stream, None)
+        length = plan.length
         if fmt == "raw":
-            length = vdi["size"]
             head, rest = _prefetch(chunks, 1, [stream.close])
         else:
             head, rest = _prefetch(chunks, 2048 + 4 * (-(-vdi["size"] // (2 << 20))) + 512, [stream.close])
             length = vhd_length(head)
-        return Export(_chain(head, rest), filename=filename,
-                      content_type="application/vhd" if fmt == "vhd" else "application/octet-stream",
+        return Export(_chain(head, rest), filename=plan.filename, content_type=plan.content_type,
                       length=length, task=self._task_uuid(conn, stream.task), cleanups=[stream.close])
 
     # snapshots of running VMs ---------------------------------------------------

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 from ..errors import BadRequest, LengthRequired, PayloadTooLarge, UpstreamError
 from ..xapi import BodyEndedEarly, XapiError, XapiUnreachable, XapiUpload
-from .exports import pool_failures
+from .pools import pool_failures
 
 log = logging.getLogger(__name__)
 

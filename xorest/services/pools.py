@@ -4,6 +4,7 @@ Watchers start lazily in the serving process (after gunicorn forks, never before
 reconciler thread follows the store, so ``xorest server add/remove`` takes effect in a
 running server without a restart.
 """
+import contextlib
 import gc
 import logging
 import os
@@ -11,8 +12,8 @@ import threading
 import time
 
 from .. import objects
-from ..errors import NotFound, Unavailable
-from ..xapi import XapiClient, Watcher
+from ..errors import NotFound, Unavailable, UpstreamError
+from ..xapi import XapiClient, XapiError, XapiUnreachable, Watcher
 from ..xapi.watcher import WATCHED_CLASSES
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,20 @@ for _owner, _field in objects.DEPENDENTS.values():
 
 def _metrics_refs(cls, record):
     return [record.get(f) for f in _METRICS_FIELDS.get(cls, ()) if record.get(f) not in (None, objects.NULL_REF)]
+
+
+@contextlib.contextmanager
+def pool_failures(refused):
+    """Turn a pool's failures into API errors: a vanished object is a 404, an XAPI error a
+    502 (``refused``, then XAPI's code), an unreachable pool a 503."""
+    try:
+        yield
+    except XapiError as exc:
+        if exc.code in ("HANDLE_INVALID", "UUID_INVALID"):
+            raise NotFound(f"the pool no longer has this object ({exc})") from None
+        raise UpstreamError(f"{refused}: {exc}", code=exc.code, params=exc.params) from None
+    except XapiUnreachable as exc:
+        raise Unavailable(f"the pool is not reachable: {exc}") from None
 
 
 class PoolConnection:

@@ -373,12 +373,29 @@ class SimRequestHandler(BaseHTTPRequestHandler):
         self._stream(body, task, record["virtual_size"])
         sim.api.finish_task(task, "")
 
+    def _upload_length(self, error_code):
+        """An upload's Content-Length; XAPI refuses chunked bodies."""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            raise XapiFailure(error_code, "chunked transfer encoding is not supported")
+        return int(self.headers.get("Content-Length") or 0)
+
+    def _upload_blocks(self, length, task):
+        """The body in blocks of up to 1 MiB, until ``length`` or the end of the connection
+        (XAPI's rule); stops with ``TASK_CANCELLED`` once the task is cancelled."""
+        received = 0
+        while received < length:
+            block = self.rfile.read(min(1 << 20, length - received))
+            if self.sim.api.is_cancelling(task):
+                raise XapiFailure("TASK_CANCELLED", task)
+            if not block:
+                return
+            received += len(block)
+            yield block
+
     def _import_vm(self, query, task):
         """An XVA (plain, gzip or zstd: XAPI detects which) becomes a new halted VM."""
         sim, db = self.sim, self.sim.db
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            raise XapiFailure("IMPORT_ERROR", "chunked transfer encoding is not supported")
-        length = int(self.headers.get("Content-Length") or 0)
+        length = self._upload_length("IMPORT_ERROR")
         with db.lock:
             selector = query.get("sr_id") or query.get("sr_uuid")
             sr = db.resolve("SR", selector) if selector else db.tables["pool"][sim.pool_ref]["default_SR"]
@@ -386,15 +403,7 @@ class SimRequestHandler(BaseHTTPRequestHandler):
         if length == 0:  # a probe PUT: no side effect
             sim.api.finish_task(task, "")
             return
-        body = io.BytesIO()
-        while body.tell() < length:
-            block = self.rfile.read(min(1 << 20, length - body.tell()))
-            if sim.api.is_cancelling(task):
-                raise XapiFailure("TASK_CANCELLED", task)
-            if not block:
-                break
-            body.write(block)
-        data = body.getvalue()
+        data = b"".join(self._upload_blocks(length, task))
         try:
             if data[:2] == b"\x1f\x8b":
                 data = zlib.decompress(data, 31)
@@ -410,9 +419,7 @@ class SimRequestHandler(BaseHTTPRequestHandler):
 
     def _import_vdi(self, query, task):
         sim, db = self.sim, self.sim.db
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            raise XapiFailure("INTERNAL_ERROR", "chunked transfer encoding is not supported")
-        length = int(self.headers.get("Content-Length") or 0)
+        length = self._upload_length("INTERNAL_ERROR")
         fmt = query.get("format", "raw")
         if fmt not in ("raw", "vhd"):
             raise XapiFailure("INTERNAL_ERROR", f"Unknown format {fmt}")
@@ -426,25 +433,14 @@ class SimRequestHandler(BaseHTTPRequestHandler):
         disk = sim.disks.get(vdi)
         if fmt == "raw":  # written as it arrives, as XAPI does: a cancelled upload stops midway
             received = 0
-            while received < length:
-                block = self.rfile.read(min(1 << 20, length - received))
-                if sim.api.is_cancelling(task):
-                    raise XapiFailure("TASK_CANCELLED", task)
-                if not block:
-                    break  # EOF before Content-Length is the end of the data (XAPI's rule)
+            for block in self._upload_blocks(length, task):
                 disk.with_write(received, block)
                 received += len(block)
         else:
-            received = bytearray()  # a VHD is parsed whole (its block table comes first, blocks after)
-            while len(received) < length:
-                block = self.rfile.read(min(1 << 20, length - len(received)))
-                if not block:
-                    break
-                received += block
-            if sim.api.is_cancelling(task):
-                raise XapiFailure("TASK_CANCELLED", task)
+            # a VHD is parsed whole (its block table comes first, blocks after)
+            received = b"".join(self._upload_blocks(length, task))
             try:
-                parsed = vhd_format.parse(bytes(received))
+                parsed = vhd_format.parse(received)
             except ValueError as exc:
                 raise XapiFailure("VDI_IO_ERROR", f"Device I/O errors: {exc}") from None
             for index, data in parsed["blocks"].items():
