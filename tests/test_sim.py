@@ -104,6 +104,34 @@ def test_records_have_every_datamodel_field_and_two_way_refs(xapi):
             assert xapi.xenapi.VDI.get_SR(vdi) == sr_ref
 
 
+def test_every_ref_field_of_every_class_is_a_ref(xapi):
+    """XAPI writes a null reference as ``OpaqueRef:NULL`` (never the datamodel's "Null"):
+    clients such as Xen Orchestra's take any other string for a real reference."""
+    from xorest.sim import datamodel
+
+    model = datamodel.load()
+    checked = 0
+    for cls in SERVED:
+        fields = model.classes[cls].fields
+        for record in getattr(xapi.xenapi, cls).get_all_records().values():
+            for name, field in fields.items():
+                value = record[name]
+                if field.type.endswith(" ref"):
+                    refs = [value]
+                elif field.type.endswith(" ref set"):
+                    refs = value
+                elif field.type.endswith(" map") and " ref" in field.type:
+                    key_type, _, value_type = field.type[1:-len(") map")].partition(" -> ")
+                    refs = [*(value if key_type.endswith(" ref") else ()),
+                            *(value.values() if value_type.endswith(" ref") else ())]
+                else:
+                    continue
+                for ref in refs:
+                    assert ref.startswith("OpaqueRef:"), (cls, name, ref)
+                    checked += 1
+    assert checked > 1000
+
+
 def test_wire_quirks(sim):
     body = ('<?xml version="1.0"?><methodCall><methodName>session.login_with_password</methodName>'
             "<params><param><value>root</value></param><param><value>password</value></param>"

@@ -56,7 +56,9 @@ def _default_for(field, model):
     if ftype == "datetime":
         return DateTime(default.strip('"') if default else EPOCH)
     if ftype.endswith(" ref"):
-        return default if default else NULL_REF
+        # The datamodel writes some null defaults as "Null"; on the wire every null
+        # reference is OpaqueRef:NULL (clients test for exactly that string).
+        return default if default and default.startswith("OpaqueRef:") else NULL_REF
     values = model.enum_values(ftype)
     if values is not None:
         return default if default in values else values[0]
