@@ -278,7 +278,7 @@ class GlobPattern(Node):
     def __init__(self, value):
         self.value = value
         compiled = jsregex.compile_glob(value)
-        self.match = _some(lambda v: jsregex.search(compiled, jsregex.canonicalize(v)))
+        self.match = _some(lambda v: compiled.matches(jsregex.canonicalize(v)))
 
     def _key(self):
         return (self.value,)

@@ -1,8 +1,8 @@
 """JavaScript regular expressions and complex-matcher globs, run with Python's ``regex`` module.
 
 Patterns are user input evaluated on the server, so they are bounded: a length cap at
-parse time, and every search runs with a timeout taken from the evaluation's budget
-(:func:`budget`), so no filter can hold a worker for long.
+parse time, and every search (regexes and globs alike) runs with a timeout taken from
+the evaluation's budget (:func:`budget`), so no filter can hold a worker for long.
 """
 import contextlib
 import contextvars
@@ -149,48 +149,80 @@ def translate(pattern):
     return "".join(out)
 
 
-class BoundedPattern:
-    """A compiled pattern and whether it needs the (costly) per-search timeout."""
-
-    __slots__ = ("compiled", "risky")
-
-    def __init__(self, compiled, risky):
-        self.compiled = compiled
-        self.risky = risky
+_SPECIAL = set("\\^$.|?*+()[]{}")
+_BRACES = re.compile(r"\{\d+(?:,\d*)?\}")
 
 
-def is_risky(pattern):
-    """Shapes that can backtrack exponentially: a repeated group that itself repeats or
-    alternates, or back-references.  Other patterns run without the per-search timeout."""
-    if re.search(r"\\[1-9k]", pattern):
-        return True
-    if len(re.findall(r"(?<!\\)[*+]|(?<!\\)\{\d+,\}", pattern)) > 3:
-        return True  # many unbounded repeats in a row backtrack polynomially
-    stack, i = [], 0
+def required_literals(pattern):
+    """Literal texts every match of the JavaScript ``pattern`` contains, as far as a plain
+    reading of its top level shows (``()`` when it shows none).
+
+    Only characters outside groups and classes count, and only those no quantifier can
+    remove; a top-level ``|`` means nothing is required.  Missing one of them proves a
+    text cannot match, so the search is skipped; it is never a reason to search unbounded.
+    """
+    runs, run, depth, i = [], [], 0, 0
+    groups = _count_groups(pattern)
     while i < len(pattern):
         c = pattern[i]
         if c == "\\":
-            if stack:
-                stack[-1] |= pattern[i + 1:i + 2] in ("d", "w", "s", "D", "W", "S", ".")
-            i += 2
+            i = _escape(pattern, i, groups, False)[1]  # past the whole escape (\x41, \u0041, \k<n>...)
+            runs.append(run)
+            run = []
             continue
-        if c == "[":
-            end = pattern.find("]", i + 2)
-            i = len(pattern) if end < 0 else end + 1
+        quantifier = _BRACES.match(pattern, i) if c == "{" else None
+        if quantifier:
+            if run:
+                run.pop()  # {0,}, {0}: the character before it may be absent
+            i = quantifier.end()
+            runs.append(run)
+            run = []
+            continue
+        if c == "[":  # skip the class: ] right after [ or [^ belongs to it in JS only as []/[^]
+            j = i + 1
+            while j < len(pattern) and pattern[j] != "]":
+                j += 2 if pattern[j] == "\\" else 1
+            i = j + 1
+            runs.append(run)
+            run = []
             continue
         if c == "(":
-            stack.append(False)
-        elif c == ")" and stack:
-            inner = stack.pop()
-            quantified = pattern[i + 1:i + 2] in ("*", "+", "{")
-            if quantified and inner:
-                return True
-            if stack:
-                stack[-1] |= inner or quantified
-        elif c in "*+{|" and stack:
-            stack[-1] = True
+            depth += 1
+        elif c == ")":
+            depth = max(0, depth - 1)
+        elif c == "|" and depth == 0:
+            return ()
+        if c in "?*" and run:
+            run.pop()  # the character before an optional quantifier may be absent
+        if depth == 0 and c not in _SPECIAL:
+            run.append(c)
+        else:
+            runs.append(run)
+            run = []
         i += 1
-    return False
+    runs.append(run)
+    return tuple(sorted({"".join(r) for r in runs if r}, key=len, reverse=True)[:3])
+
+
+class JsPattern:
+    """A compiled JavaScript regex and the literals any match must contain."""
+
+    __slots__ = ("compiled", "literals", "ignore_case")
+
+    def __init__(self, compiled, literals, ignore_case):
+        self.compiled = compiled
+        self.ignore_case = ignore_case
+        self.literals = tuple(text.lower() for text in literals) if ignore_case else literals
+
+    def cannot_match(self, units):
+        """Cheap proof that ``units`` has no match (a required literal is absent)."""
+        if not self.literals:
+            return False
+        if self.ignore_case:
+            if not units.isascii():
+                return False  # case folding beyond ASCII is the engine's business
+            units = units.lower()
+        return any(literal not in units for literal in self.literals)
 
 
 def compile_js(pattern, flags):
@@ -200,10 +232,14 @@ def compile_js(pattern, flags):
                          f"{MAX_PATTERN_LENGTH} characters")
     try:
         re.compile(_validation_form(pattern))
-        compiled = regex.compile(translate(pattern), regex.V0 | (regex.IGNORECASE if "i" in flags else 0))
-        return BoundedPattern(compiled, is_risky(pattern))
+        ignore_case = "i" in flags
+        compiled = regex.compile(translate(pattern), regex.V0 | (regex.IGNORECASE if ignore_case else 0))
     except (re.error, regex.error) as exc:
         raise ValueError(f"Invalid regular expression: /{pattern}/: {exc}") from None
+    literals = required_literals(pattern) if set(flags) <= set("gimsy") else ()
+    if ignore_case:
+        literals = tuple(text for text in literals if text.isascii())
+    return JsPattern(compiled, tuple(to_utf16(text) for text in literals), ignore_case)
 
 
 def _validation_form(pattern):
@@ -213,20 +249,21 @@ def _validation_form(pattern):
 
 
 def search(pattern, text):
-    """Search on UTF-16 code units; risky patterns run within the evaluation's time budget."""
+    """Search on UTF-16 code units, within the evaluation's time budget.
+
+    Every search is bounded: which patterns backtrack badly cannot be told reliably from
+    their text (an empty class ``[]`` once hid an exponential group), so none is trusted.
+    Outside :func:`budget`, each search gets :data:`DEFAULT_BUDGET` on its own.
+    """
     units = text if text.isascii() else to_utf16(text)
-    if not pattern.risky:
-        return pattern.compiled.search(units) is not None
-    compiled = pattern.compiled
+    if pattern.cannot_match(units):
+        return False
     deadline = _deadline.get()
-    if deadline is None:
-        deadline = time.monotonic() + DEFAULT_BUDGET
-        _deadline.set(deadline)
-    remaining = deadline - time.monotonic()
+    remaining = DEFAULT_BUDGET if deadline is None else deadline - time.monotonic()
     if remaining <= 0:
         raise RegexTimeout("the filter's regular expressions took too long")
     try:
-        return compiled.search(units, timeout=remaining) is not None
+        return pattern.compiled.search(units, timeout=remaining) is not None
     except TimeoutError:
         raise RegexTimeout("the filter's regular expressions took too long") from None
 
@@ -238,12 +275,43 @@ def canonicalize(text):
     return to_utf16(text).translate(CANONICALIZE)
 
 
-def compile_glob(glob):
-    """A glob as complex-matcher builds it: ``*`` is ``.*`` (not crossing line ends), case-insensitive.
+_LINE_END = re.compile("[\n\r\u2028\u2029]")
 
-    Returns a compiled pattern to be searched on :func:`canonicalize`-d subjects.
+
+class GlobPattern:
+    """A complex-matcher glob: its pieces, in order, within one line of the subject.
+
+    Complex-matcher makes ``a*b`` the regex ``/a.*b/i``; ``.`` stops at line ends, so a
+    subject matches when one of its lines holds the pieces in order, which ``str.find``
+    decides in linear time (leftmost is always best).  Pieces that hold a line end fall
+    back to the regex, under the budget like any search.
     """
-    pieces = [regex.escape(canonicalize(piece)) for piece in glob.split("*")]
-    # Only literals and ".*": no nested repetition, so no per-search timeout is needed.
-    return BoundedPattern(regex.compile(f"{_DOT}*".join(pieces)), False)
 
+    __slots__ = ("pieces", "compiled")
+
+    def __init__(self, pieces):
+        self.pieces = pieces
+        self.compiled = None
+        if any(_LINE_END.search(piece) for piece in pieces):
+            self.compiled = regex.compile(f"{_DOT}*".join(regex.escape(piece) for piece in pieces))
+
+    def matches(self, subject):
+        """Whether the :func:`canonicalize`-d ``subject`` matches."""
+        if self.compiled is not None:
+            return search(JsPattern(self.compiled, (), False), subject)
+        for line in _LINE_END.split(subject) if _LINE_END.search(subject) else (subject,):
+            position = 0
+            for piece in self.pieces:
+                position = line.find(piece, position)
+                if position < 0:
+                    break
+                position += len(piece)
+            else:
+                return True
+        return False
+
+
+def compile_glob(glob):
+    """A glob as complex-matcher builds it: ``*`` is ``.*`` (not crossing line ends),
+    case-insensitive; its :meth:`~GlobPattern.matches` takes :func:`canonicalize`-d subjects."""
+    return GlobPattern([canonicalize(piece) for piece in glob.split("*")])
