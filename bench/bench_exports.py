@@ -28,10 +28,12 @@ MiB = 1 << 20
 POOL_RATES = (256 * MiB, 1024 * MiB)  # bytes/s: a spinning-disk SR, a fast NVMe SR
 
 
-def curl_seconds(url, cookie=None):
+def curl_seconds(url, cookie=None, ca=None):
     args = ["curl", "-sS", "-f", "-o", "/dev/null", "-w", "%{time_total} %{size_download}"]
     if cookie:
         args += ["-b", cookie]
+    if ca:
+        args += ["--cacert", ca]
     out = subprocess.run(args + [url], capture_output=True, text=True, check=True).stdout.split()
     return float(out[0]), int(out[1])
 
@@ -162,9 +164,9 @@ if __name__ == "__main__":
                 direct_again, _ = curl_seconds(direct_url)
                 report(f"raw export, {gib:.1f} GiB, unbounded simulator: bare nginx proxy vs direct",
                        gib / proxied, gib / direct_again, "GiB/s")
-                stacked, _ = curl_seconds(f"{stack.url}{big['url']}.raw", cookie)
+                stacked, _ = curl_seconds(f"{stack.url}{big['url']}.raw", cookie, stack.ca)
                 direct_again, _ = curl_seconds(direct_url)
-                report(f"raw export, {gib:.1f} GiB, unbounded simulator: nginx site + xorest vs direct",
+                report(f"raw export, {gib:.1f} GiB, unbounded simulator: nginx site (TLS) + xorest vs direct",
                        gib / stacked, gib / direct_again, "GiB/s")
             finally:
                 hop.stop()

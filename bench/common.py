@@ -48,7 +48,7 @@ def timed(fn, repeat=5, warmup=1):
 
 
 class Process:
-    def __init__(self, args, env=None, ready=None, ready_url=None, timeout=120):
+    def __init__(self, args, env=None, ready=None, ready_url=None, timeout=120, verify=True):
         self.log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
         deadline = time.monotonic() + timeout
@@ -61,7 +61,7 @@ class Process:
                 return
             if ready_url:
                 try:
-                    requests.get(ready_url, timeout=1)
+                    requests.get(ready_url, timeout=1, verify=verify)
                     return
                 except requests.exceptions.RequestException:
                     pass
@@ -84,22 +84,32 @@ def start_sim(*args):
 
 
 def start_nginx(upstream, buffer_size="8k", site=False):
-    """nginx on a free loopback port in front of ``upstream`` (``host:port``); ``None``
-    without nginx.
+    """nginx on a free loopback port in front of ``upstream`` (``host:port`` or
+    ``unix:path``); ``None`` without nginx.
 
-    ``site=True`` uses the project's own site file (deploy/nginx/xorest.conf); otherwise a
-    bare unbuffered reverse proxy with ``buffer_size``: the cost of one more loopback hop
-    made by a C proxy, for comparison.
+    ``site=True`` uses the project's own site file (deploy/nginx/xorest.conf), over TLS
+    as deployed (``proc.ca`` verifies it); otherwise a bare unbuffered reverse proxy with
+    ``buffer_size``: the cost of one more loopback hop made by a C proxy, for comparison.
     """
     nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
     if nginx is None:
         return None
     folder = tempfile.mkdtemp(prefix="xorest-bench-nginx-")
     port = free_port()
+    ca_path = None
     if site:
+        import trustme
+
+        ca = trustme.CA()
+        cert = ca.issue_cert("127.0.0.1")
+        ca_path, cert_path, key_path = (os.path.join(folder, n) for n in ("ca.pem", "cert.pem", "key.pem"))
+        ca.cert_pem.write_to_path(ca_path)
+        cert.private_key_and_cert_chain_pem.write_to_path(cert_path)
+        cert.private_key_pem.write_to_path(key_path)
         with open(os.path.join(ROOT, "deploy", "nginx", "xorest.conf")) as fh:
             server = (fh.read().replace("@UPSTREAM@", upstream).replace("@LISTEN@", f"127.0.0.1:{port}")
-                      .replace("@SERVER_NAME@", "localhost"))
+                      .replace("@SERVER_NAME@", "localhost").replace("@TLS_CERTIFICATE@", cert_path)
+                      .replace("@TLS_CERTIFICATE_KEY@", key_path))
     else:
         server = f"""server {{ listen 127.0.0.1:{port};
     location / {{ proxy_pass http://{upstream}; proxy_buffering off; proxy_http_version 1.1;
@@ -112,8 +122,11 @@ def start_nginx(upstream, buffer_size="8k", site=False):
 events {{ worker_connections 64; }}
 http {{ access_log off; {temps} {server} }}
 """)
-    proc = Process([nginx, "-c", conf, "-p", folder], ready_url=f"http://127.0.0.1:{port}/")
-    proc.url = f"http://127.0.0.1:{port}"
+    scheme = "https" if site else "http"
+    proc = Process([nginx, "-c", conf, "-p", folder], ready_url=f"{scheme}://127.0.0.1:{port}/",
+                   verify=ca_path or True)
+    proc.url = f"{scheme}://127.0.0.1:{port}"
+    proc.ca = ca_path
     return proc
 
 

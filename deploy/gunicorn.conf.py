@@ -13,6 +13,10 @@ from xorest.serve import GUNICORN_SETTINGS
 
 globals().update(GUNICORN_SETTINGS)
 
-bind = "127.0.0.1:8080"
+# nginx reaches gunicorn over this socket (deploy/nginx/xorest.conf); only the xorest
+# group may open it: add nginx's user to it (usermod -aG xorest www-data), and set
+# XOREST_TRUSTED_PROXIES=unix.
+bind = "unix:/run/xorest/gunicorn.sock"
+umask = 0o007
 # threads = 64
 # workers = 4

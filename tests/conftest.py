@@ -1,6 +1,7 @@
 """Process fixtures: the simulator, gunicorn and nginx as real processes on loopback ports."""
 import contextlib
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -27,7 +28,7 @@ def free_port(host="127.0.0.1"):
 class ServerProcess:
     """A child process with its log in a file, ready when a line matches or a URL answers."""
 
-    def __init__(self, args, log_path, env=None, ready_line=None, ready_url=None, timeout=60):
+    def __init__(self, args, log_path, env=None, ready_line=None, ready_url=None, timeout=60, verify=True):
         self.args, self.log_path = args, log_path
         self.log = open(log_path, "w+")
         self.process = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env,
@@ -42,7 +43,7 @@ class ServerProcess:
                 return
             if ready_url:
                 try:
-                    requests.get(ready_url, timeout=1)
+                    requests.get(ready_url, timeout=1, verify=verify)
                     return
                 except requests.exceptions.RequestException:
                     pass
@@ -117,14 +118,18 @@ def processes(tmp_path):
 
 
 class Gateway:
-    """xorest under gunicorn with its own data directory, an admin and a token."""
+    """xorest under gunicorn with its own data directory, an admin and a token.
 
-    def __init__(self, tmp_path, sim_url, name="gw", workers=2, env=None):
+    ``workers``/``threads`` of ``None`` start ``xorest serve`` without those flags, exactly
+    as a user does; ``unix_socket`` adds a Unix-socket bind (nginx's way in).
+    """
+
+    def __init__(self, tmp_path, sim_url, name="gw", workers=2, env=None, threads=16, unix_socket=None):
         self.data_dir = str(tmp_path / f"{name}-data")
-        self.env = dict(os.environ, XOREST_DATA_DIR=self.data_dir, XOREST_EVENT_TIMEOUT="5",
-                        # renew 62 s tokens after about a second, so renewal tests need no long sleeps
-                        XOREST_TOKEN_RENEW_FRACTION="0.97",
-                        XOREST_LOGIN_DELAY_BASE="0.05", **(env or {}))
+        self.env = {**os.environ, "XOREST_DATA_DIR": self.data_dir, "XOREST_EVENT_TIMEOUT": "5",
+                    # renew 62 s tokens after about a second, so renewal tests need no long sleeps
+                    "XOREST_TOKEN_RENEW_FRACTION": "0.97",
+                    "XOREST_LOGIN_DELAY_BASE": "0.05", **(env or {})}
         self.cli("server", "add", sim_url, "--username", "root", "--password-stdin", "--label", "sim",
                  input="password\n")
         self.cli("user", "add", "admin@example.com", "--admin", "--password-stdin", input="admin-password\n")
@@ -132,10 +137,15 @@ class Gateway:
         self.token = self.cli("token", "create", "admin@example.com").strip()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = ServerProcess([PYTHON, "-m", "xorest", "serve", "--listen", f"127.0.0.1:{self.port}",
-                                   "--workers", str(workers), "--threads", "16"],
-                                  str(tmp_path / f"{name}.log"), env=self.env,
-                                  ready_url=self.url + "/rest/v0")
+        self.unix_socket = unix_socket
+        args = [PYTHON, "-m", "xorest", "serve", "--listen", f"127.0.0.1:{self.port}"]
+        if unix_socket:
+            args += ["--listen", f"unix:{unix_socket}"]
+        if workers is not None:
+            args += ["--workers", str(workers)]
+        if threads is not None:
+            args += ["--threads", str(threads)]
+        self.proc = ServerProcess(args, str(tmp_path / f"{name}.log"), env=self.env, ready_url=self.url + "/rest/v0")
         self.wait_loaded()
 
     def cli(self, *args, input=None, check=True):
@@ -176,6 +186,62 @@ def gateway(sim, tmp_path_factory):
 
 def nginx_available():
     return NGINX is not None
+
+
+def tls_files(folder):
+    """A throwaway CA and a certificate for 127.0.0.1/localhost: ``(ca, cert, key)`` paths."""
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    paths = [os.path.join(folder, name) for name in ("ca.pem", "cert.pem", "key.pem")]
+    ca.cert_pem.write_to_path(paths[0])
+    cert.private_key_and_cert_chain_pem.write_to_path(paths[1])
+    cert.private_key_pem.write_to_path(paths[2])
+    return paths
+
+
+def render_site(upstream, listen, cert, key):
+    """The project's nginx site, its placeholders filled in."""
+    with open(os.path.join(ROOT, "deploy", "nginx", "xorest.conf")) as fh:
+        site = fh.read()
+    return (site.replace("@UPSTREAM@", upstream).replace("@LISTEN@", listen).replace("@SERVER_NAME@", "localhost")
+            .replace("@TLS_CERTIFICATE@", cert).replace("@TLS_CERTIFICATE_KEY@", key))
+
+
+class Nginx(ServerProcess):
+    """nginx with the project's site over TLS; ``url`` is https, ``ca`` verifies it."""
+
+    def __init__(self, tmp, upstream, adjust=lambda site: site, name="nginx"):
+        folder = tmp / name
+        folder.mkdir(exist_ok=True)
+        self.ca, cert, key = tls_files(str(folder))
+        port = free_port()
+        conf = folder / "nginx.conf"
+        # As root, nginx's workers would run as nobody, whom the test's private folders
+        # (and the gunicorn socket, as in production) keep out: run them as ourselves.
+        user = f"user {pwd.getpwuid(os.getuid()).pw_name};" if os.getuid() == 0 else ""
+        conf.write_text(f"""
+{user}
+worker_processes 1;
+daemon off;
+pid {folder}/nginx.pid;
+error_log {folder}/nginx-error.log info;
+events {{ worker_connections 256; }}
+http {{
+    access_log {folder}/nginx-access.log;
+    client_body_temp_path {folder}/body;
+    proxy_temp_path {folder}/proxy;
+    fastcgi_temp_path {folder}/fastcgi;
+    uwsgi_temp_path {folder}/uwsgi;
+    scgi_temp_path {folder}/scgi;
+    {adjust(render_site(upstream, f"127.0.0.1:{port}", cert, key))}
+}}
+""")
+        self.port = port
+        self.url = f"https://127.0.0.1:{port}"
+        super().__init__([NGINX, "-c", str(conf), "-p", str(folder)], str(folder / "nginx.log"),
+                         ready_url=self.url + "/rest/v0", verify=self.ca)
 
 
 def npm_package(spec, name):

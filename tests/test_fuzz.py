@@ -1,7 +1,10 @@
 """Hostile input: random filters, values, query strings, paths, headers and cookies."""
 import io
+import json
+import re
 import socket
 import string
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -51,6 +54,53 @@ def test_catastrophic_regex_is_bounded():
         with evaluation_budget(0.1):
             for obj in objects:
                 node.match(obj)
+
+
+@pytest.mark.parametrize("text, subject", [
+    ("name_label:/[]|^(a|a)+$]/", "a" * 24),  # JS's empty class once hid the group from the static check
+    ("name_label:/^(?:a|a)+$/", "a" * 30 + "!"),
+    ("name_label:/(?=(a|a)+$)/", "a" * 30 + "!"),
+    ("/^(a|a)+$/", "a" * 30 + "!"),  # the same, over every string of the object
+])
+def test_every_regex_search_is_bounded(text, subject):
+    """Whatever the pattern, evaluation stops at the budget (plus one search's overshoot)."""
+    node = parse(text)
+    started = time.monotonic()
+    with pytest.raises(RegexTimeout):
+        with evaluation_budget(0.2):
+            for _ in range(50):
+                node.match({"name_label": subject, "tags": [subject]})
+    assert time.monotonic() - started < 5  # unbounded, these take minutes to hours
+
+
+def test_searches_outside_a_budget_each_get_their_own():
+    """A search made outside any budget must not leave a deadline behind for later ones."""
+    node = parse("name_label:/^(a|a)+$/")
+    with pytest.raises(RegexTimeout):
+        node.match({"name_label": "a" * 40 + "!"})
+    time.sleep(1.1)  # past DEFAULT_BUDGET: a leaked deadline would fail every later search
+    assert parse("name_label:/web/").match({"name_label": "web-01"})
+
+
+@pytest.mark.parametrize("glob, subject, expected", [
+    ("web*01", "WEB-prod-01", True), ("web*01", "web-prod\n01", False), ("web*01", "x\nweb-01", True),
+    ("a*b*c", "cba abc", True), ("a*b*c", "cba acb", False), ("*", "", True), ("a**b", "ab", True),
+    ("ß*x", "SS-x", False), ("a*b", "a\u2028b", False),
+])
+def test_globs_match_in_linear_time_as_complex_matcher_does(glob, subject, expected):
+    assert parse(f"name:{glob}").match({"name": subject}) is expected
+
+
+def test_required_literals_only_skip_what_cannot_match():
+    from xorest.filter.regex import required_literals
+
+    assert required_literals("^web-\\d+$") == ("web-",)
+    for pattern in ("a|b", "(ab)?", "a?", "[abc]", "\\x41", "a{0}", "[]|x", "(a)|b"):
+        assert required_literals(pattern) == (), pattern
+    # every pattern still finds what JavaScript finds
+    cases = [("a{2}b", "aab"), ("x(?=y)yz", "xyz"), ("\\x41bc", "Abc"), ("ab?c", "ac"), ("(a|b)c", "bc")]
+    for pattern, subject in cases:
+        assert parse(f"n:/{pattern}/").match({"n": subject}), pattern
 
 
 @pytest.fixture(scope="module")
@@ -137,27 +187,38 @@ def test_auth_headers_and_cookies_never_500(client, cookie, authorization):
     assert response.status_code in (200, 400, 401, 403, 429)
 
 
-def raw_http(gateway, request_bytes):
-    host, port = "127.0.0.1", gateway.port
+def raw_http(gateway, request_bytes, port=None):
+    """Send raw bytes; the answer's head and, when it has a Content-Length, its body."""
+    host, port = "127.0.0.1", port or gateway.port
     with socket.create_connection((host, port), timeout=10) as sock:
-        sock.sendall(request_bytes)
+        try:
+            sock.sendall(request_bytes)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and closed before reading everything
         data = b""
         while True:
             try:
                 chunk = sock.recv(65536)
-            except socket.timeout:
+            except (socket.timeout, ConnectionResetError):
                 break
             if not chunk:
                 break
             data += chunk
-            if b"\r\n\r\n" in data and len(data) > 12:
-                break
+            head, sep, body = data.partition(b"\r\n\r\n")
+            if sep:
+                length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head + b"\r\n")
+                if length is None or len(body) >= int(length.group(1)):
+                    break
     return data
 
 
 @pytest.mark.parametrize("request_bytes, statuses", [
-    (b"GET /rest/v0/vms HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n", (b"400", b"431")),
-    (b"GET /rest/v0/vms?filter=" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", (b"400", b"414")),
+    (b"GET /rest/v0/vms HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n", (b"431",)),
+    # a filter of filter.MAX_LENGTH characters, percent-encoded at worst, fits the request line
+    (b"GET /rest/v0/vms?filter=%22" + b"%E2%82%AC" * 4094 + b"%22 HTTP/1.1\r\nHost: x\r\n\r\n", (b"401",)),
+    (b"GET /rest/v0/vms?filter=" + b"a" * (3 << 20) + b" HTTP/1.1\r\nHost: x\r\n\r\n", (b"431",)),
+    (b"GET /rest/v0/vms HTTP/1.1\nHost: x\n\n", (b"400",)),
+    (b"FOO\x00BAR / HTTP/1.1\r\n\r\n", (b"400",)),
     (b"GET /rest/v0/../../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n", (b"401", b"404")),
     (b"GET /rest/v0/vms/\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n", (b"400", b"401", b"404")),
     (b"GET /rest/v0/vms HTTP/1.1\r\nHost: x\r\nCookie: authenticationToken=\xff\xfe\r\n\r\n", (b"400", b"401")),
@@ -166,9 +227,13 @@ def raw_http(gateway, request_bytes):
      (b"400", b"401")),
 ])
 def test_raw_hostile_requests_through_gunicorn(gateway, request_bytes, statuses):
+    """Refused with the right status and, like every error, a JSON body (gunicorn's own too)."""
     data = raw_http(gateway, request_bytes)
     status = data.split(b" ", 2)[1] if data.startswith(b"HTTP/") else b""
     assert status in statuses, data[:300]
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert b"content-type: application/json" in head.lower(), head
+    assert isinstance(json.loads(body)["error"], str)
 
 
 def test_huge_limit_and_cookie_injection(gateway):

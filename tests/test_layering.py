@@ -15,8 +15,9 @@ ALLOWED = {
     "config": {"errors"},
     "sim": set(),
     "app": {"api", "config", "services", "errors"},
-    "cli": {"services", "config", "errors", "sim", "serve", "app"},
-    "serve": set(),
+    "cli": {"services", "config", "errors", "sim", "serve", "app", "logs"},
+    "serve": {"config", "errors", "logs"},
+    "logs": {"errors"},
     "__init__": {"app"},
     "__main__": {"cli"},
 }

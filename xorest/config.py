@@ -25,6 +25,14 @@ def parse_duration(text):
     return float(match.group(1)) * UNITS[match.group(2)]
 
 
+def private_directory(folder):
+    """Create ``folder`` (and its parents) with mode 0700 if it is missing: the data
+    directory holds the database and the key that decrypts pool passwords."""
+    if not os.path.isdir(folder):
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        os.chmod(folder, 0o700)  # makedirs' mode is filtered by the umask
+
+
 def _bool(value):
     if isinstance(value, bool):
         return value
@@ -58,7 +66,9 @@ class Config:
     zstd_threads: int = -1  # -1: one per core
     xapi_connect_timeout: float = 5.0
     xapi_read_timeout: float = 60.0
-    export_idle_timeout: float = 300.0  # an export silent this long fails visibly
+    export_idle_timeout: float = 300.0  # an export silent this long fails visibly (either side)
+    client_timeout: float = 60.0  # a client silent this long while sending or receiving is dropped
+    client_head_timeout: float = 20.0  # a request head must arrive within this
     event_timeout: float = 30.0
     initial_load_wait: float = 15.0  # a fresh process waits this long for its first pool load
     reconnect_max_delay: float = 30.0
@@ -76,6 +86,7 @@ class Config:
 _CONVERTERS = {
     "token_ttl": parse_duration, "token_max_ttl": parse_duration,
     "login_failure_window": parse_duration, "export_idle_timeout": parse_duration,
+    "client_timeout": parse_duration, "client_head_timeout": parse_duration,
     "trusted_proxies": _list,
 }
 

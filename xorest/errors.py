@@ -2,6 +2,19 @@
 
 This is the floor of the import graph: it imports neither flask nor any xorest module.
 """
+import re
+
+#: XAPI session references in URLs (transfer handlers take ``session_id=``) and in
+#: ``SESSION_INVALID`` errors: whoever holds one acts as xorest on the pool.
+#: And xorest's own tokens where clients put them in a path (Xen Orchestra's clients name a
+#: token by its value to revoke it).
+_SECRETS = re.compile(r"(session_id=)[^&\s'\"<>]+|(SESSION_INVALID[\s,:'\"\[]+)OpaqueRef:[0-9a-fA-F-]+"
+                      r"|(authentication_tokens/)[A-Za-z0-9_-]{40,}")
+
+
+def redact(text):
+    """``text`` without XAPI session references or tokens (for messages, logs, error bodies)."""
+    return _SECRETS.sub(lambda m: (m.group(1) or m.group(2) or m.group(3)) + "<redacted>", str(text))
 
 
 class XorestError(Exception):
@@ -11,8 +24,9 @@ class XorestError(Exception):
     message = "internal error"
 
     def __init__(self, message=None, **data):
-        super().__init__(message or self.message)
-        self.message = message or self.message
+        message = redact(message) if message else self.message
+        super().__init__(message)
+        self.message = message
         self.data = data
 
     def to_dict(self):
@@ -40,6 +54,15 @@ class Forbidden(XorestError):
 class NotFound(XorestError):
     status = 404
     message = "not found"
+
+
+class ClientTimeout(XorestError, TimeoutError):
+    """The client stopped sending (its body) for longer than ``XOREST_CLIENT_TIMEOUT``.
+
+    Also a :class:`TimeoutError`, so the server's own socket code treats it as one."""
+
+    status = 408
+    message = "the client stopped sending"
 
 
 class Conflict(XorestError):
@@ -70,6 +93,12 @@ class UpstreamError(XorestError):
 class Unavailable(XorestError):
     status = 503
     message = "the pool is not reachable"
+
+
+class StoreUnavailable(Unavailable):
+    """The data store cannot be read or written (disk full, file unreadable...)."""
+
+    message = "the data store is not available"
 
 
 class ConfigError(XorestError):

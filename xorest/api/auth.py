@@ -67,11 +67,17 @@ def authenticate():
 
 @bp.after_app_request
 def renew_token(response):
-    """Tell the client when its token expires, and hand it a fresh one past the threshold."""
+    """Tell the client when its token expires, and hand it a fresh one past the threshold.
+
+    Only successful reads renew: a request that changes something may end the session
+    (revoking the token itself, signing out), and must not hand out its successor.
+    """
     token = g.get("token")
     if token is None or response.status_code >= 400:
         return response
-    renewed = services().auth.maybe_renew(g.user, token)
+    renewed = None
+    if request.method in ("GET", "HEAD"):
+        renewed = services().auth.maybe_renew(g.user, token)
     expires_at = token["expires_at"]
     if renewed is not None:
         new_token, row = renewed
@@ -99,10 +105,7 @@ def create_token(user):
     """Create a token for yourself (``me`` or your own id), as ``xo-cli create-token`` does."""
     if user not in ("me", g.user["id"]):
         raise Forbidden("tokens can only be created for yourself")
-    body = request.get_json(silent=True) if request.data else {}
-    if body is None or not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object")
-    data = params.load(params.TOKEN_REQUEST, body)
+    data = params.load(params.TOKEN_REQUEST, params.json_body())
     token, row = services().auth.issue_token(g.user, data["expiresIn"], data["description"])
     return json_response({"token": _token_body(token, row)}, status=201)
 
@@ -118,6 +121,7 @@ def list_tokens(user):
 @bp.delete("/users/<user>/authentication_tokens/<token_id>")
 @self_service
 def revoke_token(user, token_id):
+    """Revoke one of your tokens (by id or by value) and its renewals."""
     if user not in ("me", g.user["id"]) and not g.user["is_admin"]:
         raise Forbidden("you can only revoke your own tokens")
     services().auth.revoke_token(token_id, g.user)

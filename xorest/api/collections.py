@@ -4,6 +4,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, current_app, request
 
 from . import BASE_URL, params, services
+from .streaming import client_speaks_http10
 from .output import (RenderCache, json_response, ndjson_response, parse_fields, projector, render_json,
                      with_links)
 
@@ -36,7 +37,7 @@ def list_collection(collection):
     objects, cursor = svc.select(collection, query["filter"], query["limit"], query["sort"], query["after"])
     items = map(projector(collection, parse_fields(query["fields_"])), objects)
     if query["ndjson"]:
-        return _link_next(ndjson_response(items), cursor)
+        return _link_next(ndjson_response(items, whole=client_speaks_http10()), cursor)
     rendered = render_json(list(items))
     if generation is not None:
         _render_cache().put(key, *rendered, cursor)

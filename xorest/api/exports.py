@@ -10,8 +10,9 @@ from urllib.parse import quote
 
 from flask import Blueprint, Response, request
 
+from ..errors import BadRequest
 from . import params, services
-from .streaming import WATCH_INTERVAL, poll_client
+from .streaming import WATCH_INTERVAL, client_socket, poll_client, require_framing, set_client_timeout
 
 log = logging.getLogger(__name__)
 bp = Blueprint("exports", __name__)
@@ -33,12 +34,17 @@ def _watch_client(sock, export):
         while not export.closed and state == "quiet":
             state = poll_client(sock, WATCH_INTERVAL)
         if state == "gone" and not export.closed:
-            log.info("client went away, aborting the export")
-            export.close()
+            export.abort()
     threading.Thread(target=run, name="export-client-watchdog", daemon=True).start()
 
 
 def _stream_response(export):
+    try:
+        require_framing(export.length)
+    except BaseException:
+        export.close()
+        raise
+
     def body():
         try:
             yield from export.chunks
@@ -59,15 +65,18 @@ def _stream_response(export):
         algorithm, where = export.compression
         response.headers["X-Compression"] = f"{algorithm}; by={where}"
     response.call_on_close(export.close)
-    client = request.environ.get("gunicorn.socket")
+    set_client_timeout(services().config.export_idle_timeout)
+    client = client_socket()
     if client is not None:
         _watch_client(client, export)
     return response
 
 
 def _head(filename, content_type, length=None):
-    """HEAD: say what a GET would send, without starting an export (or a snapshot)."""
+    """HEAD: say what a GET would send, without starting an export (or a snapshot): the
+    length when it is known up front, no length otherwise."""
     response = Response(status=200, mimetype=content_type)
+    response.automatically_set_content_length = False  # an empty HEAD body is not the length
     response.headers["Content-Disposition"] = _disposition(filename)
     response.headers["Cache-Control"] = "no-store"
     if length is not None:
@@ -75,9 +84,24 @@ def _head(filename, content_type, length=None):
     return response
 
 
-@bp.get("/<any(vms, 'vm-snapshots', 'vm-templates'):collection>/<key>.xva")
-def export_vm(collection, key):
+#: Export formats per collection (the extension of the URL).
+FORMATS = {"vms": ("xva",), "vm-snapshots": ("xva",), "vm-templates": ("xva",),
+           "vdis": ("vhd", "raw"), "vdi-snapshots": ("vhd", "raw")}
+
+
+def check_format(collection, fmt):
+    """A 400 naming the formats when ``fmt`` is not one of ``collection``'s."""
+    if fmt not in FORMATS[collection]:
+        raise BadRequest(f"unknown format {fmt!r} for {collection}: use "
+                         + " or ".join(f".{name}" for name in FORMATS[collection]),
+                         formats=list(FORMATS[collection]))
+
+
+@bp.get("/<any(vms, 'vm-snapshots', 'vm-templates'):collection>/<key>.<fmt>")
+def export_vm(collection, key, fmt):
+    check_format(collection, fmt)
     query = params.load(params.EXPORT_QUERY, request.args)
+    require_framing(None)  # an XVA's length is never known up front; refuse before a snapshot
     if request.method == "HEAD":
         plan = services().exports.plan_vm_export(collection, key, query["compress"], query["use_snapshot"])
         return _head(plan.filename, plan.content_type)
@@ -85,8 +109,9 @@ def export_vm(collection, key):
     return _stream_response(export)
 
 
-@bp.get("/<any(vdis, 'vdi-snapshots'):collection>/<key>.<any(vhd, raw):fmt>")
+@bp.get("/<any(vdis, 'vdi-snapshots'):collection>/<key>.<fmt>")
 def export_vdi(collection, key, fmt):
+    check_format(collection, fmt)
     if request.method == "HEAD":
         plan = services().exports.plan_vdi_export(collection, key, fmt, request.args.get("base"))
         return _head(plan.filename, plan.content_type, plan.length)

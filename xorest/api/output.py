@@ -119,20 +119,45 @@ def render_json(value):
     return body, hashlib.blake2b(body, digest_size=12).hexdigest()
 
 
-def json_response(value, status=200, rendered=None):
-    """A JSON response with a content ETag and 304 support; ``rendered`` skips the encoding."""
-    body, etag = rendered or render_json(value)
-    response = Response(body, status=status, mimetype="application/json")
-    response.set_etag(etag)
-    if status == 200 and request.method == "GET" and request.if_none_match.contains(etag):
-        response = Response(status=304)
-        response.set_etag(etag)
+#: Bodies are handed to the server in pieces of this size: each write must progress within
+#: the client timeout, so a slow but steady client gets a big listing, and a stalled one
+#: is noticed after the timeout instead of after the whole body.
+WRITE_CHUNK = 1 << 20
+
+
+def _pieces(body):
+    for start in range(0, len(body), WRITE_CHUNK):
+        yield body[start:start + WRITE_CHUNK]
+
+
+def body_response(body, status=200, mimetype="application/json"):
+    """A response with ``body`` (bytes) and its ``Content-Length``, written in pieces."""
+    if len(body) <= WRITE_CHUNK:
+        return Response(body, status=status, mimetype=mimetype)
+    response = Response(_pieces(body), status=status, mimetype=mimetype, direct_passthrough=True)
+    response.content_length = len(body)
     return response
 
 
-def ndjson_response(items):
-    """Stream one compact JSON document per line; nothing is built whole in memory."""
-    def generate():
-        for item in items:
-            yield orjson.dumps(item, option=orjson.OPT_APPEND_NEWLINE)
-    return Response(generate(), mimetype="application/x-ndjson")
+def json_response(value, status=200, rendered=None):
+    """A JSON response with a content ETag and 304 support; ``rendered`` skips the encoding.
+
+    ``If-None-Match`` uses the weak comparison (RFC 9110, 13.1.2): ``W/"tag"`` matches.
+    """
+    body, etag = rendered or render_json(value)
+    if status == 200 and request.method in ("GET", "HEAD") and request.if_none_match.contains_weak(etag):
+        response = Response(status=304)
+    else:
+        response = body_response(body, status)
+    response.set_etag(etag)
+    return response
+
+
+def ndjson_response(items, whole=False):
+    """One compact JSON document per line, streamed (nothing is built whole in memory), or
+    rendered ``whole`` with its length (for HTTP/1.0 clients: without a length, a cut
+    stream would look complete to them)."""
+    lines = (orjson.dumps(item, option=orjson.OPT_APPEND_NEWLINE) for item in items)
+    if whole:
+        return body_response(b"".join(lines), mimetype="application/x-ndjson")
+    return Response(lines, mimetype="application/x-ndjson")

@@ -1,6 +1,9 @@
 """Query and body parameters, validated with marshmallow; errors become 400 here only."""
+import math
 import re
 
+import orjson
+from flask import request
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from .. import filter as live_filter
@@ -83,12 +86,15 @@ class DurationField(fields.Field):
     """Seconds as a number, or a duration such as ``7d``, ``12h`` or ``30m``."""
 
     def _deserialize(self, value, attr, data, **kwargs):
-        if isinstance(value, bool):
-            raise ValidationError("must be a duration")
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ValidationError("must be a number of seconds or a duration such as 7d")
         try:
-            return parse_duration(value)
-        except (TypeError, ValueError) as exc:
+            seconds = parse_duration(value)
+        except (TypeError, ValueError, OverflowError) as exc:
             raise ValidationError(str(exc)) from None
+        if not math.isfinite(seconds):
+            raise ValidationError("must be a finite number of seconds")
+        return seconds
 
 
 class TokenRequest(Schema):
@@ -98,6 +104,30 @@ class TokenRequest(Schema):
     expiresIn = DurationField(load_default=None)
     description = fields.String(load_default="", validate=validate.Length(max=200))
     client = fields.Raw(load_default=None)
+
+
+#: The largest JSON body accepted (bodies are small objects; disks go through imports).
+MAX_JSON_BODY = 1 << 20
+
+
+def json_body():
+    """The request's JSON object body (``{}`` when there is none), parsed strictly: not
+    JSON, ``NaN``/``Infinity``, not an object, or too large is a 400."""
+    length = request.content_length
+    if length is not None and length > MAX_JSON_BODY:
+        raise BadRequest(f"the body is larger than {MAX_JSON_BODY} bytes")
+    data = request.stream.read(MAX_JSON_BODY + 1)
+    if len(data) > MAX_JSON_BODY:
+        raise BadRequest(f"the body is larger than {MAX_JSON_BODY} bytes")
+    if not data.strip():
+        return {}
+    try:
+        body = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    return body
 
 
 def load(schema, data):

@@ -11,8 +11,8 @@ import time
 
 from flask import Blueprint, Response, request
 
-from . import params
-from .streaming import WATCH_INTERVAL, poll_client
+from . import params, services
+from .streaming import WATCH_INTERVAL, client_socket, poll_client, require_framing, set_client_timeout
 
 log = logging.getLogger(__name__)
 bp = Blueprint("selftest", __name__)
@@ -49,7 +49,9 @@ def _body(size, pause, client):
 def stream():
     """``size`` bytes (default 64 MiB), silent for ``pause`` seconds halfway through."""
     query = params.load(params.SELFTEST_QUERY, request.args)
-    response = Response(_body(query["size"], query["pause"], request.environ.get("gunicorn.socket")),
+    require_framing(query["size"] if query["length"] else None)
+    set_client_timeout(services().config.export_idle_timeout)
+    response = Response(_body(query["size"], query["pause"], client_socket()),
                         mimetype="application/octet-stream", direct_passthrough=True)
     if query["length"]:
         response.headers["Content-Length"] = str(query["size"])
