@@ -75,10 +75,111 @@ def test_secrets_at_rest(tmp_path):
 
 
 def test_migrations_are_recorded(tmp_path):
+    from xorest.store.migrations import MIGRATIONS
+
     SqliteStore(str(tmp_path / "db.sqlite3"))
     SqliteStore(str(tmp_path / "db.sqlite3"))  # idempotent
     version = sqlite3.connect(str(tmp_path / "db.sqlite3")).execute("PRAGMA user_version").fetchone()[0]
-    assert version == 1
+    assert version == len(MIGRATIONS)
+
+
+def test_a_first_version_database_is_migrated_with_its_renewals_in_families(tmp_path):
+    from xorest.store.migrations import MIGRATIONS
+
+    path = str(tmp_path / "db.sqlite3")
+    old = sqlite3.connect(path)
+    old.executescript(MIGRATIONS[0] + "PRAGMA user_version = 1;")
+    old.execute("INSERT INTO users VALUES ('u1', 'a@example.com', 'x', 1, 0)")
+    old.execute("INSERT INTO tokens (id, token_hash, user_id, description, created_at, expires_at) "
+                "VALUES ('t1', 'h1', 'u1', 'cli', 0, 9e9), ('t2', 'h2', 'u1', 'renewal of t1', 1, 9e9), "
+                "('t3', 'h3', 'u1', 'other', 2, 9e9)")
+    old.commit()
+    old.close()
+    store = SqliteStore(path)
+    assert store.revoke_token("t2") == 2  # the renewal and the token it renewed
+    assert [t["id"] for t in store.list_tokens() if t["revoked_at"] is None] == ["t3"]
+
+
+def test_revoking_any_token_of_a_family_revokes_them_all(tmp_path):
+    store = SqliteStore(str(tmp_path / "db.sqlite3"))
+    auth = AuthService(store, config_module.load({"data_dir": str(tmp_path)}, environ={}))
+    user = auth.add_user("admin@example.com", "admin-password", True)
+    first, row = auth.issue_token(user, 3600, "cli")
+    second, renewal = auth.issue_token(user, 3600, "renewal", row["family_id"])
+    third, _ = auth.issue_token(user, 3600, "renewal of the renewal", renewal["family_id"])
+    other, _ = auth.issue_token(user, 3600, "unrelated")
+    assert auth.revoke_token(first) == 3  # by value
+    for token in (first, second, third):
+        with pytest.raises(Unauthorized):
+            auth.authenticate(token)
+    auth.authenticate(other)
+    assert auth.set_password("admin@example.com", "a-new-password") == 1
+    with pytest.raises(Unauthorized):
+        auth.authenticate(other)
+
+
+def test_concurrent_attempts_are_counted_before_any_is_checked(tmp_path):
+    """40 threads guess at once: only login_max_failures of them get a password check."""
+    from xorest.errors import TooManyRequests
+
+    store = SqliteStore(str(tmp_path / "db.sqlite3"))
+    auth = AuthService(store, config_module.load({"data_dir": str(tmp_path), "login_delay_base": 0}, environ={}))
+    auth.add_user("admin@example.com", "admin-password", True)
+    outcomes = []
+    barrier = threading.Barrier(40)
+
+    def guess():
+        barrier.wait()
+        try:
+            auth.check_password("admin@example.com", "wrong-password", "10.0.0.1")
+            outcomes.append("accepted")
+        except Unauthorized:
+            outcomes.append("checked")
+        except TooManyRequests as exc:
+            assert exc.data["retry_after"] >= 1
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=guess) for _ in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes.count("checked") == auth.config.login_max_failures
+    assert outcomes.count("refused") == 40 - auth.config.login_max_failures
+    with pytest.raises(TooManyRequests):  # locked out, even with the right password
+        auth.check_password("admin@example.com", "admin-password", "10.0.0.1")
+    assert auth.check_password("admin@example.com", "admin-password", "10.0.0.2")  # another address
+
+
+def test_a_failure_makes_the_next_attempt_wait_without_sleeping(tmp_path):
+    from xorest.errors import TooManyRequests
+
+    store = SqliteStore(str(tmp_path / "db.sqlite3"))
+    auth = AuthService(store, config_module.load({"data_dir": str(tmp_path), "login_delay_base": 30},
+                                                 environ={}))
+    auth.add_user("admin@example.com", "admin-password", True)
+    with pytest.raises(Unauthorized):
+        auth.check_password("admin@example.com", "wrong", "10.0.0.1")
+    with pytest.raises(TooManyRequests) as refused:
+        auth.check_password("admin@example.com", "admin-password", "10.0.0.1")
+    assert 29 <= refused.value.data["retry_after"] <= 30
+    # successful logins give their attempt back: a script using Basic auth is never capped
+    for _ in range(3 * auth.config.login_max_failures * 10):
+        store.record_login_success([], [f"address:10.0.0.9"])
+    for _ in range(auth.config.login_max_failures * 10 + 5):
+        assert auth.check_password("admin@example.com", "admin-password", "10.0.0.9")
+
+
+def test_files_are_private(tmp_path):
+    data = tmp_path / "data"
+    store = SqliteStore(str(data / "xorest.sqlite3"), secret_path=str(data))
+    store.add_user("a@example.com", "x", True)
+    assert oct(os.stat(data).st_mode & 0o777) == "0o700"
+    for name in ("xorest.sqlite3", "xorest.sqlite3-wal", "xorest.sqlite3-shm", "secret.key"):
+        assert oct(os.stat(data / name).st_mode & 0o777) == "0o600", name
+    os.chmod(data / "xorest.sqlite3", 0o644)  # made by an older version
+    SqliteStore(str(data / "xorest.sqlite3"), secret_path=str(data))
+    assert oct(os.stat(data / "xorest.sqlite3").st_mode & 0o777) == "0o600"
 
 
 def test_config_precedence_and_validation(tmp_path):

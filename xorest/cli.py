@@ -13,12 +13,52 @@ import click
 log = logging.getLogger(__name__)
 
 
-def _services(ctx):
+DEFAULT_DATA_DIR = "./var"
+DEMO_DATA_DIR = os.path.join(DEFAULT_DATA_DIR, "demo")
+DEMO_PID_FILE = "demo.pid"
+
+
+def _services(ctx, create=True):
+    """The instance's services; with ``create=False`` (commands that only read), a data
+    directory with no database is an error instead of a new, empty database."""
+    from . import config as config_module
     from .services.registry import Services
 
     if "services" not in ctx.obj:
-        ctx.obj["services"] = Services.from_mapping(ctx.obj.get("overrides"))
+        settings = config_module.load(ctx.obj.get("overrides"))
+        if not create and not os.path.exists(settings.database_path):
+            _fail(f"no xorest database in {os.path.abspath(settings.data_dir)}: nothing is set up there "
+                  "(`xorest user add` or `xorest server add` create it; --data-dir or XOREST_DATA_DIR "
+                  "choose another directory)")
+        ctx.obj["services"] = Services(settings)
     return ctx.obj["services"]
+
+
+def _demo_running(folder):
+    """Whether a ``xorest demo`` is running with its data in ``folder``."""
+    try:
+        with open(os.path.join(folder, DEMO_PID_FILE)) as fh:
+            pid = int(fh.read().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _choose_data_dir():
+    """With no data directory configured and none set up in ``./var``, the CLI works on
+    the running demo's (``./var/demo``), and says so."""
+    from . import config as config_module
+
+    try:
+        settings = config_module.load()
+    except Exception:  # reported by the command itself
+        return
+    if settings.data_dir != DEFAULT_DATA_DIR or os.path.exists(settings.database_path):
+        return
+    if _demo_running(DEMO_DATA_DIR):
+        os.environ["XOREST_DATA_DIR"] = os.path.abspath(DEMO_DATA_DIR)
+        click.echo(f"(using the running demo's data directory {os.path.abspath(DEMO_DATA_DIR)})", err=True)
 
 
 def _fail(error):
@@ -55,21 +95,25 @@ def _read_password(stdin, prompt="Password: ", confirm=False):
 @click.pass_context
 def main(ctx, config_path, data_dir, verbose):
     """A REST gateway for XCP-ng / XenServer pools."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .logs import configure
+
+    configure(logging.DEBUG if verbose else logging.WARNING)
     if config_path:
         os.environ["XOREST_CONFIG"] = os.path.abspath(config_path)
     if data_dir:
         os.environ["XOREST_DATA_DIR"] = os.path.abspath(data_dir)
+    elif ctx.invoked_subcommand not in ("serve", "sim", "demo", "create-token"):
+        _choose_data_dir()
     ctx.ensure_object(dict)
 
 
 # serving -----------------------------------------------------------------------
 
 @main.command()
-@click.option("--listen", default=None, help="Address to bind, e.g. 127.0.0.1:8080.")
-@click.option("--workers", type=int, default=None)
-@click.option("--threads", type=int, default=None)
+@click.option("--listen", multiple=True,
+              help="Address to bind (repeatable): 127.0.0.1:8080, or unix:/run/xorest/gunicorn.sock.")
+@click.option("--workers", type=int, default=None, help="Worker processes (default: 2 to 4, by cores).")
+@click.option("--threads", type=int, default=None, help="Threads per worker (default 32).")
 def serve(listen, workers, threads):
     """Serve the API with gunicorn (gthread workers)."""
     from . import config as config_module
@@ -78,8 +122,9 @@ def serve(listen, workers, threads):
 
     settings = config_module.load()
     logging.getLogger().setLevel(settings.log_level)
-    GunicornServer(create_app, {"bind": listen or settings.listen, "workers": workers,
-                                "threads": threads}).run()
+    binds = list(listen) or [address.strip() for address in settings.listen.split(",") if address.strip()]
+    GunicornServer(create_app, {"bind": binds, "workers": workers,
+                                "threads": threads, "loglevel": settings.log_level.lower()}).run()
 
 
 @main.command()
@@ -122,18 +167,22 @@ def user_add(ctx, email, admin, password_stdin):
 
 
 @user.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.pass_context
-def user_list(ctx):
-    for row in _services(ctx).store.list_users():
-        click.echo(f"{row['id']}  {row['email']}  {'admin' if row['is_admin'] else 'user'}")
+def user_list(ctx, as_json):
+    """List the users."""
+    rows = [{"id": row["id"], "email": row["email"], "role": "admin" if row["is_admin"] else "user",
+             "created": _when(row["created_at"])} for row in _services(ctx, create=False).store.list_users()]
+    _table(rows, ["id", "email", "role", "created"], as_json)
 
 
 @user.command("remove")
 @click.argument("email")
 @click.pass_context
 def user_remove(ctx, email):
+    """Remove a user (and the user's tokens)."""
     with _reported():
-        _services(ctx).auth.remove_user(email)
+        _services(ctx, create=False).auth.remove_user(email)
 
 
 @user.command("passwd")
@@ -141,8 +190,11 @@ def user_remove(ctx, email):
 @click.option("--password-stdin", is_flag=True)
 @click.pass_context
 def user_passwd(ctx, email, password_stdin):
+    """Set a user's password; every token of the user is revoked."""
     with _reported():
-        _services(ctx).auth.set_password(email, _read_password(password_stdin, confirm=not password_stdin))
+        revoked = _services(ctx, create=False).auth.set_password(
+            email, _read_password(password_stdin, confirm=not password_stdin))
+    click.echo(f"password changed; {revoked} token{'s' if revoked != 1 else ''} of {email} revoked", err=True)
 
 
 # tokens ---------------------------------------------------------------------------
@@ -158,38 +210,65 @@ def token():
 @click.option("--description", default="xorest token create")
 @click.pass_context
 def token_create(ctx, email, expires, description):
-    """Create a token for EMAIL and print only the token."""
+    """Create a token for EMAIL; prints only the token on standard output (its id goes to
+    standard error, for `token revoke`)."""
     from .config import parse_duration
 
-    svc = _services(ctx)
+    svc = _services(ctx, create=False)
     with _reported():
         row = svc.store.get_user(email)
         if row is None:
             _fail(f"no such user {email}")
         ttl = parse_duration(expires) if expires else None
-        value, _ = svc.auth.issue_token(row, ttl, description)
+        value, token_row = svc.auth.issue_token(row, ttl, description)
+    click.echo(f"token id {token_row['id']}, expires {_when(token_row['expires_at'])} UTC", err=True)
     click.echo(value)
 
 
 @token.command("list")
 @click.argument("email", required=False)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.pass_context
-def token_list(ctx, email):
+def token_list(ctx, email, as_json):
+    """List tokens (all, or EMAIL's): id, user, state, expiry, last use, description."""
+    svc = _services(ctx, create=False)
     with _reported():
-        tokens = _services(ctx).auth.list_tokens(email)
+        tokens = svc.auth.list_tokens(email)
+    emails = {row["id"]: row["email"] for row in svc.store.list_users()}
     now = time.time()
-    for row in tokens:
-        state = "revoked" if row["revoked_at"] else ("expired" if row["expires_at"] < now else "active")
-        expires = time.strftime("%Y-%m-%d %H:%M", time.gmtime(row["expires_at"]))
-        click.echo(f"{row['id']}  {row['user_id']}  {state:7}  expires {expires}  {row['description']}")
+    rows = [{"id": row["id"], "user": emails.get(row["user_id"], row["user_id"]),
+             "state": "revoked" if row["revoked_at"] else ("expired" if row["expires_at"] < now else "active"),
+             "expires": _when(row["expires_at"]), "last_used": _when(row["last_used_at"]),
+             "description": row["description"]} for row in tokens]
+    _table(rows, ["id", "user", "state", "expires", "last_used", "description"], as_json)
 
 
-@token.command("revoke")
-@click.argument("token_id")
+@token.command("revoke", context_settings={"ignore_unknown_options": True})  # a token may start with -
+@click.argument("token")
 @click.pass_context
-def token_revoke(ctx, token_id):
+def token_revoke(ctx, token):
+    """Revoke TOKEN (its id from `token list`, or the token itself) and its renewals."""
     with _reported():
-        _services(ctx).auth.revoke_token(token_id)
+        revoked = _services(ctx, create=False).auth.revoke_token(token)
+    click.echo(f"revoked {revoked} token{'s' if revoked != 1 else ''} (the token and its renewals)", err=True)
+
+
+def _when(timestamp):
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(timestamp)) if timestamp else "-"
+
+
+def _table(rows, columns, as_json):
+    """Rows as aligned columns under a header, or as JSON lines for scripts."""
+    import json
+
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row))
+        return
+    widths = {c: max([len(c), *(len(str(r[c])) for r in rows)]) for c in columns}
+    click.echo("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
+    for row in rows:
+        click.echo("  ".join(str(row[c]).ljust(widths[c]) for c in columns).rstrip())
 
 
 @main.command("create-token")
@@ -243,32 +322,44 @@ def server():
 @click.option("--ca", "ca_file", type=click.Path(exists=True, dir_okay=False), help="CA bundle for TLS.")
 @click.option("--insecure", is_flag=True, help="Do not verify TLS (explicit opt-out).")
 @click.option("--label", default="")
+@click.option("--no-check", is_flag=True, help="Add it without trying to log in first.")
 @click.pass_context
-def server_add(ctx, url, username, password_stdin, ca_file, insecure, label):
+def server_add(ctx, url, username, password_stdin, ca_file, insecure, label, no_check):
+    """Add a pool (any member's URL); its connection is tried first (--no-check skips it)."""
+    from .services.pools import probe_server
+
     if "://" not in url:
         url = "https://" + url
     if ca_file and insecure:
         _fail("--ca and --insecure are exclusive")
     password = _read_password(password_stdin, "Pool password: ")
-    server_id = _services(ctx).store.add_server(url, username, password,
-                                                 os.path.abspath(ca_file) if ca_file else None,
-                                                 insecure, label)
+    ca_path = os.path.abspath(ca_file) if ca_file else None
+    if not no_check:
+        click.echo(f"Connecting to {url}...", err=True)
+        with _reported():
+            name = probe_server(url, username, password, ca_path, insecure)
+        click.echo(f"Logged in to pool {name!r}", err=True)
+    server_id = _services(ctx).store.add_server(url, username, password, ca_path, insecure, label)
     click.echo(server_id)
 
 
 @server.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.pass_context
-def server_list(ctx):
-    for row in _services(ctx).store.list_servers():
-        flags = " insecure" if row["insecure"] else ""
-        click.echo(f"{row['id']}  {row['url']}  {row['username']}  {row['label']}{flags}")
+def server_list(ctx, as_json):
+    """List the pools xorest connects to (never their passwords)."""
+    rows = [{"id": row["id"], "url": row["url"], "username": row["username"], "label": row["label"],
+             "tls": "insecure" if row["insecure"] else ("ca " + row["ca_file"] if row["ca_file"] else "verified")}
+            for row in _services(ctx, create=False).store.list_servers()]
+    _table(rows, ["id", "url", "username", "label", "tls"], as_json)
 
 
 @server.command("remove")
 @click.argument("server_id")
 @click.pass_context
 def server_remove(ctx, server_id):
-    if not _services(ctx).store.remove_server(server_id):
+    """Remove a pool; a running xorest disconnects from it within seconds."""
+    if not _services(ctx, create=False).store.remove_server(server_id):
         _fail(f"no such server {server_id}")
 
 
@@ -302,18 +393,35 @@ def _port_free(host, port):
 @click.option("--vms", default=50, show_default=True)
 @click.option("--churn", default=0.5, show_default=True)
 def demo(listen, vms, churn):
-    """Simulated pool + xorest under gunicorn, an admin and a token, and curl lines to try."""
+    """Simulated pool + xorest under gunicorn, an admin and a token, and curl lines to try.
+
+    Its data lives in ./var/demo (or XOREST_DATA_DIR); while it runs, `xorest` commands
+    started from the same directory use it.  Ctrl-C stops everything.
+    """
     host, _, port = listen.rpartition(":")
     if not _port_free(host, int(port)):
         raise click.ClickException(f"{listen} is taken: choose another port, e.g. `make demo PORT=8081`")
-    data_dir = os.path.abspath(os.environ.get("XOREST_DATA_DIR") or "./var/demo")
-    os.makedirs(data_dir, exist_ok=True)
-    env = dict(os.environ, XOREST_DATA_DIR=data_dir)
+    data_dir = os.path.abspath(os.environ.get("XOREST_DATA_DIR") or DEMO_DATA_DIR)
+    if _demo_running(data_dir):
+        raise click.ClickException(f"a demo is already running with its data in {data_dir}")
+    from .config import private_directory
+
+    private_directory(data_dir)
+    pid_file = os.path.join(data_dir, DEMO_PID_FILE)
+    with open(pid_file, "w") as fh:
+        fh.write(f"{os.getpid()}\n")
+    # The demo prints its own banner: gunicorn's start-up and shutdown notices are noise here.
+    env = dict(os.environ, XOREST_DATA_DIR=data_dir, XOREST_LOG_LEVEL="WARNING")
     exe = [sys.executable, "-m", "xorest"]
-    simulator = subprocess.Popen([*exe, "sim", "--listen", "127.0.0.1:0", "--vms", str(vms),
-                                  "--churn", str(churn)], stdout=subprocess.PIPE, text=True, env=env)
-    children = [simulator]
+    # Children get their own sessions: Ctrl-C reaches only this process, which stops
+    # them in order instead of each one dying on its own (and looking like a crash).
+    spawn = dict(env=env, start_new_session=True)
+    children = {}
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
+        children["the simulator"] = simulator = subprocess.Popen(
+            [*exe, "sim", "--listen", "127.0.0.1:0", "--vms", str(vms), "--churn", str(churn)],
+            stdout=subprocess.PIPE, text=True, **spawn)
         sim_url = _wait_line(simulator, "xapi simulator listening on ", 60)
         from .services.registry import Services
 
@@ -324,26 +432,28 @@ def demo(listen, vms, churn):
         if svc.store.get_user("admin@admin.net") is None:
             svc.auth.add_user("admin@admin.net", "admin-demo-password", True)
         token, _ = svc.auth.issue_token(svc.store.get_user("admin@admin.net"), 7 * 86400, "make demo")
-        gunicorn = subprocess.Popen([*exe, "serve", "--listen", listen, "--workers", "2"], env=env)
-        children.append(gunicorn)
+        children["xorest"] = subprocess.Popen([*exe, "serve", "--listen", listen], **spawn)
         base = f"http://{listen}"
         _wait_http(base + "/rest/v0", 60)
-        _print_demo(base, sim_url, token)
-        signal.signal(signal.SIGTERM, _interrupt)
-        while all(child.poll() is None for child in children):
+        _print_demo(base, sim_url, token, data_dir)
+        while True:
+            for name, child in children.items():
+                if child.poll() is not None:
+                    raise click.ClickException(f"{name} stopped unexpectedly (exit status {child.returncode})")
             time.sleep(0.5)
-        click.echo("a child process exited", err=True)
     except KeyboardInterrupt:
-        pass
-    finally:
         click.echo("\nstopping...", err=True)
-        for child in reversed(children):
-            child.terminate()
-        for child in children:
+    finally:
+        for child in reversed(list(children.values())):  # xorest first: its pool must outlive it
+            if child.poll() is None:
+                child.terminate()
             try:
                 child.wait(10)
             except subprocess.TimeoutExpired:
                 child.kill()
+        with contextlib.suppress(OSError):
+            os.unlink(pid_file)
+    click.echo("stopped.", err=True)
 
 
 def _interrupt(*_):
@@ -363,7 +473,7 @@ def _wait_http(url, timeout):
     raise click.ClickException(f"xorest did not answer on {url}")
 
 
-def _print_demo(base, sim_url, token):
+def _print_demo(base, sim_url, token, data_dir):
     import requests
 
     vms = requests.get(f"{base}/rest/v0/vms?fields=power_state&limit=1000",
@@ -386,6 +496,9 @@ def _print_demo(base, sim_url, token):
         f"  curl -b authenticationToken={token} '{base}/rest/v0/vms?filter=power_state:Running%20tags:prod&fields=name_label'",
         f"  curl -b authenticationToken={token} '{base}/rest/v0/vms/{halted}.xva?compress=zstd' > myVM.xva",
         f"  curl -b authenticationToken={token} '{base}/rest/v0/vdis/{vdi}.vhd' > myDisk.vhd",
+        "",
+        f"Its data (users, tokens, the pool's entry) is in {data_dir};",
+        "`.venv/bin/xorest user list`, `token list`... run from this directory use it while the demo runs.",
         "",
         "Ctrl-C stops everything.",
     ]

@@ -1,24 +1,33 @@
 """Users, passwords and tokens: issue, verify, renew, revoke, with login throttling.
 
 Tokens are 32 random bytes in base64url (43 characters), stored only as SHA-256 hashes
-and compared in constant time.  Failed password attempts slow down per account and
-client address, then are refused for a while; answers never tell whether an account exists.
+and compared in constant time.  A renewal joins the family of the token it renews;
+revoking any token revokes its family, and a new password revokes all of a user's tokens.
+
+Password attempts are counted in the store *before* the password is checked, per account
+and client address (a pause after each failure, doubling, then a lock-out) and per client
+address over all accounts (a cap): concurrent guesses cannot slip past the count, and an
+attempt that must wait is answered at once with 429 and ``Retry-After``; no request
+thread ever sleeps.  Answers never tell whether an account exists.
 """
 import hashlib
 import hmac
 import logging
+import math
 import secrets
 import time
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from ..errors import BadRequest, Conflict, Forbidden, NotFound, TooManyRequests, Unauthorized
+from ..errors import BadRequest, Conflict, NotFound, StoreUnavailable, TooManyRequests, Unauthorized
+from ..store import LoginLimit
 
 log = logging.getLogger(__name__)
 
 # Checked against when the account does not exist, so both paths cost one KDF run.
 _DUMMY_HASH = generate_password_hash("xorest-dummy-password")
-MAX_DELAY = 5.0
+#: Per client address, failures over all accounts allowed in a window (spraying many emails).
+ADDRESS_ATTEMPTS_FACTOR = 10
 
 
 def hash_token(token):
@@ -42,10 +51,9 @@ class AuthService:
     :param config: the instance :class:`~xorest.config.Config`.
     """
 
-    def __init__(self, store, config, sleep=time.sleep):
+    def __init__(self, store, config):
         self.store = store
         self.config = config
-        self.sleep = sleep
 
     # users -----------------------------------------------------------------
 
@@ -61,10 +69,15 @@ class AuthService:
         return row
 
     def set_password(self, email, password):
+        """Set a new password and revoke every token of the user (a password change is
+        what people do when they suspect a leak); returns how many were revoked."""
         user = self._user(email)
         if len(password or "") < 8:
             raise BadRequest("the password must have at least 8 characters")
         self.store.set_password_hash(user["id"], generate_password_hash(password))
+        revoked = self.store.revoke_user_tokens(user["id"])
+        log.info("password of user %s changed, %d tokens revoked", user["id"], revoked)
+        return revoked
 
     def _user(self, key):
         user = self.store.get_user(key)
@@ -75,41 +88,54 @@ class AuthService:
     def remove_user(self, key):
         return self.store.remove_user(self._user(key)["id"])
 
+    def _login_limits(self, email, client):
+        config = self.config
+        return (LoginLimit(f"account:{(email or '').lower()}|{client}", config.login_max_failures,
+                           config.login_delay_base),
+                LoginLimit(f"address:{client}", config.login_max_failures * ADDRESS_ATTEMPTS_FACTOR))
+
     def check_password(self, email, password, client="-"):
         """The user for a correct password; throttled per account and client address.
 
         :raises Unauthorized: wrong email or password (the same answer for both).
-        :raises TooManyRequests: too many recent failures for this account and address.
+        :raises TooManyRequests: this attempt must wait (``retry_after`` seconds).
+        :raises StoreUnavailable: the attempt cannot be counted, so it is not checked.
         """
-        key = f"{(email or '').lower()}|{client}"
-        failures = self.store.get_failures(key)
-        now = time.time()
-        if failures and now - failures["last_at"] < self.config.login_failure_window:
-            if failures["count"] >= self.config.login_max_failures:
-                retry = int(self.config.login_failure_window - (now - failures["last_at"])) + 1
-                raise TooManyRequests("too many failed attempts, retry later", retry_after=retry)
-            self.sleep(min(MAX_DELAY, self.config.login_delay_base * 2 ** (failures["count"] - 1)))
+        account, address = limits = self._login_limits(email, client)
+        wait = self.store.take_login_attempt(limits, time.time(), self.config.login_failure_window)
+        if wait > 0:
+            raise TooManyRequests("too many failed attempts, retry later", retry_after=max(1, math.ceil(wait)))
         user = self.store.get_user(email) if email else None
         valid = check_password_hash(user["password_hash"] if user else _DUMMY_HASH, password or "")
         if user is None or not valid:
-            self.store.add_failure(key, time.time())
+            self.store.record_login_failure([account.key, address.key], time.time())
             log.info("failed password for an account from %s", client)
             raise Unauthorized("invalid credentials")
-        if failures:
-            self.store.clear_failures(key)
+        try:
+            self.store.record_login_success(clear=[account.key], release=[address.key])
+        except StoreUnavailable:
+            pass  # bookkeeping: the attempt stays counted until its window passes
         return user
 
     # tokens ----------------------------------------------------------------
 
-    def issue_token(self, user, ttl=None, description=""):
-        """Create a token; returns ``(token, row)``.  The token itself is never stored."""
+    def issue_token(self, user, ttl=None, description="", family_id=None):
+        """Create a token; returns ``(token, row)``.  The token itself is never stored.
+
+        :param family_id: the family of the token this one renews.
+        """
         ttl = self.config.token_ttl if ttl is None else float(ttl)
+        if not math.isfinite(ttl):
+            raise BadRequest("expiresIn must be a finite number of seconds or a duration such as 7d")
         if ttl <= 60:
             raise BadRequest("expiresIn must be more than 60 seconds")
         if ttl > self.config.token_max_ttl:
             raise BadRequest(f"expiresIn exceeds the maximum of {int(self.config.token_max_ttl)} seconds")
         token = secrets.token_urlsafe(32)
-        row = self.store.add_token(hash_token(token), user["id"], time.time() + ttl, description[:200])
+        while token.startswith("-"):  # a leading dash reads as an option to command-line tools
+            token = secrets.token_urlsafe(32)
+        row = self.store.add_token(hash_token(token), user["id"], time.time() + ttl, description[:200],
+                                   family_id)
         log.info("token %s issued for user %s", row["id"], user["id"])
         return token, row
 
@@ -130,7 +156,10 @@ class AuthService:
         if user is None:
             raise Unauthorized("invalid token")
         if row["last_used_at"] is None or now - row["last_used_at"] > 60:
-            self.store.touch_token(row["id"], now)  # at most once a minute: no write per request
+            try:
+                self.store.touch_token(row["id"], now)  # at most once a minute: no write per request
+            except StoreUnavailable:
+                pass  # bookkeeping only: the token is valid whether or not this is recorded
         return user, row
 
     def maybe_renew(self, user, row):
@@ -142,20 +171,31 @@ class AuthService:
         left = row["expires_at"] - time.time()
         if row["renewed_at"] is not None or left >= life * self.config.token_renew_fraction:
             return None
-        if not self.store.mark_renewed(row["id"], time.time()):
-            return None
-        ttl = max(61.0, min(life, self.config.token_max_ttl))
-        return self.issue_token(user, ttl, f"renewal of {row['id']}")
+        try:
+            if not self.store.mark_renewed(row["id"], time.time()):
+                return None
+            ttl = max(61.0, min(life, self.config.token_max_ttl))
+            return self.issue_token(user, ttl, f"renewal of {row['id']}", row.get("family_id") or row["id"])
+        except StoreUnavailable:
+            return None  # no renewal this time; the current token is still valid
 
     def list_tokens(self, email=None):
         user_id = self._user(email)["id"] if email else None
         return [public_token(r) for r in self.store.list_tokens(user_id)]
 
     def revoke_token(self, token_id, user=None):
-        if user is not None and not user["is_admin"]:
-            owned = {t["id"] for t in self.store.list_tokens(user["id"])}
-            if token_id not in owned:
-                raise Forbidden("not your token")
-        if not self.store.revoke_token(token_id):
-            raise NotFound(f"no such active token {token_id}")
-        log.info("token %s revoked", token_id)
+        """Revoke a token (by id, or by the token itself) and its renewals; returns the
+        number of tokens revoked.
+
+        :param user: the user asking; anyone but an admin may revoke only their own.
+        """
+        row = self.store.get_token(token_id) or self.store.get_token_by_hash(hash_token(token_id))
+        if row is None:
+            raise NotFound("no such token")
+        if user is not None and not user["is_admin"] and row["user_id"] != user["id"]:
+            raise NotFound("no such token")  # another user's token is not even named
+        revoked = self.store.revoke_token(row["id"])
+        if not revoked:
+            raise NotFound(f"token {row['id']} is already revoked")
+        log.info("token %s revoked (%d with its renewals)", row["id"], revoked)
+        return revoked

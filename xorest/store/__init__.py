@@ -2,11 +2,40 @@
 
 :class:`Store` is the interface; :class:`~xorest.store.sqlite.SqliteStore` the default
 backend (one file, WAL, safe across gunicorn workers and threads).  Another backend
-(Redis, for several instances) implements the same methods.
+implements the same methods.  A backend that cannot read or write raises
+:class:`~xorest.errors.StoreUnavailable` (a 503), never its own exceptions.
 """
 import abc
+from typing import NamedTuple
 
-__all__ = ["Store", "open_store"]
+from ..errors import StoreUnavailable
+
+__all__ = ["Store", "StoreUnavailable", "LoginLimit", "login_wait", "open_store"]
+
+#: The longest pause between two password attempts on one throttling key.
+MAX_LOGIN_DELAY = 60.0
+
+
+class LoginLimit(NamedTuple):
+    """One throttling key: at most ``attempts`` in a window, and after a failure a pause
+    of ``delay`` seconds, doubling with each further failure (0: no pause)."""
+
+    key: str
+    attempts: int
+    delay: float = 0.0
+
+
+def login_wait(row, limit, now, window):
+    """Seconds before ``limit.key`` allows another attempt (0: now), given its ``row``
+    (``count``, ``last_at``, ``failed_at``; ``None`` when it has none)."""
+    if row is None or now - row["last_at"] > window:
+        return 0.0
+    if row["count"] >= limit.attempts:
+        return window - (now - row["last_at"])
+    if limit.delay and row["failed_at"] is not None and row["count"] > 0:
+        ready = row["failed_at"] + min(MAX_LOGIN_DELAY, limit.delay * 2 ** (row["count"] - 1))
+        return max(0.0, ready - now)
+    return 0.0
 
 
 class Store(abc.ABC):
@@ -26,13 +55,17 @@ class Store(abc.ABC):
 
     # tokens
     @abc.abstractmethod
-    def add_token(self, token_hash, user_id, expires_at, description): ...
+    def add_token(self, token_hash, user_id, expires_at, description, family_id=None): ...
     @abc.abstractmethod
     def get_token_by_hash(self, token_hash): ...
     @abc.abstractmethod
+    def get_token(self, token_id): ...
+    @abc.abstractmethod
     def list_tokens(self, user_id=None): ...
     @abc.abstractmethod
-    def revoke_token(self, token_id): ...
+    def revoke_token(self, token_id): ...  # and every token of its family; returns how many
+    @abc.abstractmethod
+    def revoke_user_tokens(self, user_id): ...  # returns how many
     @abc.abstractmethod
     def touch_token(self, token_id, when): ...
     @abc.abstractmethod
@@ -46,13 +79,17 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def remove_server(self, server_id): ...
 
-    # login throttling
+    # login throttling: an attempt is counted before the password is checked
     @abc.abstractmethod
-    def get_failures(self, key): ...
+    def take_login_attempt(self, limits, now, window):
+        """Atomically: when every :class:`LoginLimit` allows an attempt now (see
+        :func:`login_wait`), count one on each and return 0; else count nothing and
+        return the seconds to wait."""
     @abc.abstractmethod
-    def add_failure(self, key, when): ...
+    def record_login_failure(self, keys, now): ...
     @abc.abstractmethod
-    def clear_failures(self, key): ...
+    def record_login_success(self, clear, release):
+        """Forget the keys in ``clear``; give back the attempt counted on those in ``release``."""
 
 
 def open_store(config):

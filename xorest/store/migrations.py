@@ -39,6 +39,18 @@ MIGRATIONS = [
         last_at REAL NOT NULL
     );
     """,
+    # 2: token families (a renewal belongs to the family of the token it renews, and
+    # revoking any member revokes them all); confirmed failures apart from counted attempts
+    """
+    ALTER TABLE tokens ADD COLUMN family_id TEXT;
+    UPDATE tokens SET family_id = id;
+    UPDATE tokens SET family_id = (SELECT t.id FROM tokens AS t WHERE 'renewal of ' || t.id = tokens.description)
+        WHERE description LIKE 'renewal of %'
+        AND EXISTS (SELECT 1 FROM tokens AS t WHERE 'renewal of ' || t.id = tokens.description);
+    CREATE INDEX tokens_family ON tokens(family_id);
+    ALTER TABLE login_failures ADD COLUMN failed_at REAL;
+    UPDATE login_failures SET failed_at = last_at;
+    """,
 ]
 
 

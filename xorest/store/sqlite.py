@@ -2,19 +2,50 @@
 
 Pool passwords must be usable to connect, so they are encrypted (Fernet) with a key kept
 in a separate file of the data directory: a dump of the database alone reveals none.
+The directory is created 0700 and the files 0600 (SQLite gives its -wal and -shm files
+the database file's mode).
 """
+import contextlib
+import logging
 import os
 import sqlite3
+import stat
 import threading
 import time
 import uuid
 
 from cryptography.fernet import Fernet
 
-from . import Store
+from ..config import private_directory
+from . import Store, StoreUnavailable, login_wait
 from .migrations import migrate
 
+log = logging.getLogger(__name__)
+
 BUSY_TIMEOUT_MS = 10000
+
+
+def _private_file(path):
+    """Create ``path`` empty with mode 0600 if it is missing; tighten it if it is wider."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        if mode & 0o077:
+            log.warning("%s was readable by others (mode %o); now 0600", path, mode)
+            os.chmod(path, 0o600)
+
+
+@contextlib.contextmanager
+def _unavailable(action):
+    """SQLite's failures (disk full, unreadable file...) as :class:`StoreUnavailable`."""
+    try:
+        yield
+    except sqlite3.IntegrityError:
+        raise
+    except sqlite3.Error as exc:
+        log.error("the data store cannot %s: %s", action, exc)
+        raise StoreUnavailable(f"the data store cannot {action}: {exc}") from None
 
 
 def _key(folder):
@@ -37,11 +68,18 @@ class SqliteStore(Store):
 
     def __init__(self, path, secret_path=None):
         folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
+        private_directory(folder)
+        if secret_path:
+            private_directory(secret_path)
         self.path = path
+        _private_file(path)
+        for suffix in ("-wal", "-shm"):
+            if os.path.exists(path + suffix):
+                _private_file(path + suffix)
         self._fernet = Fernet(_key(secret_path or folder))
         self._local = threading.local()
-        migrate(self._connection())
+        with _unavailable("be opened"):
+            migrate(self._connection())
 
     def _connection(self):
         conn = getattr(self._local, "conn", None)
@@ -57,22 +95,32 @@ class SqliteStore(Store):
         return conn
 
     def _query(self, sql, params=()):
-        return [dict(row) for row in self._connection().execute(sql, params)]
+        with _unavailable("be read"):
+            return [dict(row) for row in self._connection().execute(sql, params)]
 
     def _one(self, sql, params=()):
         rows = self._query(sql, params)
         return rows[0] if rows else None
 
+    @contextlib.contextmanager
+    def _transaction(self):
+        """One write transaction (``BEGIN IMMEDIATE``: writers queue, readers go on)."""
+        with _unavailable("be written"):
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                # A failed COMMIT (disk full) may have rolled back already: a second
+                # rollback would hide the real error behind "no transaction is active".
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
     def _write(self, sql, params=()):
-        conn = self._connection()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            cursor = conn.execute(sql, params)
-            conn.execute("COMMIT")
-            return cursor.rowcount
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        with self._transaction() as conn:
+            return conn.execute(sql, params).rowcount
 
     # users -----------------------------------------------------------------
 
@@ -99,15 +147,18 @@ class SqliteStore(Store):
 
     # tokens ----------------------------------------------------------------
 
-    def add_token(self, token_hash, user_id, expires_at, description):
+    def add_token(self, token_hash, user_id, expires_at, description, family_id=None):
         token_id = uuid.uuid4().hex[:16]
-        self._write("INSERT INTO tokens (id, token_hash, user_id, description, created_at, expires_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (token_id, token_hash, user_id, description, time.time(), expires_at))
-        return self._one("SELECT * FROM tokens WHERE id = ?", (token_id,))
+        self._write("INSERT INTO tokens (id, token_hash, user_id, description, created_at, expires_at, "
+                    "family_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (token_id, token_hash, user_id, description, time.time(), expires_at, family_id or token_id))
+        return self.get_token(token_id)
 
     def get_token_by_hash(self, token_hash):
         return self._one("SELECT * FROM tokens WHERE token_hash = ?", (token_hash,))
+
+    def get_token(self, token_id):
+        return self._one("SELECT * FROM tokens WHERE id = ?", (token_id,))
 
     def list_tokens(self, user_id=None):
         if user_id is None:
@@ -115,8 +166,13 @@ class SqliteStore(Store):
         return self._query("SELECT * FROM tokens WHERE user_id = ? ORDER BY created_at", (user_id,))
 
     def revoke_token(self, token_id):
-        return self._write("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-                           (time.time(), token_id)) > 0
+        """Revoke a token and its whole family (the token it renews, its renewals)."""
+        return self._write("UPDATE tokens SET revoked_at = ? WHERE revoked_at IS NULL AND family_id = "
+                           "(SELECT family_id FROM tokens WHERE id = ?)", (time.time(), token_id))
+
+    def revoke_user_tokens(self, user_id):
+        return self._write("UPDATE tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+                           (time.time(), user_id))
 
     def touch_token(self, token_id, when):
         self._write("UPDATE tokens SET last_used_at = ? WHERE id = ?", (when, token_id))
@@ -151,13 +207,35 @@ class SqliteStore(Store):
 
     # login throttling ----------------------------------------------------------
 
-    def get_failures(self, key):
-        return self._one("SELECT count, last_at FROM login_failures WHERE key = ?", (key,))
+    def take_login_attempt(self, limits, now, window):
+        with self._transaction() as conn:  # one writer at a time: the count holds across processes
+            rows = {}
+            for limit in limits:
+                row = conn.execute("SELECT count, last_at, failed_at FROM login_failures WHERE key = ?",
+                                   (limit.key,)).fetchone()
+                rows[limit.key] = dict(row) if row else None
+            wait = max(login_wait(rows[limit.key], limit, now, window) for limit in limits)
+            if wait > 0:
+                return wait
+            for limit in limits:
+                row = rows[limit.key]
+                if row is None or now - row["last_at"] > window:
+                    conn.execute("INSERT INTO login_failures (key, count, last_at, failed_at) VALUES (?, 1, ?, NULL) "
+                                 "ON CONFLICT(key) DO UPDATE SET count = 1, last_at = excluded.last_at, "
+                                 "failed_at = NULL", (limit.key, now))
+                else:
+                    conn.execute("UPDATE login_failures SET count = count + 1, last_at = ? WHERE key = ?",
+                                 (now, limit.key))
+            return 0.0
 
-    def add_failure(self, key, when):
-        self._write("INSERT INTO login_failures (key, count, last_at) VALUES (?, 1, ?) "
-                    "ON CONFLICT(key) DO UPDATE SET count = count + 1, last_at = excluded.last_at",
-                    (key, when))
+    def record_login_failure(self, keys, now):
+        with self._transaction() as conn:
+            for key in keys:
+                conn.execute("UPDATE login_failures SET failed_at = ?, last_at = ? WHERE key = ?", (now, now, key))
 
-    def clear_failures(self, key):
-        self._write("DELETE FROM login_failures WHERE key = ?", (key,))
+    def record_login_success(self, clear, release):
+        with self._transaction() as conn:
+            for key in clear:
+                conn.execute("DELETE FROM login_failures WHERE key = ?", (key,))
+            for key in release:
+                conn.execute("UPDATE login_failures SET count = MAX(count - 1, 0) WHERE key = ?", (key,))
