@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import time
+import zlib
 
 import pytest
 import requests
@@ -268,7 +269,10 @@ def test_unknown_objects_and_formats(stack):
     assert gw.get("/rest/v0/vms/00000000-0000-0000-0000-000000000000.xva").status_code == 404
     assert gw.get("/rest/v0/vdis/00000000-0000-0000-0000-000000000000.vhd").status_code == 404
     vdi = _small_vdi(gw)
-    assert gw.get(f"/rest/v0/vdis/{vdi['id']}.qcow2").status_code == 404
+    unknown = gw.get(f"/rest/v0/vdis/{vdi['id']}.qcow2")
+    assert unknown.status_code == 400 and unknown.json()["data"]["formats"] == ["vhd", "raw"]
+    assert ".vhd or .raw" in unknown.json()["error"]
+    assert gw.get(f"/rest/v0/vms/{vdi['id']}.ova").json()["data"]["formats"] == ["xva"]
     assert gw.get(f"/rest/v0/vdis/{vdi['id']}.raw?base=nope").status_code in (400, 404)
 
 
@@ -497,7 +501,9 @@ def test_import_refuses_what_it_cannot_do_whole(stack):
                            cookies=cookies, timeout=30)
     assert too_big.status_code == 413
     bad_vhd = requests.put(f"{url}.vhd", data=b"not a vhd" * 200, cookies=cookies, timeout=30)
-    assert bad_vhd.status_code == 502 and "VDI_IO_ERROR" in bad_vhd.json()["error"]
+    assert bad_vhd.status_code == 400 and "not a VHD" in bad_vhd.json()["error"]
+    broken_vhd = requests.put(f"{url}.vhd", data=b"conectix" + b"\0" * 4000, cookies=cookies, timeout=30)
+    assert broken_vhd.status_code == 400 and broken_vhd.json()["data"]["code"] == "VDI_IO_ERROR"
     missing = requests.put(f"{gw.url}/rest/v0/vdis/00000000-0000-0000-0000-000000000000.raw", data=b"x",
                            cookies=cookies, timeout=30)
     assert missing.status_code == 404
@@ -616,7 +622,11 @@ def test_vm_from_an_xva(stack):
         sorted(map(sorted, (d.items() for d in copied.values())))
     # refused whole: a broken XVA, no length, an unknown SR
     broken = requests.post(f"{gw.url}{pool}/vms", data=xva[: len(xva) // 2], cookies=cookies, timeout=60)
-    assert broken.status_code == 502 and "IMPORT_ERROR" in broken.json()["error"]
+    assert broken.status_code == 400 and broken.json()["data"]["code"] == "IMPORT_ERROR"
+    for garbage in (b"not an xva" * 100, zlib.compress(b"x" * 4096), gzip.compress(b"plain text, no tar" * 64),
+                    b""):
+        refused = requests.post(f"{gw.url}{pool}/vms", data=garbage, cookies=cookies, timeout=60)
+        assert refused.status_code == 400 and "not an XVA" in refused.json()["error"], refused.text
     assert requests.post(f"{gw.url}{pool}/vms", data=iter([xva[:10]]), cookies=cookies,
                          timeout=30).status_code == 411
     assert requests.post(f"{gw.url}{pool}/vms?sr=nope", data=xva, cookies=cookies, timeout=30).status_code == 404

@@ -181,7 +181,7 @@ def test_redirected_transfer_is_verified_over_tls(processes):
 
     sim = processes.sim("--vms", "20", "--seed", "5", "--tls", "--slave", "127.0.0.2")
     ca_path = sim.output().split("CA certificate: ")[1].split()[0]
-    client = XapiClient(sim.url, "root", "password", ca_file=ca_path)
+    client = XapiClient(sim.url, "root", "password", ca_file=ca_path, members=lambda: {"127.0.0.2"})
     client.login()
     vdi = local_disks(client.call, "127.0.0.2")[0]
     record = client.call("VDI.get_record", vdi)

@@ -6,10 +6,8 @@ Compression is done by XAPI when the pool can, else here (zstd with threads, or 
 """
 import logging
 import os
-import socket
 import struct
 import threading
-import time
 import zlib
 from typing import NamedTuple, Optional
 
@@ -18,10 +16,10 @@ import zstandard
 from ..errors import BadRequest, Conflict, Unavailable, UpstreamError
 from ..xapi import XapiError, XapiStream, XapiUnreachable
 from .pools import pool_failures
+from .sweeper import EXPORT_MARK, TASK_MARK, destroy_vm_with_disks, owner_mark
 
 log = logging.getLogger(__name__)
 
-EXPORT_MARK = "xorest:export"
 VHD_SECTOR = 512
 
 
@@ -66,7 +64,7 @@ class Export:
     """What the API streams: metadata, a chunk iterator and ``close()`` (idempotent)."""
 
     def __init__(self, chunks, *, filename, content_type, length=None, task=None, compression=None,
-                 cleanups=(), snapshot=None):
+                 cleanups=(), abort=None, snapshot=None):
         self.chunks = chunks
         self.snapshot = snapshot  # uuid of the snapshot exported in place of a VM, if any
         self.filename = filename
@@ -75,12 +73,22 @@ class Export:
         self.task = task
         self.compression = compression
         self._cleanups = list(cleanups)
+        self._abort = abort
         self._closed = False
         self._lock = threading.Lock()
 
     @property
     def closed(self):
         return self._closed
+
+    def abort(self):
+        """The client went away: stop the transfer now (safe from any thread).
+
+        Only breaks the upstream read; the clean-ups run when the response closes.  A
+        transfer that already has its whole body is left to finish.
+        """
+        if self._abort is not None and not self._closed:
+            self._abort()
 
     def close(self):
         """Run the clean-ups once (cancel the task, close upstream, drop the snapshot).
@@ -196,7 +204,8 @@ class ExportService:
 
     def _open(self, conn, path, query, label):
         with pool_failures("the pool refused the export"):
-            return XapiStream(conn.rpc, path, query, label, idle_timeout=self.config.export_idle_timeout)
+            return XapiStream(conn.rpc, path, query, label, idle_timeout=self.config.export_idle_timeout,
+                              marks={TASK_MARK: owner_mark()})
 
     def _task_uuid(self, conn, task_ref):
         try:
@@ -209,7 +218,10 @@ class ExportService:
             try:
                 yield from stream
             except (XapiError, XapiUnreachable) as exc:
-                log.warning("export failed after %d bytes: %s", stream.bytes, exc)
+                if stream.aborted:
+                    log.info("export stopped after %d bytes: the client went away", stream.bytes)
+                else:
+                    log.warning("export failed after %d bytes: %s", stream.bytes, exc)
                 raise
         chunks = upstream()
         return _compress(chunks, algorithm_here, self.config) if algorithm_here else chunks
@@ -262,7 +274,7 @@ class ExportService:
         return Export(_chain(head, rest), filename=plan.filename,
                       content_type=plan.content_type, task=self._task_uuid(conn, stream.task),
                       compression=(algorithm, where) if algorithm else None, cleanups=cleanups,
-                      snapshot=snapshot_uuid)
+                      abort=stream.abort, snapshot=snapshot_uuid)
 
     def plan_vdi_export(self, collection, key, fmt, base=None):
         """Check a disk export's request without starting it (``HEAD`` answers from this).
@@ -295,20 +307,17 @@ class ExportService:
             head, rest = _prefetch(chunks, 2048 + 4 * (-(-vdi["size"] // (2 << 20))) + 512, [stream.close])
             length = vhd_length(head)
         return Export(_chain(head, rest), filename=plan.filename, content_type=plan.content_type,
-                      length=length, task=self._task_uuid(conn, stream.task), cleanups=[stream.close])
+                      length=length, task=self._task_uuid(conn, stream.task), cleanups=[stream.close],
+                      abort=stream.abort)
 
     # snapshots of running VMs ---------------------------------------------------
-
-    @staticmethod
-    def _owner_mark():
-        return f"{socket.gethostname()}:{os.getpid()}:{int(time.time())}"
 
     def _snapshot(self, conn, vm):
         """Snapshot ``vm`` for an export, marked as ours for the sweep: ``(ref, uuid)``."""
         ref = None
         try:
             ref = conn.rpc.call("VM.snapshot", vm["_xapiRef"], f"{vm['name_label']} (xorest export)", [])
-            conn.rpc.call("VM.add_to_other_config", ref, EXPORT_MARK, self._owner_mark())
+            conn.rpc.call("VM.add_to_other_config", ref, EXPORT_MARK, owner_mark())
             return ref, conn.rpc.call("VM.get_uuid", ref)
         except (XapiError, XapiUnreachable) as exc:
             if ref is not None:  # unmarked, the sweep would never find it
@@ -317,80 +326,9 @@ class ExportService:
                 raise Unavailable(str(exc)) from None
             raise UpstreamError(f"cannot snapshot the VM: {exc}", code=exc.code) from None
 
-    def _destroy_snapshot_later(self, conn, ref):
+    @staticmethod
+    def _destroy_snapshot_later(conn, ref):
         """Destroy in the background: the pool may hold the snapshot a while after the
         transfer ends (its export task settling), and a request thread must not wait."""
-        threading.Thread(target=self._destroy_snapshot, args=(conn, ref), name="export-snapshot-cleanup",
+        threading.Thread(target=destroy_vm_with_disks, args=(conn, ref), name="export-snapshot-cleanup",
                          daemon=True).start()
-
-    @staticmethod
-    def _destroy_snapshot(conn, ref, attempts=240):
-        """Destroy an export snapshot and its disks (retrying while the export task lets go)."""
-        for attempt in range(attempts):
-            try:
-                record = conn.rpc.call("VM.get_record", ref)
-                vdis = []
-                for vbd in record["VBDs"]:
-                    vdi = conn.rpc.call("VBD.get_VDI", vbd)
-                    if vdi != "OpaqueRef:NULL":
-                        vdis.append(vdi)
-                conn.rpc.call("VM.destroy", ref)
-                for vdi in vdis:
-                    conn.rpc.call("VDI.destroy", vdi)
-                log.info("export snapshot %s destroyed", ref)
-                return
-            except XapiError as exc:
-                if exc.code in ("HANDLE_INVALID",):
-                    return
-                if exc.code != "OTHER_OPERATION_IN_PROGRESS" or attempt == attempts - 1:
-                    log.warning("cannot destroy export snapshot %s: %s", ref, exc)
-                    return
-                time.sleep(0.25)
-            except XapiUnreachable as exc:
-                log.warning("cannot destroy export snapshot %s: %s", ref, exc)
-                return
-
-    def sweep(self, conn):
-        """Remove export snapshots whose creating process on this machine is gone."""
-        hostname = socket.gethostname()
-        removed = 0
-        for ref, (cls, record) in list(conn.records.items()):  # a copy: the watcher thread writes
-            mark = (record.get("other_config") or {}).get(EXPORT_MARK) if cls == "VM" else None
-            if not mark:
-                continue
-            host, _, rest = mark.partition(":")
-            pid = rest.partition(":")[0]
-            # Only ours, and only when the process that made it is gone (a live or unknown
-            # owner may still be streaming it).
-            if host == hostname and pid.isdigit() and not _alive(int(pid)):
-                self._destroy_snapshot(conn, ref)
-                removed += 1
-        return removed
-
-    def start_sweeper(self):
-        """Sweep every pool once it is loaded (background, once per process)."""
-        def run():
-            deadline = time.monotonic() + 600
-            done = set()
-            while time.monotonic() < deadline:
-                for conn in self.pools.connections():
-                    key = conn.key
-                    if key not in done and conn.watcher.synced.is_set():
-                        removed = self.sweep(conn)
-                        if removed:
-                            log.info("removed %d export snapshots left by a crash", removed)
-                        done.add(key)
-                time.sleep(1)
-        threading.Thread(target=run, name="export-sweeper", daemon=True).start()
-
-
-def _alive(pid):
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

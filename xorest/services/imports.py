@@ -2,16 +2,27 @@
 
 The body goes to XAPI's ``/import_raw_vdi`` or ``/import`` as it arrives (constant memory,
 any size), with its ``Content-Length``: XAPI needs the size up front and refuses chunked
-bodies.
+bodies.  Its first bytes are checked before anything is created: a body that is not what
+it claims to be is the client's error (400), not the pool's.  A disk created for an
+import carries a mark until it is complete, so a process killed midway leaves nothing
+that looks whole (see :mod:`.sweeper`).
 """
 import logging
 import re
 import struct
+import tarfile
+import zlib
 from datetime import datetime, timezone
 
-from ..errors import BadRequest, LengthRequired, PayloadTooLarge, UpstreamError
+import zstandard
+
+from ..errors import BadRequest, LengthRequired, PayloadTooLarge, Unavailable, UpstreamError
 from ..xapi import BodyEndedEarly, XapiError, XapiUnreachable, XapiUpload
 from .pools import pool_failures
+from .sweeper import IMPORT_MARK, TASK_MARK, owner_mark
+
+#: XAPI's codes for an upload it could not read: the body was wrong, not the pool.
+BAD_BODY_CODES = ("IMPORT_ERROR", "IMPORT_INCOMPATIBLE_VERSION", "VDI_IO_ERROR")
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +52,10 @@ class ImportService:
                                   size=vdi["size"])
         if vdi.get("read_only"):
             raise BadRequest("this disk is read-only")
+        if fmt == "vhd":
+            head = _read_exactly(source, VHD_FOOTER)
+            vhd_virtual_size(head)
+            source = _Prefixed(head, source)
         self._upload(self.pools.connection_for(vdi), "/import_raw_vdi", {"vdi": vdi["_xapiRef"], "format": fmt},
                      vdi["name_label"], source, length)
 
@@ -66,10 +81,13 @@ class ImportService:
             ref = conn.rpc.call("VDI.create", {
                 "name_label": label, "name_description": name_description, "SR": sr["_xapiRef"],
                 "virtual_size": str(size), "type": "user", "sharable": False, "read_only": False,
-                "other_config": {}, "xenstore_data": {}, "sm_config": {}, "tags": []})
+                "other_config": {IMPORT_MARK: owner_mark()}, "xenstore_data": {}, "sm_config": {}, "tags": []})
             uuid = conn.rpc.call("VDI.get_uuid", ref)
         try:
             self._upload(conn, "/import_raw_vdi", {"vdi": ref, "format": fmt}, label, source, length)
+            # Complete only once unmarked: a marked disk is swept as half-made.
+            with pool_failures("the pool took the disk but could not finalise it"):
+                conn.rpc.call("VDI.remove_from_other_config", ref, IMPORT_MARK)
         except BaseException:
             try:
                 conn.rpc.call("VDI.destroy", ref)
@@ -86,6 +104,9 @@ class ImportService:
         """
         _require_length(length)
         pool = self.collections.get("pools", pool_key)
+        head = _read_head(source, XVA_HEAD)
+        check_xva_head(head, length)
+        source = _Prefixed(head, source)
         query = {}
         if sr_key:
             sr = self.collections.get("srs", sr_key)
@@ -104,7 +125,7 @@ class ImportService:
         """Send the body under a task; returns the task's result."""
         with pool_failures("the pool refused the import"):
             upload = XapiUpload(conn.rpc, path, query, f"xorest import {name}",
-                                idle_timeout=self.config.export_idle_timeout)
+                                idle_timeout=self.config.export_idle_timeout, marks={TASK_MARK: owner_mark()})
         try:
             result = upload.send(source, length)
         except BodyEndedEarly as exc:
@@ -112,15 +133,19 @@ class ImportService:
             raise BadRequest(f"{exc}; the import was cancelled", received=exc.sent, expected=exc.length) from None
         except XapiError as exc:
             log.warning("import into %s failed after %d bytes: %s", name, upload.bytes, exc)
+            if exc.code in BAD_BODY_CODES:
+                raise BadRequest(f"the pool could not read the body: {exc}", code=exc.code,
+                                 params=exc.params) from None
             raise UpstreamError(f"the pool failed the import: {exc}", code=exc.code, params=exc.params) from None
         except XapiUnreachable as exc:
             log.warning("import into %s failed after %d bytes: %s", name, upload.bytes, exc)
-            raise UpstreamError(f"the pool went away during the import: {exc}") from None
+            raise Unavailable(f"the pool went away during the import: {exc}") from None
         log.info("imported %d bytes into %s", length, name)
         return result
 
 
 VHD_FOOTER = 512
+XVA_HEAD = 256 << 10  # enough compressed bytes to reach the first tar header
 
 
 def _require_length(length):
@@ -136,6 +161,45 @@ def _read_exactly(source, size):
             raise BadRequest(f"the body ended after {len(data)} bytes, before a VHD footer")
         data += block
     return data
+
+
+def _read_head(source, size):
+    """Up to ``size`` bytes from the start of the body (less if the body is shorter)."""
+    data = b""
+    while len(data) < size:
+        block = source.read(size - len(data))
+        if not block:
+            break
+        data += block
+    return data
+
+
+def check_xva_head(head, length):
+    """Refuse a body that does not start as an XVA: a tar whose first member is
+    ``ova.xml``, plain or compressed with gzip or zstd (what XAPI reads)."""
+    compressed = head[:2] == b"\x1f\x8b" or head[:4] == b"\x28\xb5\x2f\xfd"
+    if head[:2] == b"\x1f\x8b":
+        try:
+            plain = zlib.decompressobj(31).decompress(head, 512)
+        except zlib.error as exc:
+            raise BadRequest(f"not an XVA: the body is not valid gzip ({exc})") from None
+    elif head[:4] == b"\x28\xb5\x2f\xfd":
+        try:
+            plain = zstandard.ZstdDecompressor().decompressobj().decompress(head)[:512]
+        except zstandard.ZstdError as exc:
+            raise BadRequest(f"not an XVA: the body is not valid zstd ({exc})") from None
+    else:
+        plain = head[:512]
+    if len(plain) < 512:
+        if compressed and len(head) < length:
+            return  # the compressed head gave too little to tell: the pool checks the rest
+        raise BadRequest("not an XVA: the body is shorter than a tar header")
+    try:
+        member = tarfile.TarInfo.frombuf(plain, "utf-8", "surrogateescape")
+    except tarfile.TarError as exc:
+        raise BadRequest(f"not an XVA: the body does not start with a tar header ({exc})") from None
+    if member.name != "ova.xml":
+        raise BadRequest(f"not an XVA: its first member is {member.name!r}, not ova.xml")
 
 
 def vhd_virtual_size(footer):

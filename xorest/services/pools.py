@@ -15,6 +15,7 @@ from .. import objects
 from ..errors import NotFound, Unavailable, UpstreamError
 from ..xapi import XapiClient, XapiError, XapiUnreachable, Watcher
 from ..xapi.watcher import WATCHED_CLASSES
+from .sweeper import SWEPT_FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,23 @@ def pool_failures(refused):
         raise Unavailable(f"the pool is not reachable: {exc}") from None
 
 
+def probe_server(url, username, password, ca_file=None, insecure=False, timeout=10.0):
+    """Log in to a pool as xorest will, and out again: the pool's name on success.
+
+    :raises Unavailable: unreachable, TLS verification failed, or not XAPI.
+    :raises UpstreamError: the pool refused the credentials (or answered another error).
+    """
+    client = XapiClient(url, username, password, ca_file=ca_file, insecure=insecure,
+                        timeout=(timeout, timeout))
+    try:
+        with pool_failures("the pool refused the login"):
+            client.login()
+            pool_ref = client.call("pool.get_all")[0]
+            return client.call("pool.get_name_label", pool_ref) or client.url
+    finally:
+        client.close()
+
+
 class PoolConnection:
     """One configured server: its XAPI clients, watcher and the raw records it maps."""
 
@@ -62,7 +80,14 @@ class PoolConnection:
         server, config = self.server, self.config
         return XapiClient(server["url"], server["username"], server["password"],
                           ca_file=server.get("ca_file") or None, insecure=bool(server.get("insecure")),
-                          timeout=(config.xapi_connect_timeout, config.xapi_read_timeout))
+                          timeout=(config.xapi_connect_timeout, config.xapi_read_timeout),
+                          members=self.member_addresses)
+
+    def member_addresses(self):
+        """The pool's hosts' addresses, from the watched records (transfer redirects may
+        lead there, nowhere else)."""
+        return {record.get("address") for cls, record in list(self.records.values())
+                if cls == "host" and record.get("address")}
 
     def start(self):
         self.watcher.start()
@@ -90,6 +115,9 @@ class PoolConnection:
                 self.owner_of.pop(ref, None)  # a metrics record that is gone
             else:
                 record = objects.trim(cls, event["snapshot"])
+                for field in SWEPT_FIELDS.get(cls, ()):  # xorest's own marks, for the sweep
+                    if field in event["snapshot"]:
+                        record[field] = event["snapshot"][field]
                 self.records[ref] = (cls, record)
                 if cls == "pool":
                     self.pool_uuid = record["uuid"]

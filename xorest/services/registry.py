@@ -7,6 +7,7 @@ from .collections import CollectionService
 from .exports import ExportService
 from .imports import ImportService
 from .pools import PoolService
+from .sweeper import Sweeper
 
 
 class Services:
@@ -21,6 +22,7 @@ class Services:
         self.collections = CollectionService(self.cache, self.pools, self.store, config)
         self.exports = ExportService(self.collections, self.pools, config)
         self.imports = ImportService(self.collections, self.pools, config)
+        self.sweeper = Sweeper(self.pools)
 
     @classmethod
     def from_mapping(cls, mapping=None):
@@ -30,7 +32,7 @@ class Services:
         """Connect the pools in this process (idempotent, fork-aware) and wait, a bounded
         time, for their first load."""
         if self.pools.ensure_started():
-            self.exports.start_sweeper()
+            self.sweeper.start()
         self.pools.wait_first_attempts(self.config.initial_load_wait)
 
     def stop(self):

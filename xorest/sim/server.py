@@ -237,6 +237,11 @@ class SimRequestHandler(BaseHTTPRequestHandler):
         # master), so a redirected transfer is served where it lands.
         if not self._authenticate(query):
             return self._html_error(401, "Unauthorised", [("WWW-Authenticate", 'Basic realm="xapi"')])
+        redirect = self.sim.faults.transfer_redirect
+        if redirect:  # the whole request, session included, as a real redirect carries it
+            self.close_connection = True
+            return self._send(302, b"", "text/html", [("Location", redirect.rstrip("/") + self.path),
+                                                      ("Connection", "close")])
         if disks_of is not None and self._redirect_to_storage_host(disks_of, query):
             return
         task = self._cookies().get("task_id") or query.get("task_id")

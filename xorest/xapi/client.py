@@ -16,6 +16,8 @@ from .errors import AuthenticationFailed, HostIsSlave, SessionInvalid, XapiError
 log = logging.getLogger(__name__)
 
 USER_AGENT = "xorest"
+MAX_REDIRECTS = 3
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def _replace_host(url, host):
@@ -34,11 +36,15 @@ class XapiClient:
     :param ca_file: a CA bundle to verify the pool's certificate with; ``None`` uses the system's.
     :param insecure: skip TLS verification (only when explicitly configured).
     :param timeout: ``(connect, read)`` seconds for ordinary calls.
+    :param members: a callable giving the addresses of the pool's hosts (transfers may be
+        redirected there, nowhere else).
     """
 
     def __init__(self, url, username, password, *, ca_file=None, insecure=False,
-                 timeout=(5.0, 60.0), protocol="auto"):
+                 timeout=(5.0, 60.0), protocol="auto", members=None):
         self.url = url.rstrip("/")
+        # Addresses of the pool's hosts: the only places a transfer redirect may lead to.
+        self.members = members or (lambda: set())
         self._username = username
         self._password = password
         self.timeout = timeout
@@ -138,37 +144,68 @@ class XapiClient:
 
     def _handler(self, method, path, query, read_timeout, base=None, **kwargs):
         """One request to a transfer handler (on ``base``, by default the pool's URL), in
-        this client's session."""
+        this client's session; redirects are never followed here (see :meth:`redirect_base`)."""
         if self.session_ref is None:
             self.login()
         params = dict(query, session_id=self.session_ref)
         try:
             response = self.http.request(method, (base or self.url) + path, params=params, verify=self.verify,
-                                         timeout=(self.timeout[0], read_timeout), **kwargs)
+                                         timeout=(self.timeout[0], read_timeout), allow_redirects=False,
+                                         **kwargs)
         except requests.exceptions.RequestException as exc:
-            raise XapiUnreachable(f"{self.url}{path}: {type(exc).__name__}: {exc}") from None
+            raise XapiUnreachable(f"{base or self.url}{path}: {type(exc).__name__}: {exc}") from None
         if response.status_code == 401:
             response.close()
             raise AuthenticationFailed("SESSION_INVALID", [path])
         return response
 
-    def get_stream(self, path, query, read_timeout):
-        """``GET`` a transfer handler as a stream; returns the ``requests`` response.
+    def redirect_base(self, response):
+        """``scheme://host[:port]`` a transfer handler redirects to, once checked: only a
+        host of this pool (its ``address``) on the pool's port, never from HTTPS to HTTP.
+        Only that base is taken from the redirect; the path and parameters (the session)
+        stay ours.
 
-        The caller (:mod:`.streams`) owns and closes it.
+        :raises XapiUnreachable: the redirect leads anywhere else.
         """
-        return self._handler("GET", path, query, read_timeout, stream=True)
+        location = urlsplit(response.headers.get("Location", ""))
+        current = urlsplit(self.url)
+        try:
+            host, port = (location.hostname or "").lower(), location.port or _DEFAULT_PORTS.get(location.scheme)
+        except ValueError:  # a port that is not a number
+            host, port = "", None
+        if location.scheme not in _DEFAULT_PORTS or not host:
+            raise XapiUnreachable("the pool redirected the transfer to an invalid location: refused")
+        if current.scheme == "https" and location.scheme != "https":
+            raise XapiUnreachable(f"the pool redirected the transfer from HTTPS to {location.scheme}: refused")
+        members = {address.lower().strip("[]") for address in self.members()} | {(current.hostname or "").lower()}
+        if host not in members or port != (current.port or _DEFAULT_PORTS[current.scheme]):
+            raise XapiUnreachable(f"the pool redirected the transfer to {location.netloc}, which is not one of "
+                                  "its hosts: refused")
+        return f"{location.scheme}://{location.netloc}"
+
+    def get_stream(self, path, query, read_timeout):
+        """``GET`` a transfer handler as a stream, following redirects to the pool's
+        hosts (XAPI sends a transfer to the host holding the disk); returns the
+        ``requests`` response.  The caller (:mod:`.streams`) owns and closes it.
+        """
+        base = None
+        for _ in range(MAX_REDIRECTS + 1):
+            response = self._handler("GET", path, query, read_timeout, base=base, stream=True)
+            if not response.is_redirect:
+                return response
+            response.close()
+            base = self.redirect_base(response)
+        raise XapiUnreachable(f"more than {MAX_REDIRECTS} redirects for {path}")
 
     def upload_base(self, path, query):
         """Where an upload must go: XAPI redirects a transfer to the host that holds the
         disk, and a body cannot follow a redirect, so an empty ``PUT`` asks first (as
         Xen Orchestra does).  ``query`` must not name a task: the probe would end it."""
-        probe = self._handler("PUT", path, query, self.timeout[1], data=b"", allow_redirects=False)
+        probe = self._handler("PUT", path, query, self.timeout[1], data=b"")
         probe.close()
         if not probe.is_redirect:
             return self.url
-        location = urlsplit(probe.headers["Location"])
-        return f"{location.scheme}://{location.netloc}"
+        return self.redirect_base(probe)
 
     def put_stream(self, path, query, body, read_timeout, base=None):
         """``PUT`` ``body`` (a file-like object with ``len()``, read in blocks) to a handler.
@@ -176,7 +213,7 @@ class XapiClient:
         The length goes in ``Content-Length``: XAPI refuses chunked uploads.  Returns the
         ``requests`` response (XAPI answers before reading; the task has the outcome).
         """
-        return self._handler("PUT", path, query, read_timeout, base=base, data=body, allow_redirects=False)
+        return self._handler("PUT", path, query, read_timeout, base=base, data=body)
 
 
 __all__ = ["XapiClient", "AuthenticationFailed"]

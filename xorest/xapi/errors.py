@@ -1,4 +1,5 @@
 """XAPI failures as Python exceptions, translated once at the client boundary."""
+from ..errors import redact
 
 
 class XapiError(Exception):
@@ -10,7 +11,7 @@ class XapiError(Exception):
         super().__init__(self.code, *self.params)
 
     def __str__(self):
-        return " ".join([self.code, *self.params])
+        return redact(" ".join([self.code, *self.params]))
 
     @classmethod
     def from_description(cls, description):
@@ -47,7 +48,12 @@ class TaskCancelled(XapiError):
 
 
 class XapiUnreachable(Exception):
-    """The pool could not be reached, timed out, or answered something that is not XAPI."""
+    """The pool could not be reached, timed out, or answered something that is not XAPI.
+
+    Its message never holds a session reference (they appear in transfer URLs)."""
+
+    def __init__(self, message):
+        super().__init__(redact(message))
 
 
 _BY_CODE = {

@@ -21,12 +21,21 @@ TASK_SETTLE_SECONDS = 10.0
 
 
 class _Transfer:
-    """A transfer under its own XAPI task: its progress is visible, and it can be cancelled."""
+    """A transfer under its own XAPI task: its progress is visible, and it can be cancelled.
 
-    def __init__(self, client, label):
+    :param marks: ``other_config`` entries for the task (who made it, for a later sweep).
+    """
+
+    def __init__(self, client, label, marks=None):
         self.client = client
         self.task = client.call("task.create", label, "xorest transfer")
         self.done = False
+        try:
+            for key, value in (marks or {}).items():
+                client.call("task.add_to_other_config", self.task, key, value)
+        except BaseException:
+            self._destroy_task()
+            raise
 
     def _task_record(self):
         try:
@@ -44,7 +53,12 @@ class _Transfer:
         """``None`` if the task succeeded, else the error that ended it."""
         deadline = time.monotonic() + TASK_SETTLE_SECONDS
         while True:
-            record = self._task_record()
+            try:
+                record = self.client.call("task.get_record", self.task)
+            except XapiError as exc:
+                return exc  # the task is gone (destroyed): nothing left to wait for
+            except XapiUnreachable:
+                record = None
             status = record.get("status") if record else None
             if status == "success":
                 return None
@@ -76,9 +90,11 @@ class XapiStream(_Transfer):
     :param idle_timeout: seconds without a byte after which the transfer fails.
     """
 
-    def __init__(self, client, path, query, label, idle_timeout=300.0):
-        super().__init__(client, label)
+    def __init__(self, client, path, query, label, idle_timeout=300.0, marks=None):
+        super().__init__(client, label, marks)
         self.bytes = 0
+        self.body_complete = False  # the pool sent its whole body (the task may still settle)
+        self.aborted = False
         try:
             self.response = client.get_stream(path, dict(query, task_id=self.task), idle_timeout)
         except BaseException:
@@ -102,15 +118,28 @@ class XapiStream(_Transfer):
                     self.bytes += len(chunk)
                     yield chunk
         except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            if self.aborted:
+                raise XapiUnreachable(f"transfer aborted after {self.bytes} bytes") from None
             raise XapiUnreachable(f"transfer cut after {self.bytes} bytes: {exc}") from None
+        self.body_complete = True
         error = self._wait_task()
         if error is not None:
             raise error
         self.done = True
 
+    def abort(self):
+        """Stop a transfer whose client went away (safe from another thread): cancel the
+        task and break a blocked read.  A transfer whose body is complete is left alone:
+        its task is settling, and the client had every byte."""
+        if self.body_complete or self.done:
+            return
+        self.aborted = True
+        self._cancel_task()
+        self.response.close()
+
     def close(self):
         """Cancel the task if the transfer did not finish, close the connection, drop the task."""
-        if not self.done:
+        if not self.done and not self.aborted:
             self._cancel_task()
         try:
             self.response.close()
@@ -161,8 +190,8 @@ class XapiUpload(_Transfer):
     task *before* the connection closes, and the pool drops the upload.
     """
 
-    def __init__(self, client, path, query, label, idle_timeout=300.0):
-        super().__init__(client, label)
+    def __init__(self, client, path, query, label, idle_timeout=300.0, marks=None):
+        super().__init__(client, label, marks)
         self.path, self.query, self.idle_timeout = path, query, idle_timeout
         self.bytes = 0
 

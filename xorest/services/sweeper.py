@@ -1,0 +1,152 @@
+"""What a dead xorest process left in a pool, found by its marks and removed.
+
+Everything xorest creates in a pool for a while is marked in its ``other_config`` with
+the process that made it (``host:pid:time``): snapshots taken for exports, disks being
+filled by an import, and the tasks of its transfers.  A process killed midway (a worker
+restarted, the machine's OOM killer) cannot clean up; every process sweeps each pool
+once it is loaded and then periodically, removing what belongs to processes of this
+machine that no longer exist.  Marks of other machines, and of live or unknown owners,
+are left alone: they may still be in use.
+"""
+import logging
+import os
+import socket
+import threading
+import time
+
+from ..xapi import XapiError, XapiUnreachable
+
+log = logging.getLogger(__name__)
+
+EXPORT_MARK = "xorest:export"  # on a VM snapshot taken to export a running VM
+IMPORT_MARK = "xorest:import"  # on a disk an import is filling (removed once complete)
+TASK_MARK = "xorest:task"  # on the task of a transfer
+SWEEP_INTERVAL = 60.0
+
+#: Record fields the sweep reads, kept in memory beyond what the mapping needs.
+SWEPT_FIELDS = {"VM": ("other_config", "VBDs"), "VDI": ("other_config",), "task": ("other_config", "status")}
+
+
+def owner_mark():
+    """This process, as marks name it."""
+    return f"{socket.gethostname()}:{os.getpid()}:{int(time.time())}"
+
+
+def owner_is_gone(mark):
+    """Whether ``mark`` names a process of this machine that no longer exists."""
+    host, _, rest = (mark or "").partition(":")
+    pid = rest.partition(":")[0]
+    return host == socket.gethostname() and pid.isdigit() and not _alive(int(pid))
+
+
+def _alive(pid):
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def destroy_vm_with_disks(conn, ref, attempts=240):
+    """Destroy a VM (a snapshot) and its disks, retrying while the pool still holds it
+    (an export task letting go)."""
+    for attempt in range(attempts):
+        try:
+            record = conn.rpc.call("VM.get_record", ref)
+            vdis = []
+            for vbd in record["VBDs"]:
+                vdi = conn.rpc.call("VBD.get_VDI", vbd)
+                if vdi != "OpaqueRef:NULL":
+                    vdis.append(vdi)
+            conn.rpc.call("VM.destroy", ref)
+            for vdi in vdis:
+                conn.rpc.call("VDI.destroy", vdi)
+            log.info("VM %s and its disks destroyed", ref)
+            return True
+        except XapiError as exc:
+            if exc.code == "HANDLE_INVALID":
+                return True
+            if exc.code != "OTHER_OPERATION_IN_PROGRESS" or attempt == attempts - 1:
+                log.warning("cannot destroy VM %s: %s", ref, exc)
+                return False
+            time.sleep(0.25)
+        except XapiUnreachable as exc:
+            log.warning("cannot destroy VM %s: %s", ref, exc)
+            return False
+    return False
+
+
+def _removed(what, ref, *calls):
+    """Make the XAPI ``calls`` (``(method, *args)``); ``True`` once ``ref`` is gone."""
+    try:
+        for method, *args in calls:
+            method(*args)
+        return True
+    except XapiError as exc:
+        if exc.code == "HANDLE_INVALID":
+            return True  # someone else removed it first
+        log.warning("cannot remove %s %s: %s", what, ref, exc)
+    except XapiUnreachable as exc:
+        log.warning("cannot remove %s %s: %s", what, ref, exc)
+    return False
+
+
+def _destroy_disk(conn, ref):
+    return _removed("the half-imported disk", ref, (conn.rpc.call, "VDI.destroy", ref))
+
+
+def _end_task(conn, ref, status):
+    cancel = [(conn.rpc.call, "task.cancel", ref)] if status == "pending" else []
+    return _removed("the task", ref, *cancel, (conn.rpc.call, "task.destroy", ref))
+
+
+def sweep(conn):
+    """Remove from one pool what dead processes of this machine left; returns
+    ``{kind: count}`` of what was removed."""
+    removed = {"snapshots": 0, "disks": 0, "tasks": 0}
+    for ref, (cls, record) in list(conn.records.items()):  # a copy: the watcher thread writes
+        marks = record.get("other_config") or {}
+        if cls == "VM" and owner_is_gone(marks.get(EXPORT_MARK)):
+            removed["snapshots"] += destroy_vm_with_disks(conn, ref)
+        elif cls == "VDI" and owner_is_gone(marks.get(IMPORT_MARK)):
+            removed["disks"] += _destroy_disk(conn, ref)
+        elif cls == "task" and owner_is_gone(marks.get(TASK_MARK)):
+            removed["tasks"] += _end_task(conn, ref, record.get("status"))
+    return removed
+
+
+class Sweeper:
+    """Sweeps every pool of this process once loaded, then every ``interval`` seconds."""
+
+    def __init__(self, pools, interval=SWEEP_INTERVAL):
+        self.pools = pools
+        self.interval = interval
+        self._thread = None
+
+    def start(self):
+        """Start the background sweep (once per process)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._thread = threading.Thread(target=self._run, name="sweeper", daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        last = {}  # connection key -> monotonic time of its last sweep
+        while True:
+            for conn in self.pools.connections():
+                due = last.get(conn.key, float("-inf")) + self.interval
+                if conn.watcher.synced.is_set() and time.monotonic() >= due:
+                    try:
+                        removed = sweep(conn)
+                    except Exception:
+                        log.exception("sweeping pool %s failed", conn.key)
+                        removed = {}
+                    if any(removed.values()):
+                        log.info("removed what a dead xorest process left in pool %s: %s", conn.pool_uuid,
+                                 ", ".join(f"{n} {kind}" for kind, n in removed.items() if n))
+                    last[conn.key] = time.monotonic()
+            time.sleep(1.0)
