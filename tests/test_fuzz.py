@@ -134,6 +134,35 @@ def test_query_parameters_never_500(client, query, path):
     assert response.headers["Content-Type"].startswith(("application/json", "application/x-ndjson"))
 
 
+json_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True, allow_infinity=True),
+                         st.text(alphabet=string.printable + "é", max_size=20))
+token_fields = st.sampled_from(["expiresIn", "description", "client", "x"])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.one_of(st.dictionaries(token_fields, st.one_of(json_scalars, st.lists(json_scalars, max_size=3),
+                                                         st.dictionaries(st.text(max_size=5), json_scalars,
+                                                                         max_size=2)), max_size=3),
+                 st.lists(json_scalars, max_size=3), json_scalars),
+       st.sampled_from(["json", "broken", "binary"]))
+def test_token_request_bodies_never_500(client, body, form):
+    """NaN, Infinity, huge numbers, wrong types, broken JSON: a 201 or a 400, nothing else."""
+    import json as stdjson
+
+    if form == "json":
+        data = stdjson.dumps(body, allow_nan=True)  # writes NaN/Infinity as JavaScript would not
+    elif form == "broken":
+        data = stdjson.dumps(body, allow_nan=True)[:-1] + "\x00"
+    else:
+        data = bytes(range(256))
+    response = client.post("/rest/v0/users/me/authentication_tokens", data=data,
+                           headers={"Content-Type": "application/json"})
+    assert response.status_code in (201, 400), response.data
+    assert response.headers["Content-Type"] == "application/json"
+    if response.status_code == 201:
+        assert response.get_json()["token"]["expiration"] > 0
+
+
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.sampled_from(["PUT /rest/v0/vdis/id-1.raw", "PUT /rest/v0/vdis/id-1.vhd", "POST /rest/v0/srs/x/vdis",
                         "PUT /rest/v0/vms/id-1.xva", "POST /rest/v0/vms"]),
