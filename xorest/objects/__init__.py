@@ -2,9 +2,11 @@
 
 IO-free.  A mapper gets the record and a :class:`Context` that resolves refs of the
 same pool; it returns a plain JSON-ready dict, or ``None`` for records with no XO object
-(metrics classes, which are read through their owners).
+(metrics classes, which are read through their owners).  Objects are what Xen
+Orchestra's ``xapi-object-to-xo`` makes of the same records, key for key and in its key
+order; ``tests/test_golden.py`` holds the mapping to that.
 """
-from . import host, network, storage, task, vm
+from . import devices, host, network, storage, task, vm
 from .context import NULL_REF, Context
 
 #: REST collection -> XO ``type``.
@@ -13,13 +15,15 @@ COLLECTIONS = {
     "vdis": "VDI", "vdi-snapshots": "VDI-snapshot", "vifs": "VIF", "vms": "VM",
     "vm-snapshots": "VM-snapshot", "vm-templates": "VM-template", "vm-controllers": "VM-controller",
     "pifs": "PIF", "pbds": "PBD", "messages": "message", "tasks": "task",
+    "sms": "SM", "pcis": "PCI", "pgpus": "PGPU",
 }
 TYPE_TO_COLLECTION = {xo_type: name for name, xo_type in COLLECTIONS.items()}
 
 _MAPPERS = {
-    "pool": host.pool, "host": host.host, "VM": vm.vm, "SR": storage.sr, "VDI": storage.vdi,
-    "VBD": storage.vbd, "PBD": storage.pbd, "VIF": network.vif, "PIF": network.pif,
-    "network": network.network, "task": task.task, "message": task.message,
+    "pool": host.pool, "host": host.host, "VM": vm.vm, "SR": storage.sr, "SM": storage.sm,
+    "VDI": storage.vdi, "VBD": storage.vbd, "PBD": storage.pbd, "VIF": network.vif, "PIF": network.pif,
+    "network": network.network, "task": task.task, "message": task.message, "PCI": devices.pci,
+    "PGPU": devices.pgpu,
 }
 
 #: Metrics class -> (owner class, owner field pointing at the metrics record).
@@ -29,14 +33,21 @@ DEPENDENTS = {
 }
 
 
+def _record_fields():
+    fields = {}
+    for module in (host, vm, storage, network, task, devices):
+        for cls, names in module.FIELDS.items():
+            fields.setdefault(cls, set()).update(names)
+    return {cls: frozenset(names) for cls, names in fields.items()}
+
+
 #: XAPI class -> the record fields mapping reads (the mappers' and :class:`Context`'s).
-RECORD_FIELDS = {cls: frozenset(fields)
-                 for module in (host, vm, storage, network, task) for cls, fields in module.FIELDS.items()}
+RECORD_FIELDS = _record_fields()
 
 
 def trim(xapi_class, record):
     """The part of a record that mapping reads, to keep in memory instead of all of it
-    (a VM record has 90 fields, its XO object is built from 41).  Records of classes no
+    (a VM record has 90 fields, its XO object is built from 44).  Records of classes no
     mapper reads are kept whole."""
     fields = RECORD_FIELDS.get(xapi_class)
     if fields is None:
@@ -47,18 +58,20 @@ def trim(xapi_class, record):
 def to_xo(xapi_class, ref, record, context):
     """The XO object for one record, or ``None`` when the class has none.
 
-    The result carries ``id``, ``uuid``, ``type``, ``$pool``, ``$poolId`` and ``_xapiRef``.
+    After the mapper's keys come ``id`` and ``type`` (unless set), ``uuid``, ``$pool``,
+    ``$poolId`` and ``_xapiRef``, as Xen Orchestra adds them.
     """
     mapper = _MAPPERS.get(xapi_class)
     if mapper is None:
         return None
-    obj = mapper(record, context)
+    obj = mapper(record, context, ref)
     if obj is None:
         return None
-    obj.setdefault("uuid", record.get("uuid"))
-    obj.setdefault("id", record.get("uuid"))
-    pool_uuid = context.pool_uuid
-    obj["$pool"] = obj["$poolId"] = pool_uuid
+    obj.setdefault("id", record.get("uuid") or ref)
+    obj.setdefault("type", xapi_class)
+    if "uuid" in record:
+        obj.setdefault("uuid", record["uuid"])
+    obj["$pool"] = obj["$poolId"] = context.pool_uuid
     obj["_xapiRef"] = ref
     return obj
 

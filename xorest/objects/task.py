@@ -10,7 +10,7 @@ FIELDS = {
 }
 
 
-def task(record, ctx):
+def task(record, ctx, ref=None):
     other = record.get("other_config") or {}
     return {
         "type": "task",
@@ -29,7 +29,7 @@ def task(record, ctx):
     }
 
 
-def message(record, ctx):
+def message(record, ctx, ref=None):
     return {
         "type": "message",
         "name": record.get("name", ""),

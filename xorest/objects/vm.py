@@ -61,7 +61,7 @@ def _container(record, ctx):
     return ctx.pool_uuid
 
 
-def vm(record, ctx):
+def vm(record, ctx, ref=None):
     metrics = ctx.record(record.get("metrics")) or {}
     guest = ctx.record(record.get("guest_metrics")) or {}
     platform = record.get("platform") or {}
