@@ -9,15 +9,15 @@ order; ``tests/test_golden.py`` holds the mapping to that.
 from . import devices, host, network, storage, task, vm
 from .context import NULL_REF, Context
 
-#: REST collection -> XO ``type``.
+#: REST collection -> XO ``type`` (``alarms`` are messages: see :func:`collection_of`).
 COLLECTIONS = {
     "hosts": "host", "networks": "network", "pools": "pool", "srs": "SR", "vbds": "VBD",
     "vdis": "VDI", "vdi-snapshots": "VDI-snapshot", "vifs": "VIF", "vms": "VM",
     "vm-snapshots": "VM-snapshot", "vm-templates": "VM-template", "vm-controllers": "VM-controller",
     "pifs": "PIF", "pbds": "PBD", "messages": "message", "tasks": "task",
-    "sms": "SM", "pcis": "PCI", "pgpus": "PGPU",
+    "sms": "SM", "pcis": "PCI", "pgpus": "PGPU", "alarms": "alarm",
 }
-TYPE_TO_COLLECTION = {xo_type: name for name, xo_type in COLLECTIONS.items()}
+TYPE_TO_COLLECTION = {xo_type: name for name, xo_type in COLLECTIONS.items() if name != "alarms"}
 
 _MAPPERS = {
     "pool": host.pool, "host": host.host, "VM": vm.vm, "SR": storage.sr, "SM": storage.sm,
@@ -59,7 +59,8 @@ def to_xo(xapi_class, ref, record, context):
     """The XO object for one record, or ``None`` when the class has none.
 
     After the mapper's keys come ``id`` and ``type`` (unless set), ``uuid``, ``$pool``,
-    ``$poolId`` and ``_xapiRef``, as Xen Orchestra adds them.
+    ``$poolId`` and ``_xapiRef``, as Xen Orchestra adds them.  Alarm messages come out
+    in the shape of Xen Orchestra's REST ``alarms``.
     """
     mapper = _MAPPERS.get(xapi_class)
     if mapper is None:
@@ -73,8 +74,19 @@ def to_xo(xapi_class, ref, record, context):
         obj.setdefault("uuid", record["uuid"])
     obj["$pool"] = obj["$poolId"] = context.pool_uuid
     obj["_xapiRef"] = ref
+    if xapi_class == "message" and task.is_alarm(obj):
+        obj = task.alarm(obj, context)
     return obj
 
 
+def collection_of(obj):
+    """The REST collection serving ``obj`` (``None`` for types without one): alarm
+    messages go to ``alarms``, not ``messages``, as in Xen Orchestra's REST API."""
+    xo_type = obj.get("type")
+    if xo_type == "message" and task.is_alarm(obj):
+        return "alarms"
+    return TYPE_TO_COLLECTION.get(xo_type)
+
+
 __all__ = ["COLLECTIONS", "TYPE_TO_COLLECTION", "DEPENDENTS", "NULL_REF", "RECORD_FIELDS", "Context", "to_xo",
-           "trim"]
+           "trim", "collection_of"]
