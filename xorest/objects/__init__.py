@@ -47,7 +47,7 @@ RECORD_FIELDS = _record_fields()
 
 def trim(xapi_class, record):
     """The part of a record that mapping reads, to keep in memory instead of all of it
-    (a VM record has 90 fields, its XO object is built from 44).  Records of classes no
+    (a VM record has about 90 fields, its XO object is built from 44).  Records of classes no
     mapper reads are kept whole."""
     fields = RECORD_FIELDS.get(xapi_class)
     if fields is None:
