@@ -43,16 +43,23 @@ def _record_fields():
 
 #: XAPI class -> the record fields mapping reads (the mappers' and :class:`Context`'s).
 RECORD_FIELDS = _record_fields()
+#: XAPI class -> {field: function giving a smaller value that maps the same}.
+_REDUCED = vm.REDUCED
 
 
 def trim(xapi_class, record):
     """The part of a record that mapping reads, to keep in memory instead of all of it
-    (a VM record has about 90 fields, its XO object is built from 44).  Records of classes no
+    (a VM record has about 90 fields, its XO object is built from 44; a VM's
+    ``recommendations`` XML is cut to its firmware restrictions).  Records of classes no
     mapper reads are kept whole."""
     fields = RECORD_FIELDS.get(xapi_class)
     if fields is None:
         return record
-    return {key: value for key, value in record.items() if key in fields}
+    trimmed = {key: value for key, value in record.items() if key in fields}
+    for key, reduce in _REDUCED.get(xapi_class, {}).items():
+        if key in trimmed:
+            trimmed[key] = reduce(trimmed[key])
+    return trimmed
 
 
 def to_xo(xapi_class, ref, record, context):

@@ -17,12 +17,14 @@ class Context:
 
     :param records: ``ref -> (xapi class, record)`` of the pool.
     :param pool_uuid: the pool's uuid (``$pool`` of every object).
+    :param by_uuid: ``uuid -> ref`` of ``records``, when the caller keeps one; otherwise
+        :meth:`find` builds it on first use, a pass over every record.
     """
 
-    def __init__(self, records, pool_uuid):
+    def __init__(self, records, pool_uuid, by_uuid=None):
         self.records = records
         self.pool_uuid = pool_uuid
-        self._by_uuid = None
+        self._by_uuid = by_uuid
         self._master = ABSENT
 
     def record(self, ref):
@@ -62,9 +64,7 @@ class Context:
         return [u for u in (self.uuid(r) for r in refs or ()) if u]
 
     def find(self, key):
-        """``(ref, class, record)`` by uuid or ref, as xen-api's ``getObject``; or ``None``.
-
-        The uuid index is built on first use, once per context (a batch)."""
+        """``(ref, class, record)`` by uuid or ref, as xen-api's ``getObject``; or ``None``."""
         item = self.records.get(key) if isinstance(key, str) else None
         if item is not None:
             return key, item[0], item[1]
@@ -73,8 +73,8 @@ class Context:
         ref = self._by_uuid.get(key)
         if ref is None:
             return None
-        cls, record = self.records[ref]
-        return ref, cls, record
+        item = self.records.get(ref)
+        return (ref, item[0], item[1]) if item else None
 
     def pool(self):
         """The pool record, or ``None`` before it is known."""

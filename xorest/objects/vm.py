@@ -7,7 +7,7 @@ import json
 from . import guest as guest_info
 from .context import ABSENT, NULL_REF, compact, is_default_template, num, timestamp, truthy
 from .values import semver_at_least
-from .xmltree import firmware_supported, parse_xml, as_list, template_disks
+from .xmltree import as_list, firmware_restrictions, firmware_supported, parse_xml, template_disks
 
 #: Record fields read here, per XAPI class (records are stored with these only).
 FIELDS = {
@@ -27,6 +27,8 @@ FIELDS = {
     "VTPM": ("uuid",),
     "VGPU": ("uuid",),
 }
+#: Fields kept in a smaller form that maps the same (see ``objects.trim``).
+REDUCED = {"VM": {"recommendations": firmware_restrictions}}
 
 
 def vm_type(record, ctx):

@@ -72,6 +72,24 @@ def template_disks(xml):
     return disks
 
 
+def firmware_restrictions(recommendations):
+    """``recommendations`` reduced to what :func:`firmware_supported` reads: its
+    ``supports-*`` restrictions, in order (a VM's copy of its template's recommendations
+    is most of a kilobyte; this is what is kept in memory)."""
+    data = parse_xml(recommendations)
+    restrictions = data.get("restrictions") if isinstance(data, dict) else None
+    restriction = restrictions.get("restriction") if isinstance(restrictions, dict) else None
+    root = ElementTree.Element("restrictions")
+    for item in as_list(restriction):
+        field = item.get("field") if isinstance(item, dict) else None
+        if isinstance(field, str) and field.startswith("supports-"):
+            kept = {"field": field}
+            if isinstance(item.get("value"), str):
+                kept["value"] = item["value"]
+            ElementTree.SubElement(root, "restriction", kept)
+    return ElementTree.tostring(root, encoding="unicode") if len(root) else ""
+
+
 def firmware_supported(recommendations, firmware):
     """``isFirmwareSupported``: false only when the recommendations restrict
     ``supports-<firmware>`` to ``no``."""
