@@ -15,6 +15,7 @@ FIELDS = {
              "PBDs", "PIFs", "PCIs", "PGPUs", "current_operations", "metrics"),
     "host_metrics": ("uuid", "live", "memory_free", "memory_total"),
     "Certificate": ("uuid", "fingerprint", "not_after"),
+    "host_patch": ("uuid",),  # deprecated; only their uuids, for patches
     "pool_update": ("uuid", "name_label", "name_description", "key", "version", "after_apply_guidance",
                     "hosts", "vdi", "installation_size"),
 }
