@@ -4,6 +4,7 @@ Mappers build objects with :data:`ABSENT` for keys JavaScript leaves ``undefined
 (dropped by :func:`compact`, as ``JSON.stringify`` drops them) and ``None`` for ``null``.
 """
 import calendar
+import functools
 import math
 import re
 
@@ -64,6 +65,11 @@ def json_number(number):
 
 def num(value):
     """JavaScript's ``+value``, ready for JSON (``null`` for NaN, ints when integral)."""
+    kind = type(value)
+    if kind is int:  # the usual cases first: JSON-RPC numbers, XML-RPC decimal strings
+        return value
+    if kind is str and value.isascii() and value.isdigit():
+        return int(value)
     return json_number(js_number(value))
 
 
@@ -145,7 +151,12 @@ _SEMVER = re.compile(r"v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]
 def semver_at_least(version, minimum):
     """``semver.satisfies(String(version), '>=' + minimum)``: a prerelease never satisfies
     a plain range, and anything that is not a full semver does not either."""
-    match = _SEMVER.fullmatch(str(version).strip()) if isinstance(version, str) else None
+    return isinstance(version, str) and _semver_at_least(version, minimum)
+
+
+@functools.lru_cache(maxsize=64)  # a pool has a handful of versions, read for every VM
+def _semver_at_least(version, minimum):
+    match = _SEMVER.fullmatch(version.strip())
     if match is None or match.group(4):
         return False
     return tuple(int(g) for g in match.groups()[:3]) >= minimum

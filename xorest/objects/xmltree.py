@@ -1,6 +1,7 @@
 """The XML that XAPI keeps in string fields (template disks, recommendations, docker
 state), read into the shape Xen Orchestra's parser (``fast-xml-parser``, attributes as
 plain keys, values as strings) gives it."""
+import functools
 import xml.etree.ElementTree as ElementTree
 
 from .values import ABSENT, num
@@ -15,7 +16,7 @@ def parse_xml(text):
     Documents with a DOCTYPE are refused: their entities could expand without bound, and
     XAPI never writes one.
     """
-    if not isinstance(text, str) or "<!DOCTYPE" in text.upper():
+    if not isinstance(text, str) or "<" not in text or "<!DOCTYPE" in text.upper():
         return ""
     try:
         root = ElementTree.fromstring(text)
@@ -90,6 +91,7 @@ def firmware_restrictions(recommendations):
     return ElementTree.tostring(root, encoding="unicode") if len(root) else ""
 
 
+@functools.lru_cache(maxsize=256)  # VMs of one template share their recommendations
 def firmware_supported(recommendations, firmware):
     """``isFirmwareSupported``: false only when the recommendations restrict
     ``supports-<firmware>`` to ``no``."""
