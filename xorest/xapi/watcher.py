@@ -14,10 +14,13 @@ from .errors import XapiError, XapiUnreachable
 
 log = logging.getLogger(__name__)
 
-#: XAPI classes the gateway follows (metrics classes feed their owners' XO objects).
+#: XAPI classes the gateway follows (metrics classes feed their owners' XO objects; Bond,
+#: Certificate, GPU_group, VGPU, VGPU_type, VTPM, pool_update and host_patch records feed
+#: fields of other objects).  XAPI ignores the classes it does not have (VTPM before 8.3).
 WATCHED_CLASSES = ["pool", "host", "host_metrics", "VM", "VM_metrics", "VM_guest_metrics",
                    "VBD", "VDI", "SR", "PBD", "VIF", "network", "PIF", "PIF_metrics",
-                   "task", "message"]
+                   "task", "message", "SM", "PCI", "PGPU", "GPU_group", "VGPU", "VGPU_type",
+                   "VTPM", "Certificate", "Bond", "pool_update", "host_patch"]
 
 
 class PoolStatus:
