@@ -1,5 +1,6 @@
-"""Xen Orchestra's golden objects (``../shared/reference/xo-golden/``) and xorest's mapping
-of the same records, per REST collection, for the differential tests.
+"""Xen Orchestra's golden objects (``tests/data/xo-golden/``, a copy of the team's reference
+data) and xorest's mapping of the same records, per REST collection, for the differential
+tests.
 
 The records go through ``objects.trim`` then ``objects.to_xo`` as ``PoolConnection.on_batch``
 feeds them; the golden side is grouped into REST collections by the data set's README.
@@ -8,21 +9,17 @@ import functools
 import json
 import os
 
-import pytest
+import zstandard
 
 from xorest import objects
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FOLDER = os.environ.get("XOREST_GOLDEN") or os.path.join(ROOT, "..", "shared", "reference", "xo-golden")
+FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "xo-golden")
 
 
 @functools.lru_cache(maxsize=None)
 def _load(name):
-    path = os.path.join(FOLDER, name)
-    if not os.path.isfile(path):
-        pytest.skip(f"no golden data at {FOLDER} (set XOREST_GOLDEN)")
-    with open(path, encoding="utf-8") as stream:
-        return json.load(stream)
+    with open(os.path.join(FOLDER, name + ".zst"), "rb") as stream:
+        return json.loads(zstandard.ZstdDecompressor().decompressobj().decompress(stream.read()))
 
 
 def records():

@@ -1,5 +1,5 @@
 """Differential test against Xen Orchestra's own mapping (issue #12): the golden records
-(``../shared/reference/xo-golden/``, every class including the metrics classes) go through
+(``tests/data/xo-golden/``, every class including the metrics classes) go through
 ``objects.trim`` and ``objects.to_xo`` as ``on_batch`` feeds them, and every field of every
 object of every collection xorest serves must equal what xo-server 5.207.2's
 ``xapi-object-to-xo`` (and the REST API's ``parseAlarm``) made of them.

@@ -6,8 +6,9 @@ same pool; it returns a plain JSON-ready dict, or ``None`` for records with no X
 Orchestra's ``xapi-object-to-xo`` makes of the same records, key for key and in its key
 order; ``tests/test_golden.py`` holds the mapping to that.
 """
-from . import devices, host, network, storage, task, vm
+from . import dependencies, devices, host, network, storage, task, vm
 from .context import NULL_REF, Context
+from .dependencies import Dependents
 
 #: REST collection -> XO ``type`` (``alarms`` are messages: see :func:`collection_of`).
 COLLECTIONS = {
@@ -26,16 +27,9 @@ _MAPPERS = {
     "PGPU": devices.pgpu,
 }
 
-#: Metrics class -> (owner class, owner field pointing at the metrics record).
-DEPENDENTS = {
-    "VM_metrics": ("VM", "metrics"), "VM_guest_metrics": ("VM", "guest_metrics"),
-    "host_metrics": ("host", "metrics"), "PIF_metrics": ("PIF", "metrics"),
-}
-
-
 def _record_fields():
     fields = {}
-    for module in (host, vm, storage, network, task, devices):
+    for module in (host, vm, storage, network, task, devices, dependencies):
         for cls, names in module.FIELDS.items():
             fields.setdefault(cls, set()).update(names)
     return {cls: frozenset(names) for cls, names in fields.items()}
@@ -95,5 +89,5 @@ def collection_of(obj):
     return TYPE_TO_COLLECTION.get(xo_type)
 
 
-__all__ = ["COLLECTIONS", "TYPE_TO_COLLECTION", "DEPENDENTS", "NULL_REF", "RECORD_FIELDS", "Context", "to_xo",
+__all__ = ["COLLECTIONS", "TYPE_TO_COLLECTION", "NULL_REF", "RECORD_FIELDS", "Context", "Dependents", "to_xo",
            "trim", "collection_of"]

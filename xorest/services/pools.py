@@ -20,13 +20,6 @@ from .sweeper import SWEPT_FIELDS
 log = logging.getLogger(__name__)
 
 _REAL_CLASS = {cls.lower(): cls for cls in WATCHED_CLASSES}
-_METRICS_FIELDS = {}  # owner class -> its fields pointing at metrics records (a VM has two)
-for _owner, _field in objects.DEPENDENTS.values():
-    _METRICS_FIELDS.setdefault(_owner, []).append(_field)
-
-
-def _metrics_refs(cls, record):
-    return [record.get(f) for f in _METRICS_FIELDS.get(cls, ()) if record.get(f) not in (None, objects.NULL_REF)]
 
 
 @contextlib.contextmanager
@@ -68,7 +61,7 @@ class PoolConnection:
         self.key = server["id"]
         self.cache = cache
         self.records = {}  # ref -> (class, record); only the watcher thread writes it
-        self.owner_of = {}  # metrics ref -> owner ref
+        self.dependents = objects.Dependents()  # who read which record while mapped
         self.id_of = {}  # ref -> XO id in the cache
         self.pool_uuid = None
         self.config = config
@@ -102,40 +95,39 @@ class PoolConnection:
         return self.watcher.status.to_dict()
 
     def on_batch(self, events, reset):
-        """Apply XAPI events to the raw records, then map every affected object into the cache."""
+        """Apply XAPI events to the raw records, then map every affected object (its own,
+        and those that read it: see :mod:`xorest.objects.dependencies`) into the cache."""
+        deps = self.dependents
         if reset:
-            self.records, self.owner_of = {}, {}
-        affected, deletes = set(), set()
+            self.records = {}
+            deps.reset()
+        affected, deletes, pool_uuid = set(), set(), self.pool_uuid
         for event in events:
             ref, cls = event["ref"], _REAL_CLASS.get(event["class"], event["class"])
-            old = self.records.pop(ref, None)
-            for metrics in _metrics_refs(*old) if old else ():
-                self.owner_of.pop(metrics, None)
-            if event["operation"] == "del":
-                self.owner_of.pop(ref, None)  # a metrics record that is gone
-            else:
-                record = objects.trim(cls, event["snapshot"])
+            old = self.records.pop(ref, (None, None))[1]
+            new = None
+            if event["operation"] != "del":
+                new = objects.trim(cls, event["snapshot"])
                 for field in SWEPT_FIELDS.get(cls, ()):  # xorest's own marks, for the sweep
                     if field in event["snapshot"]:
-                        record[field] = event["snapshot"][field]
-                self.records[ref] = (cls, record)
+                        new[field] = event["snapshot"][field]
+                self.records[ref] = (cls, new)
                 if cls == "pool":
-                    self.pool_uuid = record["uuid"]
-                for metrics in _metrics_refs(cls, record):
-                    self.owner_of[metrics] = ref
+                    self.pool_uuid = new["uuid"]
+            if not reset:
+                affected |= deps.affected(ref, cls, old, new, self.records)
+            deps.applied(ref, old, new)
             affected.add(ref)
-        if reset:
-            affected = set(self.records)
-        for ref in list(affected):
-            owner = self.owner_of.get(ref)
-            if owner is not None:
-                affected.add(owner)
-        context = objects.Context(self.records, self.pool_uuid)
+        if reset or self.pool_uuid != pool_uuid:  # every object carries the pool's uuid
+            affected = set(self.records) | affected
+        context = objects.Context(self.records, self.pool_uuid, by_uuid=deps.by_uuid)
         upserts = {}
         for ref in affected:
             item = self.records.get(ref)
             obj = objects.to_xo(item[0], ref, item[1], context) if item else None
-            collection = objects.TYPE_TO_COLLECTION.get(obj["type"]) if obj else None
+            collection = objects.collection_of(obj) if obj else None
+            if obj is not None or item is None:
+                deps.mapped(ref, item[0] if item else None, item[1] if obj else None, context)
             if collection is None:
                 old = self.id_of.pop(ref, None)
                 if old is not None:

@@ -1,0 +1,134 @@
+"""Incremental updates give the objects a full load would: records arriving in any order and
+in any batches, changes to what other objects read, deletions.  Driven through
+``PoolConnection.on_batch`` with the golden pool's records."""
+import copy
+import random
+
+import pytest
+
+from xorest import config as config_module
+from xorest.cache import ObjectCache
+from xorest.services.pools import PoolConnection
+
+from . import golden
+
+
+def _connection():
+    server = {"id": "golden", "url": "http://127.0.0.1:9", "username": "root", "password": "x", "updated_at": 0}
+    return PoolConnection(server, ObjectCache(), config_module.load({}, environ={}))
+
+
+def _event(cls, ref, record, operation="add"):
+    return {"class": cls.lower(), "ref": ref, "operation": operation, "snapshot": record}
+
+
+def _state(conn):
+    snapshot = conn.cache.snapshot()
+    return {name: dict(objects) for name, objects in snapshot.collections.items() if objects}
+
+
+def _full(pool):
+    conn = _connection()
+    conn.on_batch([_event(cls, ref, record) for ref, (cls, record) in pool.items()], True)
+    return _state(conn)
+
+
+def _pool():
+    return {ref: (cls, record) for cls, by_ref in golden.records().items() for ref, record in by_ref.items()}
+
+
+def _diff(got, want):
+    lines = []
+    for name in sorted(set(got) | set(want)):
+        a, b = got.get(name, {}), want.get(name, {})
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                fields = sorted(k for k in set(a.get(key) or {}) | set(b.get(key) or {})
+                                if (a.get(key) or {}).get(k) != (b.get(key) or {}).get(k))
+                lines.append(f"{name}/{key}: {fields[:6]}")
+    return lines[:20]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_records_arriving_in_any_batches_map_as_a_full_load(seed):
+    pool = _pool()
+    refs = list(pool)
+    random.Random(seed).shuffle(refs)
+    cuts = sorted(random.Random(seed + 100).sample(range(1, len(refs)), 3))
+    parts = [refs[a:b] for a, b in zip([0, *cuts], [*cuts, len(refs)])]
+    conn = _connection()
+    conn.on_batch([_event(pool[r][0], r, pool[r][1]) for r in parts[0]], True)
+    for part in parts[1:]:
+        conn.on_batch([_event(pool[r][0], r, pool[r][1]) for r in part], False)
+    assert not _diff(_state(conn), _full(pool))
+
+
+def _find(pool, cls, predicate=lambda record: True):
+    return next(ref for ref, (c, record) in pool.items() if c == cls and predicate(record))
+
+
+def _changes(pool):
+    """Changes to records that other objects read: ``[(class, ref, new record or None)]``."""
+    rng = random.Random(7)
+    changes = []
+
+    def modify(cls, predicate, **fields):
+        ref = _find(pool, cls, predicate)
+        record = copy.deepcopy(pool[ref][1])
+        record.update(fields)
+        changes.append((cls, ref, record))
+        return ref, record
+
+    # a VHD parent grows: its children's chainPhysicalUsage
+    uuids = {r.get("uuid") for _, (_, r) in pool.items()}
+    parent = next(r["sm_config"]["vhd-parent"] for _, (c, r) in pool.items()
+                  if c == "VDI" and (r.get("sm_config") or {}).get("vhd-parent") in uuids)
+    modify("VDI", lambda r: r["uuid"] == parent, physical_utilisation=str(rng.randrange(1 << 30, 1 << 34)))
+    # a bond slave leaves its bond: its network's isBonded
+    modify("PIF", lambda r: r.get("bond_slave_of", "OpaqueRef:NULL") != "OpaqueRef:NULL",
+           bond_slave_of="OpaqueRef:NULL")
+    # the master's software version: every VM's isNestedVirtEnabled
+    master = next(r["master"] for _, (c, r) in pool.items() if c == "pool")
+    software = dict(pool[master][1]["software_version"], platform_version="3.5.0")
+    modify("host", lambda r: r is pool[master][1], software_version=software)
+    # a halted VM's disk moves to another SR: the VM's $container
+    srs = [ref for ref, (c, _) in pool.items() if c == "SR"]
+    modify("VDI", lambda r: r.get("VBDs") and r["type"] == "user", SR=rng.choice(srs))
+    # a PBD of a local SR moves: the SR's $container
+    modify("PBD", lambda r: True, host=rng.choice([ref for ref, (c, _) in pool.items() if c == "host"]))
+    # a guest agent reports, a balloon driver moves memory
+    modify("VM_guest_metrics", lambda r: True, networks={"0/ipv4/0": "192.0.2.10"})
+    modify("VM_metrics", lambda r: True, memory_actual="1073741824")
+    # an alarm's object goes away, another record's certificate changes
+    alarm_target = next(r["obj_uuid"] for _, (c, r) in pool.items() if c == "message" and r["name"] == "ALARM"
+                        and any(x.get("uuid") == r["obj_uuid"] for _, (_, x) in pool.items()))
+    target = next(ref for ref, (c, r) in pool.items() if r.get("uuid") == alarm_target and c in ("SR", "host", "VM"))
+    if pool[target][0] == "SR":
+        changes.append(("SR", target, None))
+    modify("Certificate", lambda r: True, fingerprint="AA:BB")
+    # a task a VM names is finished and destroyed; a VTPM goes with its VM's change
+    task = next(iter(k for _, (c, r) in pool.items() if c == "VM" for k in (r.get("current_operations") or {})),
+                None)
+    if task in pool:
+        changes.append(("task", task, None))
+    vtpm = _find(pool, "VTPM")
+    owner = _find(pool, "VM", lambda r: vtpm in (r.get("VTPMs") or ()))
+    changes.append(("VTPM", vtpm, None))
+    record = copy.deepcopy(pool[owner][1])
+    record["VTPMs"] = []
+    changes.append(("VM", owner, record))
+    return changes
+
+
+def test_changes_to_what_others_read_map_as_a_full_load():
+    pool = _pool()
+    conn = _connection()
+    conn.on_batch([_event(cls, ref, record) for ref, (cls, record) in pool.items()], True)
+    for cls, ref, record in _changes(pool):
+        if record is None:
+            conn.on_batch([_event(cls, ref, pool[ref][1], "del")], False)
+            del pool[ref]
+        else:
+            conn.on_batch([_event(cls, ref, record, "mod")], False)
+            pool[ref] = (cls, record)
+        assert not _diff(_state(conn), _full(pool)), (cls, ref)
