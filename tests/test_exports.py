@@ -555,7 +555,7 @@ def test_new_disk_from_a_vhd_or_raw_body(stack):
     vhd = gw.get(f"/rest/v0/vdis/{source['id']}.vhd").content
     created = requests.post(f"{gw.url}/rest/v0/srs/{sr}/vdis?name_label=restored", data=vhd, cookies=cookies,
                             timeout=60)
-    assert created.status_code == 200 and created.headers["Location"] == f"/rest/v0/vdis/{created.text}"
+    assert created.status_code == 201 and created.headers["Location"] == f"/rest/v0/vdis/{created.text}"
     new = _wait_for(gw, created.headers["Location"])
     assert new["name_label"] == "restored" and new["size"] == source["size"] and new["$SR"] == sr
     # an empty disk plus the VHD's blocks: the same content as the source, every byte
@@ -607,7 +607,7 @@ def test_vm_from_an_xva(stack):
     cookies = {"authenticationToken": gw.token}
     before = len(JsonRpc(sim.url)("VM.get_all"))
     created = requests.post(f"{gw.url}{pool}/vms?sr={sr}", data=xva, cookies=cookies, timeout=120)
-    assert created.status_code == 200, created.text
+    assert created.status_code == 201, created.text
     assert created.headers["Location"] == f"/rest/v0/vms/{created.text}"
     copy = _wait_for(gw, created.headers["Location"])
     assert copy["id"] != vm["id"] and copy["power_state"] == "Halted"

@@ -72,3 +72,22 @@ def test_flask_stays_at_the_edge():
             continue
         source = open(path, encoding="utf-8").read()
         assert "import flask" not in source and "from flask" not in source, path
+
+
+def test_every_route_declares_its_operation():
+    """One declaration per route: a view registered without ``routes.operation`` would skip
+    the permission check and the API's description."""
+    import tempfile
+
+    from xorest.api import routes
+    from xorest.app import create_app
+    from xorest.services.permissions import PERMISSIONS
+
+    app = create_app({"data_dir": tempfile.mkdtemp()})
+    endpoints = {rule.endpoint for rule in app.url_map.iter_rules() if rule.endpoint != "static"}
+    assert endpoints, "no routes"
+    undeclared = endpoints - set(routes.OPERATIONS)
+    assert not undeclared, f"routes without a declared operation: {sorted(undeclared)}"
+    for op in routes.OPERATIONS.values():
+        assert op.permission in PERMISSIONS, op
+        assert op.summary, op

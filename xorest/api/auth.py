@@ -12,14 +12,15 @@ from datetime import datetime, timezone
 from flask import Blueprint, g, request
 
 from ..errors import BadRequest, Forbidden, Unauthorized
-from . import BASE_URL, params, services
+from ..services.permissions import authorize
+from . import BASE_URL, params, routes, services
 from .output import json_response
+from .routes import Answer, operation
 
 bp = Blueprint("auth", __name__)
 
 COOKIE = "authenticationToken"
 EXPIRY_HEADER = "X-Token-Expires"
-SELF_SERVICE_ENDPOINTS = set()  # allowed for authenticated users who are not admins
 
 
 def _credentials():
@@ -45,10 +46,13 @@ def _credentials():
 
 @bp.before_app_request
 def authenticate():
-    """Deny by default: every endpoint needs an admin, except the self-service ones."""
-    endpoint = request.endpoint
-    if endpoint is None:
+    """Every request is checked against its operation's declared permission, through the
+    one decision (:func:`~xorest.services.permissions.authorize`)."""
+    op = routes.current()
+    if op is None:
         return  # unknown paths give a JSON 404 from the error handler
+    if op.permission == "public":
+        return
     svc = services()
     svc.start()
     kind, value = _credentials()
@@ -61,8 +65,7 @@ def authenticate():
         user = svc.auth.check_password(value[0], value[1], request.remote_addr or "-")
         g.token = None
     g.user = user
-    if not user["is_admin"] and endpoint not in SELF_SERVICE_ENDPOINTS:
-        raise Forbidden("only admin users can use the API")
+    authorize(user, g.token, op.permission)
 
 
 @bp.after_app_request
@@ -94,32 +97,28 @@ def _token_body(token, row):
             "expiration": int(row["expires_at"] * 1000)}
 
 
-def self_service(view):
-    SELF_SERVICE_ENDPOINTS.add(f"{bp.name}.{view.__name__}")
-    return view
-
-
-@bp.post("/users/<user>/authentication_tokens")
-@self_service
-def create_token(user):
+@operation(bp, "/users/<user>/authentication_tokens", methods=("POST",), permission="self", tags=("tokens",),
+           summary="Create a token for yourself", body=params.TOKEN_REQUEST,
+           answers=(Answer(201, "the new token (its value is `token.id`)"),))
+def create_token(user, body):
     """Create a token for yourself (``me`` or your own id), as ``xo-cli create-token`` does."""
     if user not in ("me", g.user["id"]):
         raise Forbidden("tokens can only be created for yourself")
-    data = params.load(params.TOKEN_REQUEST, params.json_body())
-    token, row = services().auth.issue_token(g.user, data["expiresIn"], data["description"])
+    token, row = services().auth.issue_token(g.user, body["expiresIn"], body["description"])
     return json_response({"token": _token_body(token, row)}, status=201)
 
 
-@bp.get("/users/<user>/authentication_tokens")
-@self_service
+@operation(bp, "/users/<user>/authentication_tokens", permission="self", tags=("tokens",),
+           summary="List your tokens", answers=(Answer(200, "your tokens, without their values"),))
 def list_tokens(user):
+    """Your tokens: ids, descriptions, creation, expiry, last use (never the values)."""
     if user not in ("me", g.user["id"]):
         raise Forbidden("you can only list your own tokens")
     return json_response(services().auth.list_tokens(g.user["id"]))
 
 
-@bp.delete("/users/<user>/authentication_tokens/<token_id>")
-@self_service
+@operation(bp, "/users/<user>/authentication_tokens/<token_id>", methods=("DELETE",), permission="self",
+           tags=("tokens",), summary="Revoke one of your tokens", answers=(Answer(204, "revoked"),))
 def revoke_token(user, token_id):
     """Revoke one of your tokens (by id or by value) and its renewals."""
     if user not in ("me", g.user["id"]) and not g.user["is_admin"]:

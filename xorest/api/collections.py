@@ -4,9 +4,10 @@ from urllib.parse import urlencode
 from flask import Blueprint, current_app, request
 
 from . import BASE_URL, params, services
-from .streaming import client_speaks_http10
 from .output import (RenderCache, json_response, ndjson_response, parse_fields, projector, render_json,
                      with_links)
+from .routes import Answer, operation
+from .streaming import client_speaks_http10
 
 bp = Blueprint("collections", __name__)
 
@@ -15,16 +16,20 @@ def _render_cache():
     return current_app.extensions.setdefault("xorest.render_cache", RenderCache())
 
 
-@bp.get("/")
-@bp.get("")
+@operation(bp, "/", permission="read", tags=("collections",), summary="The collections",
+           answers=(Answer(200, "the collections' URLs"),))
 def index():
     """The collections, as URLs."""
     return json_response([f"{BASE_URL}/{name}" for name in services().collections.names()])
 
 
-@bp.get("/<collection>")
-def list_collection(collection):
-    query = params.load(params.COLLECTION_QUERY, request.args)
+@operation(bp, "/<collection>", permission="read", tags=("collections",), summary="List a collection",
+           query=params.COLLECTION_QUERY,
+           answers=(Answer(200, "the objects' URLs, or the chosen fields of each", headers=("ETag", "Link")),
+                    Answer(304, "not modified since the ETag sent in If-None-Match")))
+def list_collection(collection, query):
+    """Objects in id order (or ``sort``), filtered, projected on ``fields``, cut at ``limit``
+    with a ``Link: rel="next"`` to the following page."""
     svc = services().collections
     generation = svc.generation(collection)
     key = (generation, collection, query["filter"], query["limit"], query["fields_"], query["sort"],
@@ -52,7 +57,9 @@ def _link_next(response, cursor):
     return response
 
 
-@bp.get("/<collection>/<key>")
+@operation(bp, "/<collection>/<key>", permission="read", tags=("collections",), summary="One object",
+           answers=(Answer(200, "the object", headers=("ETag",)), Answer(404, "no such object")))
 def get_object(collection, key):
+    """One object, by its id or its XAPI opaque reference."""
     obj = services().collections.get(collection, key)
     return json_response(with_links(obj, collection))

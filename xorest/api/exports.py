@@ -12,6 +12,7 @@ from flask import Blueprint, Response, request
 
 from ..errors import BadRequest
 from . import params, services
+from .routes import BINARY, Answer, operation
 from .streaming import WATCH_INTERVAL, client_socket, poll_client, require_framing, set_client_timeout
 
 log = logging.getLogger(__name__)
@@ -97,10 +98,18 @@ def check_format(collection, fmt):
                          formats=list(FORMATS[collection]))
 
 
-@bp.get("/<any(vms, 'vm-snapshots', 'vm-templates'):collection>/<key>.<fmt>")
-def export_vm(collection, key, fmt):
+_EXPORT_HEADERS = ("Content-Disposition", "Content-Length", "X-Xapi-Task", "X-Compression", "X-Snapshot")
+
+
+@operation(bp, "/<any(vms, 'vm-snapshots', 'vm-templates'):collection>/<key>.<fmt>", permission="vm.admin",
+           tags=("exports",), summary="Export a VM as XVA", query=params.EXPORT_QUERY,
+           answers=(Answer(200, "the XVA stream (gzip or zstd with compress=)", BINARY, _EXPORT_HEADERS,
+                           "application/octet-stream"),
+                    Answer(409, "the VM is running and use_snapshot=false"),
+                    Answer(505, "HTTP/1.0: the length of an XVA is not known in advance")))
+def export_vm(collection, key, fmt, query):
+    """A VM, snapshot or template as XVA; a running VM is exported through a snapshot."""
     check_format(collection, fmt)
-    query = params.load(params.EXPORT_QUERY, request.args)
     require_framing(None)  # an XVA's length is never known up front; refuse before a snapshot
     if request.method == "HEAD":
         plan = services().exports.plan_vm_export(collection, key, query["compress"], query["use_snapshot"])
@@ -109,8 +118,11 @@ def export_vm(collection, key, fmt):
     return _stream_response(export)
 
 
-@bp.get("/<any(vdis, 'vdi-snapshots'):collection>/<key>.<fmt>")
+@operation(bp, "/<any(vdis, 'vdi-snapshots'):collection>/<key>.<fmt>", permission="vm.admin",
+           tags=("exports",), summary="Export a disk as VHD or raw",
+           answers=(Answer(200, "the disk's content", BINARY, _EXPORT_HEADERS, "application/octet-stream"),))
 def export_vdi(collection, key, fmt):
+    """A disk as VHD (optionally a delta from ``base``) or raw, with its exact length."""
     check_format(collection, fmt)
     if request.method == "HEAD":
         plan = services().exports.plan_vdi_export(collection, key, fmt, request.args.get("base"))

@@ -5,12 +5,18 @@ from flask import Blueprint, Response, request
 
 from . import BASE_URL, params, services
 from .exports import check_format
+from .routes import BINARY, Answer, operation
 from .streaming import set_client_timeout
+
+_CREATED = Answer(201, "the new object's uuid", "text", ("Location",), "text/plain")
 
 bp = Blueprint("imports", __name__)
 
 
-@bp.put("/vdis/<key>.<fmt>")
+@operation(bp, "/vdis/<key>.<fmt>", methods=("PUT",), permission="vm.admin", tags=("imports",), body=BINARY,
+           summary="Write a disk's content from a VHD or raw body",
+           answers=(Answer(204, "the pool has the whole body"), Answer(411, "no Content-Length"),
+                    Answer(413, "raw content larger than the disk")))
 def import_vdi(key, fmt):
     """204 once the pool has the whole body; the body is streamed, never held."""
     check_format("vdis", fmt)
@@ -19,28 +25,28 @@ def import_vdi(key, fmt):
     return Response(status=204)
 
 
-@bp.post("/srs/<key>/vdis")
-def create_vdi(key):
+@operation(bp, "/srs/<key>/vdis", methods=("POST",), permission="vm.admin", tags=("imports",), body=BINARY,
+           query=params.VDI_IMPORT_QUERY, summary="A new disk from a VHD or raw body", answers=(_CREATED,))
+def create_vdi(key, query):
     """A new disk from a VHD body (or raw content with ``?raw``); answers its uuid, as Xen
     Orchestra does, and its URL in ``Location``."""
-    query = params.load(params.VDI_IMPORT_QUERY, request.args)
     set_client_timeout(services().config.export_idle_timeout)
     uuid = services().imports.create_vdi(key, "raw" if query["raw"] else "vhd", request.stream,
                                          request.content_length, query["name_label"], query["name_description"])
     return _created("vdis", uuid)
 
 
-@bp.post("/pools/<key>/vms")
-def import_vm(key):
+@operation(bp, "/pools/<key>/vms", methods=("POST",), permission="vm.admin", tags=("imports",), body=BINARY,
+           query=params.VM_IMPORT_QUERY, summary="A new VM from an XVA body", answers=(_CREATED,))
+def import_vm(key, query):
     """A new VM from an XVA body, its disks on ``?sr=`` (default: the pool's default SR);
     answers its uuid, as Xen Orchestra does, and its URL in ``Location``."""
-    query = params.load(params.VM_IMPORT_QUERY, request.args)
     set_client_timeout(services().config.export_idle_timeout)
     uuid = services().imports.import_vm(key, request.stream, request.content_length, query["sr"])
     return _created("vms", uuid)
 
 
 def _created(collection, uuid):
-    response = Response(uuid, status=200, mimetype="text/plain")
+    response = Response(uuid, status=201, mimetype="text/plain")
     response.headers["Location"] = f"{BASE_URL}/{collection}/{uuid}"
     return response

@@ -9,9 +9,10 @@ import logging
 import random
 import time
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response
 
 from . import params, services
+from .routes import BINARY, Answer, operation
 from .streaming import WATCH_INTERVAL, client_socket, poll_client, require_framing, set_client_timeout
 
 log = logging.getLogger(__name__)
@@ -45,10 +46,11 @@ def _body(size, pause, client):
         sent += step
 
 
-@bp.get("/selftest/stream")
-def stream():
+@operation(bp, "/selftest/stream", permission="read", tags=("selftest",), query=params.SELFTEST_QUERY,
+           summary="A download to check the proxies in front of xorest",
+           answers=(Answer(200, "size incompressible bytes", BINARY, ("Content-Length",), "application/octet-stream"),))
+def stream(query):
     """``size`` bytes (default 64 MiB), silent for ``pause`` seconds halfway through."""
-    query = params.load(params.SELFTEST_QUERY, request.args)
     require_framing(query["size"] if query["length"] else None)
     set_client_timeout(services().config.export_idle_timeout)
     response = Response(_body(query["size"], query["pause"], client_socket()),
