@@ -29,13 +29,10 @@ def _error_response(status, body, headers=()):
 
 
 def register(app):
-    from . import auth, collections, exports, imports, selftest
+    from . import auth, collections, exports, imports, overview, related, selftest
 
-    app.register_blueprint(auth.bp, url_prefix=BASE_URL)
-    app.register_blueprint(exports.bp, url_prefix=BASE_URL)
-    app.register_blueprint(imports.bp, url_prefix=BASE_URL)
-    app.register_blueprint(selftest.bp, url_prefix=BASE_URL)
-    app.register_blueprint(collections.bp, url_prefix=BASE_URL)
+    for module in (auth, exports, imports, selftest, overview, related, collections):
+        app.register_blueprint(module.bp, url_prefix=BASE_URL)
 
     @app.errorhandler(XorestError)
     def handle_xorest_error(error):

@@ -1,19 +1,12 @@
 """``/rest/v0``, ``/rest/v0/<collection>`` and ``/rest/v0/<collection>/<id>``."""
-from urllib.parse import urlencode
-
-from flask import Blueprint, current_app, request
+from flask import Blueprint
 
 from . import BASE_URL, params, services
-from .output import (RenderCache, json_response, ndjson_response, parse_fields, projector, render_json,
-                     with_links)
+from .listing import listing
+from .output import json_response, with_links
 from .routes import Answer, operation
-from .streaming import client_speaks_http10
 
 bp = Blueprint("collections", __name__)
-
-
-def _render_cache():
-    return current_app.extensions.setdefault("xorest.render_cache", RenderCache())
 
 
 @operation(bp, "/", permission="read", tags=("collections",), summary="The collections",
@@ -30,31 +23,7 @@ def index():
 def list_collection(collection, query):
     """Objects in id order (or ``sort``), filtered, projected on ``fields``, cut at ``limit``
     with a ``Link: rel="next"`` to the following page."""
-    svc = services().collections
-    generation = svc.generation(collection)
-    key = (generation, collection, query["filter"], query["limit"], query["fields_"], query["sort"],
-           query["after"])
-    if generation is not None and not query["ndjson"]:
-        cached = _render_cache().get(key)
-        if cached is not None:
-            body, etag, cursor = cached
-            return _link_next(json_response(None, rendered=(body, etag)), cursor)
-    objects, cursor = svc.select(collection, query["filter"], query["limit"], query["sort"], query["after"])
-    items = map(projector(collection, parse_fields(query["fields_"])), objects)
-    if query["ndjson"]:
-        return _link_next(ndjson_response(items, whole=client_speaks_http10()), cursor)
-    rendered = render_json(list(items))
-    if generation is not None:
-        _render_cache().put(key, *rendered, cursor)
-    return _link_next(json_response(None, rendered=rendered), cursor)
-
-
-def _link_next(response, cursor):
-    """``Link: <...>; rel="next"`` (RFC 8288) when the page was cut at ``limit``."""
-    if cursor is not None:
-        args = [(k, v) for k, v in request.args.items(multi=True) if k != "after"] + [("after", cursor)]
-        response.headers["Link"] = f'<{request.path}?{urlencode(args)}>; rel="next"'
-    return response
+    return listing(collection, query)
 
 
 @operation(bp, "/<collection>/<key>", permission="read", tags=("collections",), summary="One object",

@@ -33,8 +33,16 @@ class CollectionQuery(Schema):
     limit = fields.Integer(load_default=None, strict=False, validate=validate.Range(min=0, max=MAX_LIMIT))
     fields_ = fields.String(data_key="fields", load_default=None, validate=validate.Length(max=4096))
     ndjson = FlagField(load_default=False)
+    markdown = FlagField(load_default=False)  # a Markdown table (text/markdown), as Xen Orchestra's
     sort = fields.String(load_default=None, validate=validate.Length(max=512))
     after = fields.String(load_default=None, validate=validate.Length(min=1, max=4096))
+
+
+class DashboardQuery(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    ndjson = FlagField(load_default=False)
 
 
 class ExportQuery(Schema):
@@ -145,6 +153,7 @@ def load(schema, data):
 
 
 COLLECTION_QUERY = CollectionQuery()
+DASHBOARD_QUERY = DashboardQuery()
 EXPORT_QUERY = ExportQuery()
 SELFTEST_QUERY = SelftestQuery()
 VDI_IMPORT_QUERY = VdiImportQuery()

@@ -12,6 +12,7 @@ log = logging.getLogger(__name__)
 
 #: Collections that do not come from the pools.
 LOCAL_COLLECTIONS = ("servers", "users")
+VM_COLLECTIONS = ("vms", "vm-snapshots", "vm-templates", "vm-controllers")
 
 
 class CollectionService:
@@ -55,11 +56,12 @@ class CollectionService:
         collections read from the store (they are not cached)."""
         return self.cache.snapshot().generation if name in COLLECTIONS else None
 
-    def select(self, name, filter_text=None, limit=None, sort=None, after=None):
+    def select(self, name, filter_text=None, limit=None, sort=None, after=None, within=None):
         """One page of the matching objects of a collection (references, not copies).
 
         Order: the ``sort`` fields (``"name_label,-memory.size"``), then id.  ``after`` is
-        the cursor of a previous page; ``limit`` caps the page.
+        the cursor of a previous page; ``limit`` caps the page; ``within`` (a predicate)
+        keeps only the objects of a sub-collection.
 
         :returns: ``(objects, cursor)``; ``cursor`` resumes after this page when it was
             cut at ``limit``, else ``None``.
@@ -69,6 +71,8 @@ class CollectionService:
         """
         order = SortOrder(sort)
         candidates = list(self._objects(name).values())  # in id order
+        if within is not None:
+            candidates = [obj for obj in candidates if within(obj)]
         if not order:
             candidates = order.after(candidates, after)  # before filtering: a bisection on ids
         node = live_filter.parse(filter_text) if filter_text else None
@@ -88,6 +92,26 @@ class CollectionService:
             return candidates, None
         page = candidates[:limit]
         return page, order.cursor(page[-1]) if page else None
+
+    def related(self, name, key, sub):
+        """A sub-collection of object ``key`` of collection ``name``: ``(collection, predicate)``.
+
+        ``messages`` and ``alarms`` are those about the object, ``vdis`` the disks a VM
+        (snapshot, template, controller) has through its VBDs, as Xen Orchestra lists them.
+
+        :raises NotFound: no such object, or no such sub-collection for it.
+        """
+        obj = self.get(name, key)
+        uuid = obj.get("uuid", obj["id"])
+        if sub == "messages":
+            return "messages", lambda message: message.get("$object") == uuid
+        if sub == "alarms":
+            return "alarms", lambda alarm: (alarm.get("object") or {}).get("uuid") == uuid
+        if sub == "vdis" and name in VM_COLLECTIONS:
+            vbds = self.cache.snapshot().collection("vbds")
+            disks = {vbds[vbd].get("VDI") for vbd in obj.get("$VBDs") or () if vbd in vbds}
+            return ("vdi-snapshots" if name == "vm-snapshots" else "vdis"), lambda vdi: vdi["id"] in disks
+        raise NotFound(f"{name} have no {sub}", collection=name)
 
     def get(self, name, key):
         """One object by id (or XAPI opaque ref)."""

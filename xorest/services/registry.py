@@ -4,6 +4,7 @@ from ..cache import ObjectCache
 from ..store import open_store
 from .auth import AuthService
 from .collections import CollectionService
+from .dashboard import DashboardService
 from .exports import ExportService
 from .imports import ImportService
 from .pools import PoolService
@@ -23,6 +24,7 @@ class Services:
         self.exports = ExportService(self.collections, self.pools, config)
         self.imports = ImportService(self.collections, self.pools, config)
         self.sweeper = Sweeper(self.pools)
+        self.dashboard = DashboardService(self.cache, self.collections)
 
     @classmethod
     def from_mapping(cls, mapping=None):

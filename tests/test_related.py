@@ -1,0 +1,95 @@
+"""Sub-collections, ping, the dashboard, the ``users/me`` alias and Markdown listings,
+through gunicorn against the simulator."""
+import requests
+
+
+def test_sub_collections_list_what_belongs_to_an_object(gateway):
+    vm = next(v for v in gateway.get("/rest/v0/vms?fields=$VBDs,name_label").json() if v["$VBDs"])
+    vbds = [gateway.get(f"/rest/v0/vbds/{vbd}").json() for vbd in vm["$VBDs"]]
+    expected = sorted(vbd["VDI"] for vbd in vbds if vbd.get("VDI"))
+    disks = gateway.get(f"{vm['href']}/vdis?fields=name_label").json()
+    assert sorted(d["href"].rsplit("/", 1)[1] for d in disks) == expected
+    assert all(d["href"].startswith("/rest/v0/vdis/") for d in disks)
+    # the usual query parameters apply, and each item links to its own collection
+    assert gateway.get(f"{vm['href']}/vdis?limit=0").json() == []
+    assert gateway.get(f"{vm['href']}/vdis?ndjson&fields=name_label").headers["Content-Type"] == "application/x-ndjson"
+    messages = gateway.get("/rest/v0/messages?fields=$object").json()
+    about = next(m["$object"] for m in messages)
+    target = next(name for name in ("vms", "hosts", "srs", "pools")
+                  if gateway.get(f"/rest/v0/{name}/{about}").status_code == 200)
+    listed = gateway.get(f"/rest/v0/{target}/{about}/messages?fields=$object").json()
+    assert listed and all(m["$object"] == about and m["href"].startswith("/rest/v0/messages/") for m in listed)
+    assert len(listed) == sum(1 for m in messages if m["$object"] == about)
+    assert gateway.get(f"/rest/v0/{target}/{about}/alarms").status_code == 200
+    assert gateway.get("/rest/v0/hosts/nope/messages").status_code == 404
+    assert gateway.get(f"/rest/v0/hosts/{gateway.get('/rest/v0/hosts').json()[0].rsplit('/', 1)[1]}/vdis"
+                       ).status_code == 404  # hosts have no disks sub-collection
+
+
+def test_ping_needs_no_credentials(gateway):
+    answer = requests.get(gateway.url + "/rest/v0/ping", timeout=10)
+    assert answer.status_code == 200 and answer.json()["result"] == "pong"
+    assert isinstance(answer.json()["timestamp"], int)
+
+
+def test_dashboard_counts_what_the_collections_hold(gateway):
+    board = gateway.get("/rest/v0/dashboard").json()
+    vms = gateway.get("/rest/v0/vms?fields=power_state").json()
+    hosts = gateway.get("/rest/v0/hosts?fields=memory").json()
+    assert board["nPools"] == len(gateway.get("/rest/v0/pools").json())
+    assert board["nHosts"] == len(hosts) == board["hostsStatus"]["total"]
+    status = board["vmsStatus"]
+    assert status["total"] == len(vms)
+    assert status["running"] == sum(v["power_state"] == "Running" for v in vms)
+    assert status["active"] + status["inactive"] + status["unknown"] == status["total"]
+    assert board["resourcesOverview"]["memorySize"] == sum(h["memory"]["size"] for h in hosts)
+    size = board["storageRepositories"]["size"]
+    assert size["available"] == size["total"] - size["used"]
+    assert board["poolsStatus"] == {"connected": 1, "disconnected": 0, "unreachable": 0, "unknown": 0, "total": 1}
+    lines = gateway.get("/rest/v0/dashboard?ndjson=true").text.splitlines()
+    import json
+
+    assert [next(iter(json.loads(line))) for line in lines] == list(board)
+
+
+def test_users_me_is_a_redirect_to_yourself(gateway):
+    answer = gateway.get("/rest/v0/users/me?fields=email", allow_redirects=False)
+    assert answer.status_code == 307
+    me = gateway.get(answer.headers["Location"]).json()
+    assert me["email"] == "admin@example.com"
+
+
+def test_markdown_listings(gateway):
+    table = gateway.get("/rest/v0/hosts?fields=name_label,address&markdown=true")
+    assert table.headers["Content-Type"].startswith("text/markdown")
+    header, rule, *rows = table.text.splitlines()
+    assert header == "| name_label | address |" and rule == "| --- | --- |"
+    assert len(rows) == len(gateway.get("/rest/v0/hosts").json())
+    assert gateway.get("/rest/v0/hosts?markdown=true&filter=nothing-matches-this").text == "No results."
+    urls = gateway.get("/rest/v0/hosts?markdown=true").text.splitlines()
+    assert urls == gateway.get("/rest/v0/hosts").json()
+    both = gateway.get("/rest/v0/hosts?markdown=true&ndjson=true")
+    assert both.status_code == 400 and "markdown" in both.json()["error"]
+
+
+def test_readme_lists_every_collection_and_its_fields():
+    """The README's collection list is the mapping's: a field added or renamed shows here."""
+    import os
+    import re
+
+    from xorest import objects
+
+    from . import golden
+    from .conftest import ROOT
+
+    text = open(os.path.join(ROOT, "README.rst"), encoding="utf-8").read()
+    section = text.split("Collections and their fields\n", 1)[1].split("\nSub-collections", 1)[0]
+    documented = {m.group(1): re.findall(r"``([^`]+)``", m.group(2))
+                  for m in re.finditer(r"^``([a-z-]+)``\n((?:    .*\n)+)", section, re.M)}
+    served, _ = golden.map_records()
+    assert set(documented) == set(objects.COLLECTIONS) | {"servers", "users"}
+    for name, items in served.items():
+        keys = []
+        for obj in items.values():
+            keys += [k for k in obj if k not in keys]
+        assert documented[name] == keys, name

@@ -1,0 +1,126 @@
+"""Xen Orchestra's dashboard (``GET /rest/v0/dashboard``), computed from the cache.
+
+The parts and their rules are Xen Orchestra's: hosts and VMs by state, the resources of
+pools, hosts and writable SRs, the storage used by replicas (VMs a backup job made), and
+the pools' connection states.  xorest has no backup engine and no backup repositories,
+so those parts are ``{"isEmpty": true}``; missing patches need the hosts' updater plugin
+and are not computed yet (``{"hasAuthorization": false}``, as Xen Orchestra says without
+the feature).
+"""
+
+EMPTY = {"isEmpty": True}
+
+
+def _writable(sr):
+    return (sr.get("size") or 0) > 0 and sr.get("content_type") != "iso"
+
+
+def _is_replica(vm):
+    """A VM a backup job made: start blocked and ``xo:backup:job`` set, as XO tells them."""
+    return "start" in (vm.get("blockedOperations") or {}) and "xo:backup:job" in (vm.get("other") or {})
+
+
+class DashboardService:
+    """Computes the dashboard's parts.
+
+    :param cache: the :class:`~xorest.cache.ObjectCache`.
+    :param collections: the :class:`~.collections.CollectionService` (servers' status).
+    """
+
+    def __init__(self, cache, collections):
+        self.cache = cache
+        self.collections = collections
+
+    def parts(self):
+        """``[(name, value)]`` in Xen Orchestra's order."""
+        snapshot = self.cache.snapshot()
+        pools = list(snapshot.collection("pools").values())
+        hosts = list(snapshot.collection("hosts").values())
+        srs = [sr for sr in snapshot.collection("srs").values() if _writable(sr)]
+        return [
+            ("nPools", len(pools)),
+            ("nHosts", len(hosts)),
+            ("hostsStatus", self._hosts_status(hosts)),
+            ("resourcesOverview", self._resources(pools, hosts, srs)),
+            ("vmsStatus", self._vms_status(snapshot.collection("vms").values())),
+            ("storageRepositories", self._storage(snapshot, srs)),
+            ("poolsStatus", self._pools_status(snapshot)),
+            ("missingPatches", {"hasAuthorization": False}),
+            ("backupRepositories", dict(EMPTY)),
+            ("backups", dict(EMPTY)),
+        ]
+
+    @staticmethod
+    def _hosts_status(hosts):
+        counts = {"disabled": 0, "running": 0, "halted": 0, "unknown": 0}
+        for host in hosts:
+            state = host.get("power_state")
+            if state == "Running":
+                counts["running" if host.get("enabled") else "disabled"] += 1
+            elif state == "Halted":
+                counts["halted"] += 1
+            else:
+                counts["unknown"] += 1
+        return {**counts, "total": len(hosts)}
+
+    @staticmethod
+    def _resources(pools, hosts, srs):
+        if not (pools or hosts or srs):
+            return dict(EMPTY)
+        return {"nCpus": sum((pool.get("cpus") or {}).get("cores") or 0 for pool in pools),
+                "memorySize": sum((host.get("memory") or {}).get("size") or 0 for host in hosts),
+                "srSize": sum(sr.get("size") or 0 for sr in srs)}
+
+    @staticmethod
+    def _vms_status(vms):
+        counts = {"Running": 0, "Halted": 0, "Paused": 0, "Suspended": 0}
+        total = unknown = 0
+        for vm in vms:
+            total += 1
+            state = vm.get("power_state")
+            if state in counts:
+                counts[state] += 1
+            else:
+                unknown += 1
+        return {"active": counts["Running"] + counts["Paused"], "inactive": counts["Halted"] + counts["Suspended"],
+                "running": counts["Running"], "halted": counts["Halted"], "paused": counts["Paused"],
+                "suspended": counts["Suspended"], "unknown": unknown, "total": total}
+
+    @staticmethod
+    def _storage(snapshot, srs):
+        if not srs:
+            return dict(EMPTY)
+        vdis = {**snapshot.collection("vdis"), **snapshot.collection("vdi-snapshots")}
+        vbds, vms = snapshot.collection("vbds"), snapshot.collection("vms")
+
+        def replica_usage(vdi):
+            for vbd_id in vdi.get("$VBDs") or ():  # XO looks at the first VBD's VM only
+                vm = vms.get((vbds.get(vbd_id) or {}).get("VM"))
+                return vdi.get("usage") or 0 if vm is not None and _is_replica(vm) else 0
+            return 0
+
+        replicated = total = used = 0
+        for sr in srs:
+            seen = set()
+            for vdi_id in sr.get("VDIs") or ():
+                while vdi_id is not None and vdi_id not in seen and vdi_id in vdis:  # the VHD chain
+                    seen.add(vdi_id)
+                    replicated += replica_usage(vdis[vdi_id])
+                    vdi_id = vdis[vdi_id].get("parent")
+            total += sr.get("size") or 0
+            used += sr.get("physical_usage") or 0
+        return {"size": {"available": total - used, "other": used - replicated, "replicated": replicated,
+                         "total": total, "used": used}}
+
+    def _pools_status(self, snapshot):
+        pools = snapshot.collection("pools")
+        counts = {"connected": 0, "disconnected": 0, "unreachable": 0, "unknown": 0}
+        servers = list(self.collections.select("servers")[0])
+        for server in servers:
+            if server.get("status") == "connected" and server.get("poolId") in pools:
+                counts["connected"] += 1
+            elif server.get("status") == "disconnected":
+                counts["unreachable" if server.get("error") else "disconnected"] += 1
+            else:
+                counts["unknown"] += 1
+        return {**counts, "total": len(servers)}
