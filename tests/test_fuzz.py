@@ -108,7 +108,7 @@ def client(tmp_path_factory):
     app = create_app({"data_dir": str(tmp_path_factory.mktemp("fuzz"))})
     services = app.extensions["xorest"]
     services.pools.ensure_started = lambda: False  # no pools: the cache is filled below
-    user = services.auth.add_user("admin@example.com", "admin-password", True)
+    user = services.auth.add_user("admin@example.com", "admin-password", "pool-admin")
     token, _ = services.auth.issue_token(user)
     vms = {f"id-{i}": ("vms", {"id": f"id-{i}", "type": "VM", "name_label": f"web-{i}", "power_state":
                               "Running" if i % 2 else "Halted", "tags": ["prod"] if i % 3 else [],

@@ -46,7 +46,7 @@ def test_many_processes_and_threads_share_the_store(tmp_path):
     path = str(tmp_path / "xorest.sqlite3")
     store = SqliteStore(path)
     auth = AuthService(store, config_module.load({"data_dir": str(tmp_path)}, environ={}))
-    auth.add_user("admin@example.com", "admin-password", True)
+    auth.add_user("admin@example.com", "admin-password", "pool-admin")
     queue = multiprocessing.get_context("fork").Queue()
     procs = [multiprocessing.get_context("fork").Process(target=_worker, args=(path, "admin@example.com", 15, queue))
              for _ in range(4)]
@@ -63,7 +63,7 @@ def test_many_processes_and_threads_share_the_store(tmp_path):
 def test_secrets_at_rest(tmp_path):
     store = SqliteStore(str(tmp_path / "db.sqlite3"))
     auth = AuthService(store, config_module.load({"data_dir": str(tmp_path)}, environ={}))
-    user = auth.add_user("admin@example.com", "a-secret-password", True)
+    user = auth.add_user("admin@example.com", "a-secret-password", "pool-admin")
     token, _ = auth.issue_token(user)
     store.add_server("https://pool", "root", "pool-secret-password", None, False, "p")
     dump = "\n".join(sqlite3.connect(str(tmp_path / "db.sqlite3")).iterdump())
@@ -103,7 +103,7 @@ def test_a_first_version_database_is_migrated_with_its_renewals_in_families(tmp_
 def test_revoking_any_token_of_a_family_revokes_them_all(tmp_path):
     store = SqliteStore(str(tmp_path / "db.sqlite3"))
     auth = AuthService(store, config_module.load({"data_dir": str(tmp_path)}, environ={}))
-    user = auth.add_user("admin@example.com", "admin-password", True)
+    user = auth.add_user("admin@example.com", "admin-password", "pool-admin")
     first, row = auth.issue_token(user, 3600, "cli")
     second, renewal = auth.issue_token(user, 3600, "renewal", row["family_id"])
     third, _ = auth.issue_token(user, 3600, "renewal of the renewal", renewal["family_id"])
@@ -124,7 +124,7 @@ def test_concurrent_attempts_are_counted_before_any_is_checked(tmp_path):
 
     store = SqliteStore(str(tmp_path / "db.sqlite3"))
     auth = AuthService(store, config_module.load({"data_dir": str(tmp_path), "login_delay_base": 0}, environ={}))
-    auth.add_user("admin@example.com", "admin-password", True)
+    auth.add_user("admin@example.com", "admin-password", "pool-admin")
     outcomes = []
     barrier = threading.Barrier(40)
 
@@ -157,7 +157,7 @@ def test_a_failure_makes_the_next_attempt_wait_without_sleeping(tmp_path):
     store = SqliteStore(str(tmp_path / "db.sqlite3"))
     auth = AuthService(store, config_module.load({"data_dir": str(tmp_path), "login_delay_base": 30},
                                                  environ={}))
-    auth.add_user("admin@example.com", "admin-password", True)
+    auth.add_user("admin@example.com", "admin-password", "pool-admin")
     with pytest.raises(Unauthorized):
         auth.check_password("admin@example.com", "wrong", "10.0.0.1")
     with pytest.raises(TooManyRequests) as refused:
@@ -173,7 +173,7 @@ def test_a_failure_makes_the_next_attempt_wait_without_sleeping(tmp_path):
 def test_files_are_private(tmp_path):
     data = tmp_path / "data"
     store = SqliteStore(str(data / "xorest.sqlite3"), secret_path=str(data))
-    store.add_user("a@example.com", "x", True)
+    store.add_user("a@example.com", "x", "pool-admin")
     assert oct(os.stat(data).st_mode & 0o777) == "0o700"
     for name in ("xorest.sqlite3", "xorest.sqlite3-wal", "xorest.sqlite3-shm", "secret.key"):
         assert oct(os.stat(data / name).st_mode & 0o777) == "0o600", name

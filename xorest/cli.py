@@ -154,16 +154,34 @@ def user():
     """Manage users."""
 
 
+ROLE_CHOICE = click.Choice(["read-only", "vm-operator", "vm-admin", "pool-operator", "pool-admin"])
+
+
 @user.command("add")
 @click.argument("email")
-@click.option("--admin", is_flag=True)
+@click.option("--role", type=ROLE_CHOICE, default=None, help="What the user may do (default: nothing "
+              "but managing their own tokens).")
+@click.option("--admin", is_flag=True, help="Same as --role pool-admin.")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @click.pass_context
-def user_add(ctx, email, admin, password_stdin):
+def user_add(ctx, email, role, admin, password_stdin):
+    """Add a user; prints its id."""
+    if admin and role not in (None, "pool-admin"):
+        _fail("--admin is --role pool-admin: give one of them")
     password = _read_password(password_stdin, confirm=not password_stdin)
     with _reported():
-        row = _services(ctx).auth.add_user(email, password, admin)
+        row = _services(ctx).auth.add_user(email, password, "pool-admin" if admin else role)
     click.echo(row["id"])
+
+
+@user.command("set")
+@click.argument("email")
+@click.option("--role", type=click.Choice([*ROLE_CHOICE.choices, "none"]), required=True)
+@click.pass_context
+def user_set(ctx, email, role):
+    """Change a user's role (``none``: only their own tokens)."""
+    with _reported():
+        _services(ctx, create=False).auth.update_user(email, role=None if role == "none" else role)
 
 
 @user.command("list")
@@ -171,7 +189,7 @@ def user_add(ctx, email, admin, password_stdin):
 @click.pass_context
 def user_list(ctx, as_json):
     """List the users."""
-    rows = [{"id": row["id"], "email": row["email"], "role": "admin" if row["is_admin"] else "user",
+    rows = [{"id": row["id"], "email": row["email"], "role": row.get("role") or "-",
              "created": _when(row["created_at"])} for row in _services(ctx, create=False).store.list_users()]
     _table(rows, ["id", "email", "role", "created"], as_json)
 
@@ -208,11 +226,16 @@ def token():
 @click.argument("email")
 @click.option("--expires", default=None, help="Lifetime, e.g. 7d, 12h (default 30d).")
 @click.option("--description", default="xorest token create")
+@click.option("--role", type=ROLE_CHOICE, default=None, help="At most the user's (default: the user's).")
+@click.option("--scope", "scope_filter", default=None, help="Only the VMs matching this live filter "
+              "(and what depends on them), e.g. 'tags:team-a'.")
+@click.option("--pool", "pools", multiple=True, help="Only this pool's objects (a pool uuid; repeatable).")
 @click.pass_context
-def token_create(ctx, email, expires, description):
+def token_create(ctx, email, expires, description, role, scope_filter, pools):
     """Create a token for EMAIL; prints only the token on standard output (its id goes to
     standard error, for `token revoke`)."""
     from .config import parse_duration
+    from .services.scopes import Scope
 
     svc = _services(ctx, create=False)
     with _reported():
@@ -220,7 +243,8 @@ def token_create(ctx, email, expires, description):
         if row is None:
             _fail(f"no such user {email}")
         ttl = parse_duration(expires) if expires else None
-        value, token_row = svc.auth.issue_token(row, ttl, description)
+        scope = Scope.requested({"pools": list(pools), "filter": scope_filter}) if pools or scope_filter else None
+        value, token_row = svc.auth.issue_token(row, ttl, description, role=role, scope=scope)
     click.echo(f"token id {token_row['id']}, expires {_when(token_row['expires_at'])} UTC", err=True)
     click.echo(value)
 
@@ -238,9 +262,17 @@ def token_list(ctx, email, as_json):
     now = time.time()
     rows = [{"id": row["id"], "user": emails.get(row["user_id"], row["user_id"]),
              "state": "revoked" if row["revoked_at"] else ("expired" if row["expires_at"] < now else "active"),
+             "role": row.get("role") or "(user's)", "scope": _scope_text(row["scope"]),
              "expires": _when(row["expires_at"]), "last_used": _when(row["last_used_at"]),
              "description": row["description"]} for row in tokens]
-    _table(rows, ["id", "user", "state", "expires", "last_used", "description"], as_json)
+    _table(rows, ["id", "user", "state", "role", "scope", "expires", "last_used", "description"], as_json)
+
+
+def _scope_text(scope):
+    parts = [f"pools {','.join(scope['pools'])}"] if scope.get("pools") else []
+    if scope.get("filter"):
+        parts.append(scope["filter"])
+    return "; ".join(parts) or "-"
 
 
 @token.command("revoke", context_settings={"ignore_unknown_options": True})  # a token may start with -
@@ -430,7 +462,7 @@ def demo(listen, vms, churn):
             svc.store.remove_server(row["id"])
         svc.store.add_server(sim_url, "root", "password", None, False, "simulated pool")
         if svc.store.get_user("admin@admin.net") is None:
-            svc.auth.add_user("admin@admin.net", "admin-demo-password", True)
+            svc.auth.add_user("admin@admin.net", "admin-demo-password", "pool-admin")
         token, _ = svc.auth.issue_token(svc.store.get_user("admin@admin.net"), 7 * 86400, "make demo")
         children["xorest"] = subprocess.Popen([*exe, "serve", "--listen", listen], **spawn)
         base = f"http://{listen}"

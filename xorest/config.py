@@ -76,6 +76,7 @@ class Config:
     login_max_failures: int = 10  # then refuse until the window passes
     login_failure_window: float = 900.0
     regex_timeout: float = 0.1
+    audit_retention: float = 90 * 86400.0  # audit entries older than this are dropped
     log_level: str = "INFO"
 
     @property
@@ -86,7 +87,7 @@ class Config:
 _CONVERTERS = {
     "token_ttl": parse_duration, "token_max_ttl": parse_duration,
     "login_failure_window": parse_duration, "export_idle_timeout": parse_duration,
-    "client_timeout": parse_duration, "client_head_timeout": parse_duration,
+    "client_timeout": parse_duration, "client_head_timeout": parse_duration, "audit_retention": parse_duration,
     "trusted_proxies": _list,
 }
 

@@ -29,9 +29,9 @@ def _error_response(status, body, headers=()):
 
 
 def register(app):
-    from . import auth, collections, exports, imports, overview, related, selftest
+    from . import auth, collections, exports, imports, overview, related, selftest, users
 
-    for module in (auth, exports, imports, selftest, overview, related, collections):
+    for module in (auth, exports, imports, selftest, overview, related, users, collections):
         app.register_blueprint(module.bp, url_prefix=BASE_URL)
 
     @app.errorhandler(XorestError)

@@ -12,6 +12,8 @@ from datetime import datetime, timezone
 from flask import Blueprint, g, request
 
 from ..errors import BadRequest, Forbidden, Unauthorized
+from ..services import scopes
+from ..services.auth import token_scope
 from ..services.permissions import authorize
 from . import BASE_URL, params, routes, services
 from .output import json_response
@@ -48,6 +50,7 @@ def _credentials():
 def authenticate():
     """Every request is checked against its operation's declared permission, through the
     one decision (:func:`~xorest.services.permissions.authorize`)."""
+    scopes.use(None)  # a request thread serves many requests: never inherit a scope
     op = routes.current()
     if op is None:
         return  # unknown paths give a JSON 404 from the error handler
@@ -66,6 +69,22 @@ def authenticate():
         g.token = None
     g.user = user
     authorize(user, g.token, op.permission)
+    scopes.use(token_scope(g.token))
+
+
+@bp.after_app_request
+def record_audit(response):
+    """Every state-changing request and every export goes into the audit trail, whatever
+    its outcome (a refused one too)."""
+    op = routes.current()
+    if op is not None and (request.method not in ("GET", "HEAD", "OPTIONS") or "exports" in op.tags):
+        error = None
+        if response.status_code >= 400 and response.is_json:
+            error = (response.get_json(silent=True) or {}).get("error")
+        services().audit.record(user=g.get("user"), token=g.get("token"), address=request.remote_addr or "-",
+                                method=request.method, path=request.path, operation=op.endpoint,
+                                status=response.status_code, error=error)
+    return response
 
 
 @bp.after_app_request
@@ -92,7 +111,8 @@ def renew_token(response):
 
 
 def _token_body(token, row):
-    return {"id": token, "token_id": row["id"], "user_id": row["user_id"],
+    return {"id": token, "token_id": row["id"], "user_id": row["user_id"], "role": row.get("role"),
+            "scope": token_scope(row).to_dict(),
             "description": row["description"], "created_at": int(row["created_at"] * 1000),
             "expiration": int(row["expires_at"] * 1000)}
 
@@ -104,24 +124,26 @@ def create_token(user, body):
     """Create a token for yourself (``me`` or your own id), as ``xo-cli create-token`` does."""
     if user not in ("me", g.user["id"]):
         raise Forbidden("tokens can only be created for yourself")
-    token, row = services().auth.issue_token(g.user, body["expiresIn"], body["description"])
+    token, row = services().auth.issue_token(g.user, body["expiresIn"], body["description"], role=body["role"],
+                                             scope=scopes.Scope.requested(body["scope"]), creator=g.token)
     return json_response({"token": _token_body(token, row)}, status=201)
 
 
 @operation(bp, "/users/<user>/authentication_tokens", permission="self", tags=("tokens",),
            summary="List your tokens", answers=(Answer(200, "your tokens, without their values"),))
 def list_tokens(user):
-    """Your tokens: ids, descriptions, creation, expiry, last use (never the values)."""
+    """Your tokens (a pool-admin: anyone's): ids, roles, scopes, descriptions, creation,
+    expiry, last use (never the values)."""
     if user not in ("me", g.user["id"]):
-        raise Forbidden("you can only list your own tokens")
-    return json_response(services().auth.list_tokens(g.user["id"]))
+        authorize(g.user, g.token, "pool.admin")  # listing another user's tokens
+    return json_response(services().auth.list_tokens(g.user["id"] if user == "me" else user))
 
 
 @operation(bp, "/users/<user>/authentication_tokens/<token_id>", methods=("DELETE",), permission="self",
            tags=("tokens",), summary="Revoke one of your tokens", answers=(Answer(204, "revoked"),))
 def revoke_token(user, token_id):
-    """Revoke one of your tokens (by id or by value) and its renewals."""
-    if user not in ("me", g.user["id"]) and not g.user["is_admin"]:
-        raise Forbidden("you can only revoke your own tokens")
+    """Revoke one of your tokens (a pool-admin: anyone's), by id or by value, and its renewals."""
+    if user not in ("me", g.user["id"]):
+        authorize(g.user, g.token, "pool.admin")  # revoking another user's token
     services().auth.revoke_token(token_id, g.user)
     return "", 204

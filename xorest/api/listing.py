@@ -6,6 +6,7 @@ import orjson
 from flask import current_app, request
 
 from ..errors import BadRequest
+from ..services import scopes
 from . import services
 from .output import RenderCache, body_response, json_response, ndjson_response, parse_fields, projector, render_json
 from .streaming import client_speaks_http10
@@ -26,8 +27,8 @@ def listing(name, query, within=None, scope=()):
         raise BadRequest("ndjson and markdown exclude each other", parameters=["ndjson", "markdown"])
     svc = services().collections
     generation = svc.generation(name)
-    key = (generation, name, tuple(scope), query["filter"], query["limit"], query["fields_"], query["sort"],
-           query["after"], query["markdown"])
+    key = (generation, name, tuple(scope), scopes.cache_key(), query["filter"], query["limit"], query["fields_"],
+           query["sort"], query["after"], query["markdown"])
     cacheable = generation is not None and not query["ndjson"]
     if cacheable:
         cached = _render_cache().get(key)

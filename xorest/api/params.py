@@ -4,11 +4,12 @@ import re
 
 import orjson
 from flask import request
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, validate
 
 from .. import filter as live_filter
 from ..config import parse_duration
 from ..errors import BadRequest
+from ..services.permissions import ROLES
 
 MAX_LIMIT = 10**9
 
@@ -112,6 +113,8 @@ class TokenRequest(Schema):
     expiresIn = DurationField(load_default=None)
     description = fields.String(load_default="", validate=validate.Length(max=200))
     client = fields.Raw(load_default=None)
+    role = fields.String(load_default=None, validate=validate.OneOf(ROLES))  # at most yours
+    scope = fields.Dict(load_default=None)  # {"pools": [uuid...], "filter": "<live filter over VMs>"}
 
 
 #: The largest JSON body accepted (bodies are small objects; disks go through imports).
@@ -138,6 +141,51 @@ def json_body():
     return body
 
 
+def _role_from(data):
+    """``role``, or Xen Orchestra's ``permission`` (``admin``: pool-admin, ``none``: no role)."""
+    if "role" in data:
+        return data["role"]
+    if "permission" in data:
+        return "pool-admin" if data["permission"] == "admin" else None
+    return ...
+
+
+class UserCreation(Schema):
+    class Meta:
+        unknown = RAISE
+
+    name = fields.String(validate=validate.Length(min=1, max=254))  # Xen Orchestra's name for the email
+    email = fields.String(validate=validate.Length(min=1, max=254))
+    password = fields.String(required=True, validate=validate.Length(min=8, max=1024))
+    permission = fields.String(validate=validate.OneOf(["none", "admin"]))
+    role = fields.String(allow_none=True, validate=validate.OneOf(ROLES))
+
+    @post_load
+    def _normalise(self, data, **kwargs):
+        email = data.get("email") or data.get("name")
+        if not email:
+            raise ValidationError("name (the user's email) is required", "name")
+        role = _role_from(data)
+        return {"email": email, "password": data["password"], "role": None if role is ... else role}
+
+
+class UserUpdate(Schema):
+    class Meta:
+        unknown = RAISE
+
+    name = fields.String(validate=validate.Length(min=1, max=254))
+    email = fields.String(validate=validate.Length(min=1, max=254))
+    password = fields.String(validate=validate.Length(min=8, max=1024))
+    permission = fields.String(validate=validate.OneOf(["none", "admin"]))
+    role = fields.String(allow_none=True, validate=validate.OneOf(ROLES))
+    preferences = fields.Dict(keys=fields.String(), values=fields.String())  # accepted, not kept
+
+    @post_load
+    def _normalise(self, data, **kwargs):
+        return {"email": data.get("email") or data.get("name"), "password": data.get("password"),
+                "role": _role_from(data)}
+
+
 def load(schema, data):
     """Validate ``data`` with ``schema``; any problem is a 400 naming the parameters."""
     # Query strings repeat keys: the last value counts, as Express does by default for scalars.
@@ -159,3 +207,5 @@ SELFTEST_QUERY = SelftestQuery()
 VDI_IMPORT_QUERY = VdiImportQuery()
 VM_IMPORT_QUERY = VmImportQuery()
 TOKEN_REQUEST = TokenRequest()
+USER_CREATION = UserCreation()
+USER_UPDATE = UserUpdate()

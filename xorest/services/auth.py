@@ -19,8 +19,10 @@ import time
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from ..errors import BadRequest, Conflict, NotFound, StoreUnavailable, TooManyRequests, Unauthorized
+from ..errors import BadRequest, Conflict, Forbidden, NotFound, StoreUnavailable, TooManyRequests, Unauthorized
 from ..store import LoginLimit
+from .permissions import ROLES, check_role, effective_role, user_role, weaker
+from .scopes import Scope
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +37,22 @@ def hash_token(token):
 
 
 def public_token(row):
-    """A token row without its hash."""
-    return {k: v for k, v in row.items() if k != "token_hash"}
+    """A token row as its owner may see it: no hash, the scope as an object."""
+    token = {k: v for k, v in row.items() if k not in ("token_hash", "scope")}
+    token["scope"] = Scope.from_json(row.get("scope")).to_dict()
+    return token
 
 
 def public_user(row):
-    return {"id": row["id"], "email": row["email"], "permission": "admin" if row["is_admin"] else "none",
-            "created_at": row["created_at"]}
+    """A user as the API shows it (``permission`` is Xen Orchestra's: admin or none)."""
+    role = user_role(row)
+    return {"id": row["id"], "email": row["email"], "permission": "admin" if role == "pool-admin" else "none",
+            "role": role, "created_at": row["created_at"]}
+
+
+def token_scope(row):
+    """The :class:`~.scopes.Scope` of a token row (unscoped: empty)."""
+    return Scope.from_json(row.get("scope")) if row else Scope()
 
 
 class AuthService:
@@ -57,23 +68,43 @@ class AuthService:
 
     # users -----------------------------------------------------------------
 
-    def add_user(self, email, password, is_admin=False):
-        if not email or "@" not in email and email != "admin":
-            raise BadRequest(f"not an email address: {email!r}")
-        if len(password or "") < 8:
-            raise BadRequest("the password must have at least 8 characters")
-        row = self.store.add_user(email, generate_password_hash(password), is_admin)
+    def add_user(self, email, password, role=None):
+        """A new user with ``role`` (``None``: none, only their own tokens)."""
+        _check_email(email)
+        _check_password(password)
+        try:
+            check_role(role)
+        except ValueError as exc:
+            raise BadRequest(str(exc), parameter="role") from None
+        row = self.store.add_user(email, generate_password_hash(password), role)
         if row is None:
             raise Conflict(f"user {email} already exists")
-        log.info("user %s added (admin=%s)", row["id"], bool(is_admin))
+        log.info("user %s added (role %s)", row["id"], role)
         return row
+
+    def update_user(self, key, email=None, role=..., password=None):
+        """Change a user's email, role and/or password (a new password revokes their tokens)."""
+        user = self._user(key)
+        if email is not None:
+            _check_email(email)
+        if role is not ...:
+            try:
+                check_role(role)
+            except ValueError as exc:
+                raise BadRequest(str(exc), parameter="role") from None
+        row = self.store.update_user(user["id"], email=email, role=role)
+        if row is None:
+            raise Conflict(f"user {email} already exists")
+        if password is not None:
+            self.set_password(row["id"], password)
+        log.info("user %s updated", user["id"])
+        return self._user(user["id"])
 
     def set_password(self, email, password):
         """Set a new password and revoke every token of the user (a password change is
         what people do when they suspect a leak); returns how many were revoked."""
         user = self._user(email)
-        if len(password or "") < 8:
-            raise BadRequest("the password must have at least 8 characters")
+        _check_password(password)
         self.store.set_password_hash(user["id"], generate_password_hash(password))
         revoked = self.store.revoke_user_tokens(user["id"])
         log.info("password of user %s changed, %d tokens revoked", user["id"], revoked)
@@ -119,11 +150,24 @@ class AuthService:
 
     # tokens ----------------------------------------------------------------
 
-    def issue_token(self, user, ttl=None, description="", family_id=None):
+    def issue_token(self, user, ttl=None, description="", family_id=None, role=None, scope=None, creator=None):
         """Create a token; returns ``(token, row)``.  The token itself is never stored.
 
         :param family_id: the family of the token this one renews.
+        :param role: what the token may do, at most its user's role (``None``: the user's).
+        :param scope: a :class:`~.scopes.Scope` (``None``: unscoped).
+        :param creator: the token row the request came with, if any: a token cannot make a
+            token stronger or wider than itself.
         """
+        if role is not None:
+            if role not in ROLES:
+                raise BadRequest(f"unknown role {role!r}: use one of {', '.join(ROLES)}", parameter="role")
+            ceiling = effective_role(user, creator)
+            if weaker(role, ceiling) != role:
+                raise Forbidden(f"a token cannot have the {role} role: at most {ceiling}", parameter="role")
+        elif creator is not None and creator.get("role"):
+            role = creator["role"]
+        scope = (scope or Scope()).within(token_scope(creator)) if creator is not None else scope
         ttl = self.config.token_ttl if ttl is None else float(ttl)
         if not math.isfinite(ttl):
             raise BadRequest("expiresIn must be a finite number of seconds or a duration such as 7d")
@@ -135,7 +179,7 @@ class AuthService:
         while token.startswith("-"):  # a leading dash reads as an option to command-line tools
             token = secrets.token_urlsafe(32)
         row = self.store.add_token(hash_token(token), user["id"], time.time() + ttl, description[:200],
-                                   family_id)
+                                   family_id, role, scope.to_json() if scope else None)
         log.info("token %s issued for user %s", row["id"], user["id"])
         return token, row
 
@@ -175,7 +219,8 @@ class AuthService:
             if not self.store.mark_renewed(row["id"], time.time()):
                 return None
             ttl = max(61.0, min(life, self.config.token_max_ttl))
-            return self.issue_token(user, ttl, f"renewal of {row['id']}", row.get("family_id") or row["id"])
+            return self.issue_token(user, ttl, f"renewal of {row['id']}", row.get("family_id") or row["id"],
+                                    creator=row)  # the same role and scope
         except StoreUnavailable:
             return None  # no renewal this time; the current token is still valid
 
@@ -192,10 +237,20 @@ class AuthService:
         row = self.store.get_token(token_id) or self.store.get_token_by_hash(hash_token(token_id))
         if row is None:
             raise NotFound("no such token")
-        if user is not None and not user["is_admin"] and row["user_id"] != user["id"]:
+        if user is not None and user_role(user) != "pool-admin" and row["user_id"] != user["id"]:
             raise NotFound("no such token")  # another user's token is not even named
         revoked = self.store.revoke_token(row["id"])
         if not revoked:
             raise NotFound(f"token {row['id']} is already revoked")
         log.info("token %s revoked (%d with its renewals)", row["id"], revoked)
         return revoked
+
+
+def _check_email(email):
+    if not email or "@" not in email and email != "admin":
+        raise BadRequest(f"not an email address: {email!r}", parameter="email")
+
+
+def _check_password(password):
+    if len(password or "") < 8:
+        raise BadRequest("the password must have at least 8 characters", parameter="password")

@@ -7,11 +7,12 @@ from ..errors import BadRequest, NotFound
 from ..objects import COLLECTIONS
 from .auth import public_user
 from .ordering import SortOrder
+from .scopes import ScopeService
 
 log = logging.getLogger(__name__)
 
 #: Collections that do not come from the pools.
-LOCAL_COLLECTIONS = ("servers", "users")
+LOCAL_COLLECTIONS = ("servers", "users", "audit")
 VM_COLLECTIONS = ("vms", "vm-snapshots", "vm-templates", "vm-controllers")
 
 
@@ -20,7 +21,10 @@ class CollectionService:
 
     :param cache: the :class:`~xorest.cache.ObjectCache`.
     :param pools: the :class:`~xorest.services.pools.PoolService` (servers' status).
-    :param store: the store (servers, users).
+    :param store: the store (servers, users, the audit trail).
+
+    Every object read here is checked against the current request's token scope
+    (:mod:`.scopes`): what is out of scope is never listed and never found.
     """
 
     def __init__(self, cache, pools, store, config):
@@ -28,20 +32,23 @@ class CollectionService:
         self.pools = pools
         self.store = store
         self.config = config
+        self.scopes = ScopeService()
 
     @staticmethod
     def names():
         return sorted([*COLLECTIONS, *LOCAL_COLLECTIONS])
 
-    def _objects(self, name):
+    def _objects(self, name, snapshot):
         if name in COLLECTIONS:
-            return self.cache.snapshot().collection(name)
+            return snapshot.collection(name)
         if name == "servers":
             statuses = self.pools.statuses()
             return {s["id"]: self._server(s, statuses.get(s["id"]))
                     for s in sorted(self.store.list_servers(), key=lambda s: s["id"])}
         if name == "users":
             return {u["id"]: public_user(u) for u in sorted(self.store.list_users(), key=lambda u: u["id"])}
+        if name == "audit":
+            return {str(e["id"]): _audit_entry(e) for e in self.store.list_audit()}
         raise NotFound(f"no such collection {name}")
 
     @staticmethod
@@ -70,9 +77,14 @@ class CollectionService:
         :raises NotFound: unknown collection.
         """
         order = SortOrder(sort)
-        candidates = list(self._objects(name).values())  # in id order
-        if within is not None:
-            candidates = [obj for obj in candidates if within(obj)]
+        snapshot = self.cache.snapshot()
+        candidates = list(self._objects(name, snapshot).values())  # in id order
+        try:
+            with live_filter.evaluation_budget(self.config.regex_timeout):  # scopes hold filters too
+                candidates = [obj for obj in candidates if (within is None or within(obj))
+                              and self.scopes.allows(name, obj, snapshot)]
+        except live_filter.RegexTimeout as exc:
+            raise BadRequest(f"{exc}: the token's scope filter is too costly") from None
         if not order:
             candidates = order.after(candidates, after)  # before filtering: a bisection on ids
         node = live_filter.parse(filter_text) if filter_text else None
@@ -115,11 +127,20 @@ class CollectionService:
 
     def get(self, name, key):
         """One object by id (or XAPI opaque ref)."""
+        snapshot = self.cache.snapshot()
         if name in COLLECTIONS:
-            obj = self.cache.snapshot().find(name, key)
+            obj = snapshot.find(name, key)
         else:
-            obj = self._objects(name).get(key)
+            obj = self._objects(name, snapshot).get(key)
+        if obj is not None and not self.scopes.allows(name, obj, snapshot):
+            obj = None  # out of scope is indistinguishable from absent
         if obj is None:
             raise NotFound(f"no such {COLLECTIONS.get(name, name.rstrip('s'))} {key}",
                            id=key, type=COLLECTIONS.get(name, name))
         return obj
+
+
+def _audit_entry(row):
+    entry = {"id": str(row["id"]), "type": "audit", **{k: v for k, v in row.items() if k != "id"}}
+    entry["time"] = int(row["at"] * 1000)
+    return entry

@@ -23,28 +23,30 @@ def _is_replica(vm):
 class DashboardService:
     """Computes the dashboard's parts.
 
-    :param cache: the :class:`~xorest.cache.ObjectCache`.
-    :param collections: the :class:`~.collections.CollectionService` (servers' status).
+    :param collections: the :class:`~.collections.CollectionService`: what it counts is
+        what the request may see.
     """
 
-    def __init__(self, cache, collections):
-        self.cache = cache
+    def __init__(self, collections):
         self.collections = collections
+
+    def _all(self, name):
+        """``id -> object`` of a collection as the request may see it (its token's scope)."""
+        return {obj["id"]: obj for obj in self.collections.select(name)[0]}
 
     def parts(self):
         """``[(name, value)]`` in Xen Orchestra's order."""
-        snapshot = self.cache.snapshot()
-        pools = list(snapshot.collection("pools").values())
-        hosts = list(snapshot.collection("hosts").values())
-        srs = [sr for sr in snapshot.collection("srs").values() if _writable(sr)]
+        pools = list(self._all("pools").values())
+        hosts = list(self._all("hosts").values())
+        srs = [sr for sr in self._all("srs").values() if _writable(sr)]
         return [
             ("nPools", len(pools)),
             ("nHosts", len(hosts)),
             ("hostsStatus", self._hosts_status(hosts)),
             ("resourcesOverview", self._resources(pools, hosts, srs)),
-            ("vmsStatus", self._vms_status(snapshot.collection("vms").values())),
-            ("storageRepositories", self._storage(snapshot, srs)),
-            ("poolsStatus", self._pools_status(snapshot)),
+            ("vmsStatus", self._vms_status(self._all("vms").values())),
+            ("storageRepositories", self._storage(srs)),
+            ("poolsStatus", self._pools_status({pool["id"] for pool in pools})),
             ("missingPatches", {"hasAuthorization": False}),
             ("backupRepositories", dict(EMPTY)),
             ("backups", dict(EMPTY)),
@@ -86,12 +88,11 @@ class DashboardService:
                 "running": counts["Running"], "halted": counts["Halted"], "paused": counts["Paused"],
                 "suspended": counts["Suspended"], "unknown": unknown, "total": total}
 
-    @staticmethod
-    def _storage(snapshot, srs):
+    def _storage(self, srs):
         if not srs:
             return dict(EMPTY)
-        vdis = {**snapshot.collection("vdis"), **snapshot.collection("vdi-snapshots")}
-        vbds, vms = snapshot.collection("vbds"), snapshot.collection("vms")
+        vdis = {**self._all("vdis"), **self._all("vdi-snapshots")}
+        vbds, vms = self._all("vbds"), self._all("vms")
 
         def replica_usage(vdi):
             for vbd_id in vdi.get("$VBDs") or ():  # XO looks at the first VBD's VM only
@@ -112,8 +113,7 @@ class DashboardService:
         return {"size": {"available": total - used, "other": used - replicated, "replicated": replicated,
                          "total": total, "used": used}}
 
-    def _pools_status(self, snapshot):
-        pools = snapshot.collection("pools")
+    def _pools_status(self, pools):
         counts = {"connected": 0, "disconnected": 0, "unreachable": 0, "unknown": 0}
         servers = list(self.collections.select("servers")[0])
         for server in servers:

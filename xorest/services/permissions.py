@@ -23,8 +23,31 @@ PERMISSIONS = {
 
 
 def user_role(user):
-    """A user's role (today: admins are ``pool-admin``, others have none)."""
-    return "pool-admin" if user.get("is_admin") else None
+    """A user's role, or ``None``: such a user may only manage their own tokens."""
+    role = user.get("role")
+    return role if role in ROLES else None
+
+
+def weaker(first, second):
+    """The weaker of two roles (``None`` is weaker than any)."""
+    if first is None or second is None:
+        return None
+    return first if ROLES.index(first) <= ROLES.index(second) else second
+
+
+def effective_role(user, token):
+    """What a request may do: its user's role, lowered to its token's when it has one."""
+    role = user_role(user)
+    if token is not None and token.get("role"):
+        role = weaker(role, token["role"])
+    return role
+
+
+def check_role(role):
+    """``role`` if it names a role, else :class:`ValueError` listing them."""
+    if role is not None and role not in ROLES:
+        raise ValueError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
+    return role
 
 
 def has_permission(role, permission):
@@ -44,7 +67,7 @@ def authorize(user, token, permission):
     """
     if permission not in PERMISSIONS:
         raise ValueError(f"undeclared permission {permission!r}")
-    role = user_role(user)
+    role = effective_role(user, token)
     if not has_permission(role, permission):
         if role is None:
             raise Forbidden("only admin users can use the API", permission=permission)

@@ -2,6 +2,7 @@
 from .. import config as config_module
 from ..cache import ObjectCache
 from ..store import open_store
+from .audit import AuditService
 from .auth import AuthService
 from .collections import CollectionService
 from .dashboard import DashboardService
@@ -19,12 +20,13 @@ class Services:
         self.store = open_store(config)
         self.cache = ObjectCache()
         self.auth = AuthService(self.store, config)
+        self.audit = AuditService(self.store, config)
         self.pools = PoolService(self.store, self.cache, config)
         self.collections = CollectionService(self.cache, self.pools, self.store, config)
         self.exports = ExportService(self.collections, self.pools, config)
         self.imports = ImportService(self.collections, self.pools, config)
         self.sweeper = Sweeper(self.pools)
-        self.dashboard = DashboardService(self.cache, self.collections)
+        self.dashboard = DashboardService(self.collections)
 
     @classmethod
     def from_mapping(cls, mapping=None):

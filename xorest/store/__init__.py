@@ -41,9 +41,11 @@ def login_wait(row, limit, now, window):
 class Store(abc.ABC):
     """What services need from persistent storage.  Rows are plain dicts."""
 
-    # users
+    # users (``role``: one of ``services.permissions.ROLES`` or ``None``)
     @abc.abstractmethod
-    def add_user(self, email, password_hash, is_admin): ...
+    def add_user(self, email, password_hash, role): ...
+    @abc.abstractmethod
+    def update_user(self, user_id, email=None, role=...): ...  # ``role=...``: unchanged
     @abc.abstractmethod
     def get_user(self, key): ...  # by id or email
     @abc.abstractmethod
@@ -55,7 +57,8 @@ class Store(abc.ABC):
 
     # tokens
     @abc.abstractmethod
-    def add_token(self, token_hash, user_id, expires_at, description, family_id=None): ...
+    def add_token(self, token_hash, user_id, expires_at, description, family_id=None, role=None, scope=None):
+        """``role``: at most the user's (``None``: the user's); ``scope``: JSON text or ``None``."""
     @abc.abstractmethod
     def get_token_by_hash(self, token_hash): ...
     @abc.abstractmethod
@@ -78,6 +81,14 @@ class Store(abc.ABC):
     def list_servers(self, with_secrets=False): ...
     @abc.abstractmethod
     def remove_server(self, server_id): ...
+
+    # audit trail
+    @abc.abstractmethod
+    def add_audit(self, entry): ...  # a dict of the audit table's columns but ``id``
+    @abc.abstractmethod
+    def list_audit(self, since=None, limit=None): ...  # oldest first
+    @abc.abstractmethod
+    def prune_audit(self, before): ...
 
     # login throttling: an attempt is counted before the password is checked
     @abc.abstractmethod

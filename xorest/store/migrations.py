@@ -51,6 +51,27 @@ MIGRATIONS = [
     ALTER TABLE login_failures ADD COLUMN failed_at REAL;
     UPDATE login_failures SET failed_at = last_at;
     """,
+    # 3: roles (users and tokens), token scopes, the audit trail
+    """
+    ALTER TABLE users ADD COLUMN role TEXT;
+    UPDATE users SET role = 'pool-admin' WHERE is_admin = 1;
+    ALTER TABLE tokens ADD COLUMN role TEXT;
+    ALTER TABLE tokens ADD COLUMN scope TEXT;
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL,
+        user_id TEXT,
+        user_email TEXT,
+        token_id TEXT,
+        address TEXT,
+        method TEXT NOT NULL,
+        path TEXT NOT NULL,
+        operation TEXT,
+        status INTEGER,
+        error TEXT
+    );
+    CREATE INDEX audit_at ON audit(at);
+    """,
 ]
 
 

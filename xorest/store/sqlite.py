@@ -124,11 +124,25 @@ class SqliteStore(Store):
 
     # users -----------------------------------------------------------------
 
-    def add_user(self, email, password_hash, is_admin):
+    def add_user(self, email, password_hash, role):
         user_id = uuid.uuid4().hex[:16]
         try:
-            self._write("INSERT INTO users (id, email, password_hash, is_admin, created_at) "
-                        "VALUES (?, ?, ?, ?, ?)", (user_id, email, password_hash, int(is_admin), time.time()))
+            self._write("INSERT INTO users (id, email, password_hash, is_admin, role, created_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        (user_id, email, password_hash, int(role == "pool-admin"), role, time.time()))
+        except sqlite3.IntegrityError:
+            return None
+        return self.get_user(user_id)
+
+    def update_user(self, user_id, email=None, role=...):
+        """Change a user's email and/or role; ``None`` if the email is taken."""
+        try:
+            with self._transaction() as conn:
+                if email is not None:
+                    conn.execute("UPDATE users SET email = ? WHERE id = ?", (email, user_id))
+                if role is not ...:
+                    conn.execute("UPDATE users SET role = ?, is_admin = ? WHERE id = ?",
+                                 (role, int(role == "pool-admin"), user_id))
         except sqlite3.IntegrityError:
             return None
         return self.get_user(user_id)
@@ -147,11 +161,12 @@ class SqliteStore(Store):
 
     # tokens ----------------------------------------------------------------
 
-    def add_token(self, token_hash, user_id, expires_at, description, family_id=None):
+    def add_token(self, token_hash, user_id, expires_at, description, family_id=None, role=None, scope=None):
         token_id = uuid.uuid4().hex[:16]
         self._write("INSERT INTO tokens (id, token_hash, user_id, description, created_at, expires_at, "
-                    "family_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (token_id, token_hash, user_id, description, time.time(), expires_at, family_id or token_id))
+                    "family_id, role, scope) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (token_id, token_hash, user_id, description, time.time(), expires_at, family_id or token_id,
+                     role, scope))
         return self.get_token(token_id)
 
     def get_token_by_hash(self, token_hash):
@@ -204,6 +219,30 @@ class SqliteStore(Store):
 
     def remove_server(self, server_id):
         return self._write("DELETE FROM servers WHERE id = ?", (server_id,)) > 0
+
+    # audit trail -------------------------------------------------------------------
+
+    _AUDIT_COLUMNS = ("at", "user_id", "user_email", "token_id", "address", "method", "path", "operation",
+                      "status", "error")
+
+    def add_audit(self, entry):
+        self._write(f"INSERT INTO audit ({', '.join(self._AUDIT_COLUMNS)}) VALUES "
+                    f"({', '.join('?' for _ in self._AUDIT_COLUMNS)})",
+                    tuple(entry.get(column) for column in self._AUDIT_COLUMNS))
+
+    def list_audit(self, since=None, limit=None):
+        sql, params = "SELECT * FROM audit", []
+        if since is not None:
+            sql += " WHERE at >= ?"
+            params.append(since)
+        sql += " ORDER BY id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        return self._query(sql, params)
+
+    def prune_audit(self, before):
+        return self._write("DELETE FROM audit WHERE at < ?", (before,))
 
     # login throttling ----------------------------------------------------------
 
