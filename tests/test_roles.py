@@ -71,6 +71,7 @@ def test_every_operation_against_every_role(roles_gateway):
                 assert answer.status_code != 403, (op.endpoint, role, answer.text)
             else:
                 assert answer.status_code == 403, (op.endpoint, role, answer.status_code, answer.text)
+                assert answer.headers.get("Content-Type") == "application/json", (op.endpoint, role, answer.text)
                 assert answer.json()["data"]["permission"] == op.permission
             checked += 1
         if op.permission != "public":
