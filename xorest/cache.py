@@ -6,6 +6,10 @@ it builds new dicts for the collections the batch touches and swaps in a new imm
 never sees half a batch and never copies the cache.
 """
 import threading
+from collections import deque
+
+#: Batches remembered for :meth:`ObjectCache.changes_since` (clients further behind resync).
+CHANGELOG_BATCHES = 4096
 
 
 class Snapshot:
@@ -38,6 +42,7 @@ class ObjectCache:
         self._changed = threading.Condition(self._lock)
         self._snapshot = Snapshot({}, 0)
         self._owned = {}  # pool key -> {id: collection name}
+        self._log = deque(maxlen=CHANGELOG_BATCHES)  # (generation, {id: name} changed, {id: name} removed)
 
     def snapshot(self):
         """The current state; cheap, consistent, safe to read without locks."""
@@ -63,10 +68,12 @@ class ObjectCache:
             gone = set(deletes)
             if reset:
                 gone |= set(owned) - set(upserts)
+            removed = {}
             for key in gone:
                 name = owned.pop(key, None)
                 if name is not None:
                     writable(name).pop(key, None)
+                    removed[key] = name
             grown = set()
             for key, (name, obj) in upserts.items():
                 previous = owned.get(key)
@@ -81,7 +88,9 @@ class ObjectCache:
                 # (nearly sorted input: the sort runs in about linear time)
                 fresh[name] = dict(sorted(fresh[name].items(), key=lambda item: item[0]))
             if fresh or reset:
-                self._snapshot = Snapshot({**current, **fresh}, self._snapshot.generation + 1)
+                generation = self._snapshot.generation + 1
+                self._snapshot = Snapshot({**current, **fresh}, generation)
+                self._log.append((generation, {key: name for key, (name, _) in upserts.items()}, removed))
                 self._changed.notify_all()
 
     def remove_pool(self, pool_key):
@@ -89,6 +98,27 @@ class ObjectCache:
         self.apply(pool_key, {}, (), reset=True)
         with self._lock:
             self._owned.pop(pool_key, None)
+
+    def changes_since(self, generation):
+        """What changed after ``generation``: ``(snapshot, {id: collection} changed or
+        added, {id: collection} removed)``, or ``None`` when it is too far behind (then
+        everything should be read again)."""
+        with self._lock:
+            snapshot = self._snapshot
+            if generation == snapshot.generation:
+                return snapshot, {}, {}
+            if not self._log or self._log[0][0] > generation + 1:
+                return None
+            changed, removed = {}, {}
+            for number, upserted, deleted in self._log:
+                if number > generation:
+                    for key, name in upserted.items():
+                        changed[key] = name
+                        removed.pop(key, None)
+                    for key, name in deleted.items():
+                        removed[key] = name
+                        changed.pop(key, None)
+            return snapshot, changed, removed
 
     def wait_for(self, predicate, timeout):
         """Block until ``predicate(snapshot)`` is true or ``timeout`` passes; returns the result."""

@@ -25,6 +25,27 @@ def parse_duration(text):
     return float(match.group(1)) * UNITS[match.group(2)]
 
 
+_MS_UNITS = {"ms": 0.001, "msec": 0.001, "msecs": 0.001, "millisecond": 0.001, "milliseconds": 0.001,
+             "s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1, "m": 60, "min": 60, "mins": 60,
+             "minute": 60, "minutes": 60, "h": 3600, "hr": 3600, "hrs": 3600, "hour": 3600, "hours": 3600,
+             "d": 86400, "day": 86400, "days": 86400, "w": 604800, "week": 604800, "weeks": 604800,
+             "y": 31557600, "yr": 31557600, "yrs": 31557600, "year": 31557600, "years": 31557600}
+_MS_DURATION = re.compile(r"^(-?(?:\d+)?\.?\d+) *([a-z]*)$", re.IGNORECASE)
+
+
+def parse_client_duration(value):
+    """Seconds from a duration as Xen Orchestra's clients send it: a number of
+    milliseconds, or text as npm ``ms`` reads it (``7d``, ``2 days``, ``1h``, ``500``: ms)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError("must be a number of milliseconds or a duration such as 7d")
+    if isinstance(value, (int, float)):
+        return value / 1000
+    match = _MS_DURATION.match(value.strip())
+    if not match or match.group(2).lower() not in ("", *_MS_UNITS):
+        raise ValueError(f"not a duration: {value!r} (use e.g. 7d, 12h, 30m, or milliseconds)")
+    return float(match.group(1)) * _MS_UNITS.get(match.group(2).lower(), 0.001)
+
+
 def private_directory(folder):
     """Create ``folder`` (and its parents) with mode 0700 if it is missing: the data
     directory holds the database and the key that decrypts pool passwords."""
@@ -77,6 +98,9 @@ class Config:
     login_failure_window: float = 900.0
     regex_timeout: float = 0.1
     audit_retention: float = 90 * 86400.0  # audit entries older than this are dropped
+    jsonrpc_max_connections: int = 8  # WebSockets at /api/ per worker (each holds a thread)
+    jsonrpc_idle_timeout: float = 300.0  # a WebSocket client silent this long (no pong either) is closed
+    jsonrpc_max_message: int = 1 << 20  # bytes of one JSON-RPC message from a client
     log_level: str = "INFO"
 
     @property
@@ -88,6 +112,7 @@ _CONVERTERS = {
     "token_ttl": parse_duration, "token_max_ttl": parse_duration,
     "login_failure_window": parse_duration, "export_idle_timeout": parse_duration,
     "client_timeout": parse_duration, "client_head_timeout": parse_duration, "audit_retention": parse_duration,
+    "jsonrpc_idle_timeout": parse_duration,
     "trusted_proxies": _list,
 }
 

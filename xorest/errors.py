@@ -85,6 +85,11 @@ class TooManyRequests(XorestError):
     message = "too many attempts, retry later"
 
 
+class Unsupported(XorestError):
+    status = 501
+    message = "not supported here"
+
+
 class UpstreamError(XorestError):
     status = 502
     message = "the pool answered with an error"

@@ -7,6 +7,7 @@ import logging
 
 from flask import current_app, jsonify
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import WebsocketMismatch
 
 from ..errors import XorestError
 
@@ -29,10 +30,11 @@ def _error_response(status, body, headers=()):
 
 
 def register(app):
-    from . import auth, collections, exports, imports, overview, related, selftest, users
+    from . import auth, collections, exports, imports, jsonrpc, overview, related, selftest, users
 
     for module in (auth, exports, imports, selftest, overview, related, users, collections):
         app.register_blueprint(module.bp, url_prefix=BASE_URL)
+    app.register_blueprint(jsonrpc.bp)  # /api/, Xen Orchestra's JSON-RPC
 
     @app.errorhandler(XorestError)
     def handle_xorest_error(error):
@@ -45,6 +47,9 @@ def register(app):
 
     @app.errorhandler(HTTPException)
     def handle_http_exception(error):
+        if isinstance(error, WebsocketMismatch):
+            return _error_response(400, {"error": "this path is a WebSocket endpoint (Xen Orchestra's JSON-RPC API "
+                                                  "at /api/: connect with xo-cli or xo-lib)"})
         headers = []
         if error.code == 405 and error.valid_methods:
             headers.append(("Allow", ", ".join(sorted(error.valid_methods))))

@@ -72,6 +72,12 @@ def authenticate():
     scopes.use(token_scope(g.token))
 
 
+def authorize_others():
+    """The current ``self`` operation is about another user: check its declared ``others``
+    permission, through the same decision as every route."""
+    authorize(g.user, g.get("token"), routes.current().others)
+
+
 @bp.after_app_request
 def record_audit(response):
     """Every state-changing request and every export goes into the audit trail, whatever
@@ -129,21 +135,22 @@ def create_token(user, body):
     return json_response({"token": _token_body(token, row)}, status=201)
 
 
-@operation(bp, "/users/<user>/authentication_tokens", permission="self", tags=("tokens",),
+@operation(bp, "/users/<user>/authentication_tokens", permission="self", others="pool.admin", tags=("tokens",),
            summary="List your tokens", answers=(Answer(200, "your tokens, without their values"),))
 def list_tokens(user):
     """Your tokens (a pool-admin: anyone's): ids, roles, scopes, descriptions, creation,
     expiry, last use (never the values)."""
     if user not in ("me", g.user["id"]):
-        authorize(g.user, g.token, "pool.admin")  # listing another user's tokens
+        authorize_others()
     return json_response(services().auth.list_tokens(g.user["id"] if user == "me" else user))
 
 
 @operation(bp, "/users/<user>/authentication_tokens/<token_id>", methods=("DELETE",), permission="self",
-           tags=("tokens",), summary="Revoke one of your tokens", answers=(Answer(204, "revoked"),))
+           others="pool.admin", tags=("tokens",), summary="Revoke one of your tokens",
+           answers=(Answer(204, "revoked"),))
 def revoke_token(user, token_id):
     """Revoke one of your tokens (a pool-admin: anyone's), by id or by value, and its renewals."""
     if user not in ("me", g.user["id"]):
-        authorize(g.user, g.token, "pool.admin")  # revoking another user's token
+        authorize_others()
     services().auth.revoke_token(token_id, g.user)
     return "", 204

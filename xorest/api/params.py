@@ -7,7 +7,7 @@ from flask import request
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, validate
 
 from .. import filter as live_filter
-from ..config import parse_duration
+from ..config import parse_client_duration
 from ..errors import BadRequest
 from ..services.permissions import ROLES
 
@@ -92,17 +92,15 @@ class SelftestQuery(Schema):
 
 
 class DurationField(fields.Field):
-    """Seconds as a number, or a duration such as ``7d``, ``12h`` or ``30m``."""
+    """A duration as Xen Orchestra's clients send it (:func:`parse_client_duration`)."""
 
     def _deserialize(self, value, attr, data, **kwargs):
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise ValidationError("must be a number of seconds or a duration such as 7d")
         try:
-            seconds = parse_duration(value)
+            seconds = parse_client_duration(value)
         except (TypeError, ValueError, OverflowError) as exc:
             raise ValidationError(str(exc)) from None
         if not math.isfinite(seconds):
-            raise ValidationError("must be a finite number of seconds")
+            raise ValidationError("must be a finite duration")
         return seconds
 
 

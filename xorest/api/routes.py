@@ -43,6 +43,7 @@ class Operation:
     body: object = None
     answers: tuple = ()
     tags: tuple = ()
+    others: Optional[str] = None  # the permission needed for another user's things (a "self" route)
     view: Optional[object] = field(default=None, repr=False)
 
 
@@ -51,12 +52,14 @@ OPERATIONS = {}
 
 
 def operation(bp, rule, *, permission, summary, methods=("GET",), query=None, body=NO_BODY, answers=(),
-              tags=()):
+              tags=(), websocket=False, others=None):
     """Register the decorated view on ``bp`` at ``rule`` and declare it.
 
     The view receives the URL's variables, plus ``query`` (the loaded ``query`` schema)
     and ``body`` (the loaded ``body`` schema, from a JSON object) when they are declared;
-    a ``BINARY`` body is left to the view (``request.stream``).
+    a ``BINARY`` body is left to the view (``request.stream``).  ``websocket`` routes
+    match only WebSocket upgrade requests.  ``others`` is the permission a ``self`` route
+    needs when it is about another user (the view calls ``auth.authorize_others()``).
     """
     def decorate(view):
         endpoint = f"{bp.name}.{view.__name__}"
@@ -73,8 +76,8 @@ def operation(bp, rule, *, permission, summary, methods=("GET",), query=None, bo
 
         OPERATIONS[endpoint] = Operation(endpoint, rule, tuple(methods), permission, summary,
                                          (view.__doc__ or "").strip(), query, body, tuple(answers), tuple(tags),
-                                         view)
-        bp.add_url_rule(rule, endpoint=view.__name__, view_func=run, methods=list(methods))
+                                         others, view)
+        bp.add_url_rule(rule, endpoint=view.__name__, view_func=run, methods=list(methods), websocket=websocket)
         return view
     return decorate
 

@@ -1,7 +1,8 @@
 """Users and the audit trail (``/rest/v0/users``, ``/rest/v0/audit``): for pool-admins."""
-from flask import Blueprint, Response
+from flask import Blueprint, Response, g
 
 from . import BASE_URL, params, services
+from .auth import authorize_others
 from .listing import listing
 from .output import json_response, with_links
 from .routes import Answer, operation
@@ -16,10 +17,13 @@ def list_users(query):
     return listing("users", query)
 
 
-@operation(bp, "/users/<key>", permission="pool.admin", tags=("users",), summary="One user",
+@operation(bp, "/users/<key>", permission="self", others="pool.admin", tags=("users",),
+           summary="One user (yourself, or any for a pool-admin)",
            answers=(Answer(200, "the user"), Answer(404, "no such user")))
 def get_user(key):
-    """A user by id (or email)."""
+    """A user by id (or email): yours for anyone, any user's for a pool-admin."""
+    if key not in (g.user["id"], g.user["email"]):
+        authorize_others()
     return json_response(with_links(services().collections.get("users", key), "users"))
 
 

@@ -1,0 +1,251 @@
+"""Xen Orchestra's JSON-RPC API at ``/api/`` over a WebSocket: a Python client, npm's xo-lib
+(the library xo-cli uses), straight to gunicorn and through the shipped nginx site."""
+import json
+import os
+import ssl
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from .conftest import NGINX, Gateway, Nginx, npm_package
+from .test_sim import JsonRpc
+
+
+class Client:
+    """A JSON-RPC peer over a WebSocket; notifications are kept apart from answers."""
+
+    def __init__(self, url, **kwargs):
+        self.ws = connect(url, open_timeout=10, **kwargs)
+        self.next_id = 0
+        self.notifications = []
+
+    def send(self, payload):
+        self.ws.send(payload if isinstance(payload, str) else json.dumps(payload))
+
+    def receive(self, timeout=15):
+        while True:
+            message = json.loads(self.ws.recv(timeout=timeout))
+            if isinstance(message, dict) and message.get("method") == "all":
+                self.notifications.append(message["params"])
+                continue
+            return message
+
+    def call(self, method, **params):
+        self.next_id += 1
+        self.send({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params})
+        answer = self.receive()
+        assert answer["id"] == self.next_id, answer
+        return answer
+
+    def close(self):
+        self.ws.close()
+
+
+def _ws(gw):
+    return gw.url.replace("http://", "ws://") + "/api/"
+
+
+@pytest.fixture
+def client(gateway):
+    c = Client(_ws(gateway))
+    yield c
+    c.close()
+
+
+def test_sign_in_tokens_and_objects(gateway, client):
+    assert client.call("system.getServerVersion")["result"].startswith("5.")
+    before = client.call("xo.getAllObjects")
+    assert before["error"]["code"] == 2 and before["error"]["message"] == "not enough permissions"
+    wrong = client.call("session.signIn", email="admin@example.com", password="wrong-password")
+    assert wrong["error"]["code"] == 3 and wrong["error"]["message"] == "invalid credentials"
+    time.sleep(0.1)  # past the (test) pause after a failure
+    user = client.call("session.signIn", email="admin@example.com", password="admin-password")["result"]
+    assert user["email"] == "admin@example.com" and user["permission"] == "admin"
+    assert client.call("session.getUser")["result"]["id"] == user["id"]
+    token = client.call("token.create", expiresIn="1h", description="from JSON-RPC")["result"]
+    listing = requests.get(gateway.url + "/rest/v0/vms", cookies={"authenticationToken": token}, timeout=10)
+    assert listing.status_code == 200 and listing.json()
+    mine = {t["description"]: t for t in client.call("token.getAll")["result"]}
+    assert mine["from JSON-RPC"]["expires_at"] - mine["from JSON-RPC"]["created_at"] == pytest.approx(3600, abs=5)
+    # the REST API's rules: a lifetime too short, a role above the user's
+    assert client.call("token.create", expiresIn=1000)["error"]["code"] == 10  # 1 s (milliseconds, as XO)
+    # objects, with Xen Orchestra's filters: a partial object, a live filter, a limit
+    vms = client.call("xo.getAllObjects", filter={"type": "VM"})["result"]
+    assert vms and all(obj["type"] == "VM" for obj in vms.values())
+    assert set(vms) == {url.rsplit("/", 1)[1] for url in gateway.get("/rest/v0/vms").json()}
+    running = client.call("xo.getAllObjects", filter="type:VM power_state:Running")["result"]
+    assert running and all(obj["power_state"] == "Running" for obj in running.values())
+    assert len(client.call("xo.getAllObjects", limit=3)["result"]) == 3
+    bad = client.call("xo.getAllObjects", filter="((")
+    assert bad["error"]["code"] == 10
+    # sign in with the token; deleting it ends what it opened
+    other = Client(_ws(gateway))
+    try:
+        assert other.call("session.signIn", token=token)["result"]["email"] == "admin@example.com"
+        assert other.call("xo.getAllObjects", limit=1)["result"]
+        client.call("token.deleteOwn", tokens=[token])
+        assert other.call("xo.getAllObjects", limit=1)["error"]["code"] == 2
+        assert requests.get(gateway.url + "/rest/v0/vms", cookies={"authenticationToken": token},
+                            timeout=10).status_code == 401
+    finally:
+        other.close()
+    client.call("session.signOut")
+    assert client.call("xo.getAllObjects")["error"]["code"] == 2
+    methods = client.call("system.getMethodsInfo")["result"]
+    assert {"session.signIn", "token.create", "xo.getAllObjects"} <= set(methods)
+    assert all(info["permission"] for info in methods.values())
+
+
+def test_changes_arrive_as_notifications(gateway, client, sim):
+    client.call("session.signIn", email="admin@example.com", password="admin-password")
+    vms = client.call("xo.getAllObjects", filter={"type": "VM"})["result"]
+    vm = next(iter(vms.values()))
+    rpc = JsonRpc(sim.url)
+    ref = rpc("VM.get_by_uuid", vm["uuid"])
+    original = rpc("VM.get_name_label", ref)
+    rpc("VM.set_name_label", ref, "renamed for a notification")
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            seen = [n for n in client.notifications if n["type"] == "enter" and vm["id"] in n["items"]]
+            if seen:
+                assert seen[-1]["items"][vm["id"]]["name_label"] == "renamed for a notification"
+                break
+            try:
+                client.receive(timeout=0.5)
+            except TimeoutError:
+                pass
+        else:
+            pytest.fail(f"no notification for {vm['id']}: {client.notifications}")
+    finally:
+        rpc("VM.set_name_label", ref, original)
+
+
+def test_bad_input_gets_an_error_or_a_reasoned_close(gateway, client):
+    client.send("{not json")
+    assert client.receive()["error"]["code"] == -32700
+    client.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": 42}))
+    assert client.receive()["error"]["code"] == -32600
+    assert client.call("no.such.method")["error"] == {"code": -32601, "message": "method not found: no.such.method",
+                                                      "data": "no.such.method"}
+    assert client.call("session.signIn", nope=1)["error"]["code"] == 10
+    batch = [{"jsonrpc": "2.0", "id": n, "method": "system.getVersion"} for n in range(3)]
+    client.send(batch)
+    answers = client.receive()
+    assert [a["result"] for a in answers] == ["0.1"] * 3
+    client.send([])
+    assert client.receive()["error"]["code"] == -32600
+    client.send({"jsonrpc": "2.0", "method": "system.getVersion"})  # a notification: no answer
+    assert client.call("system.getVersion")["result"] == "0.1"
+    client.send("x" * (2 << 20))  # over the 1 MiB message limit
+    with pytest.raises(ConnectionClosed) as closed:
+        client.receive()
+    assert closed.value.rcvd.code == 1009
+    # plain HTTP to the endpoint: a clear JSON error
+    plain = requests.get(gateway.url + "/api/", timeout=10)
+    assert plain.status_code == 400 and "WebSocket" in plain.json()["error"]
+
+
+def test_idle_clients_and_too_many_connections(sim, tmp_path):
+    gw = Gateway(tmp_path, sim.url, workers=1, threads=8,
+                 env={"XOREST_JSONRPC_IDLE_TIMEOUT": "1", "XOREST_JSONRPC_MAX_CONNECTIONS": "2"})
+    try:
+        silent = Client(_ws(gw))
+        silent.ws.protocol.pong = lambda *a: None  # a client that never answers pings
+        with pytest.raises(ConnectionClosed) as closed:
+            silent.ws.recv(timeout=10)
+        assert closed.value.rcvd.code == 1001 and "idle" in closed.value.rcvd.reason
+        first, second = Client(_ws(gw)), Client(_ws(gw))
+        try:
+            with pytest.raises(Exception) as refused:
+                Client(_ws(gw))
+            assert "503" in str(refused.value)
+            # the REST API is still served: the WebSockets hold at most their limit of threads
+            assert gw.get("/rest/v0/hosts", timeout=10).status_code == 200
+        finally:
+            first.close()
+            second.close()
+        time.sleep(0.5)
+        third = Client(_ws(gw))
+        assert third.call("system.getVersion")["result"] == "0.1"
+        third.close()
+    finally:
+        gw.stop()
+
+
+@pytest.mark.skipif(NGINX is None, reason="nginx is not installed")
+def test_through_the_nginx_site(sim, tmp_path):
+    gw = Gateway(tmp_path, sim.url, workers=1, unix_socket=str(tmp_path / "gunicorn.sock"),
+                 env={"XOREST_TRUSTED_PROXIES": "unix"})
+    nginx = Nginx(tmp_path, f"unix:{gw.unix_socket}")
+    try:
+        context = ssl.create_default_context(cafile=nginx.ca)
+        c = Client(nginx.url.replace("https://", "wss://") + "/api/", ssl=context)
+        try:
+            assert c.call("session.signIn", email="admin@example.com", password="admin-password")["result"]
+            assert c.call("xo.getAllObjects", limit=2)["result"]
+        finally:
+            c.close()
+    finally:
+        nginx.stop()
+        gw.stop()
+
+
+XO_LIB_SCRIPT = r"""
+const Xo = require('xo-lib').default
+const [url, email, password] = process.argv.slice(2)
+const xo = new Xo({ url })
+const out = {}
+const seen = new Promise(resolve => xo.on('notification', message => {
+  if (message.method === 'all' && message.params.type === 'enter') resolve(message.params)
+}))
+;(async () => {
+  await xo.open()
+  await xo.signIn({ email, password })
+  out.user = xo.user
+  out.token = await xo.call('token.create', { description: 'xo-lib test' })
+  out.vms = Object.keys(await xo.call('xo.getAllObjects', { filter: { type: 'VM' } }))
+  try { await xo.call('no.such.method') } catch (error) { out.error = { code: error.code, message: error.message } }
+  console.log('ready')
+  const changed = await Promise.race([seen, new Promise((_, reject) => setTimeout(() => reject(new Error('no notification')), 20000))])
+  out.changed = Object.keys(changed.items)
+  console.log(JSON.stringify(out))
+  await xo.close()
+})().catch(error => { console.error(error); process.exit(1) })
+"""
+
+
+def test_npm_xo_lib(gateway, sim, tmp_path):
+    node, folder = npm_package("xo-lib@0.9.0", "xo-lib")
+    script = os.path.join(folder, "xo-lib-test.js")
+    with open(script, "w") as fh:
+        fh.write(XO_LIB_SCRIPT)
+    proc = subprocess.Popen([node, script, gateway.url, "admin@example.com", "admin-password"], cwd=folder,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+        rpc = JsonRpc(sim.url)
+        ref = next(r for r, v in rpc("VM.get_all_records").items()
+                   if not (v["is_a_template"] or v["is_control_domain"] or v["is_a_snapshot"]))
+        uuid = rpc("VM.get_uuid", ref)
+        original = rpc("VM.get_name_label", ref)
+        changer = threading.Timer(0.5, lambda: rpc("VM.set_name_label", ref, "changed for xo-lib"))
+        changer.start()
+        out, err = proc.communicate(timeout=60)
+        changer.join()
+        rpc("VM.set_name_label", ref, original)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["user"]["email"] == "admin@example.com"
+    assert requests.get(gateway.url + "/rest/v0/hosts", cookies={"authenticationToken": result["token"]},
+                        timeout=10).status_code == 200
+    assert uuid in result["vms"] and uuid in result["changed"]
+    assert result["error"]["code"] == -32601
