@@ -185,7 +185,7 @@ def test_through_the_nginx_site(sim, tmp_path):
     nginx = Nginx(tmp_path, f"unix:{gw.unix_socket}")
     try:
         context = ssl.create_default_context(cafile=nginx.ca)
-        c = Client(nginx.url.replace("https://", "wss://") + "/api/", ssl=context)
+        c = Client(nginx.url.replace("https://", "wss://") + "/api/", ssl_context=context)
         try:
             assert c.call("session.signIn", email="admin@example.com", password="admin-password")["result"]
             assert c.call("xo.getAllObjects", limit=2)["result"]
@@ -249,3 +249,23 @@ def test_npm_xo_lib(gateway, sim, tmp_path):
                         timeout=10).status_code == 200
     assert uuid in result["vms"] and uuid in result["changed"]
     assert result["error"]["code"] == -32601
+
+
+def test_xoadmin_logs_in_and_reads_over_rest(gateway):
+    """PyPI's xoadmin: a token over the WebSocket, then the REST API with its cookie."""
+    import asyncio
+
+    from xoadmin.api.api import XOAPI
+
+    async def run():
+        api = XOAPI(gateway.url + "/rest/v0", ws_url=gateway.url.replace("http://", "ws://"), verify_ssl=False)
+        await api.authenticate_with_websocket("admin@example.com", "admin-password")
+        try:
+            return api.auth_token, await api._request("GET", "hosts")
+        finally:
+            await api.close()
+
+    token, hosts = asyncio.run(run())
+    assert len(token) == 43
+    answer = hosts.json() if hasattr(hosts, "json") else hosts
+    assert answer == gateway.get("/rest/v0/hosts").json()
