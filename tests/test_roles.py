@@ -49,14 +49,19 @@ def _concrete(op):
 
 def _send(gw, op, token):
     method = next(m for m in op.methods if m not in ("HEAD", "OPTIONS"))
-    kwargs = {"timeout": 30, "allow_redirects": False}
+    kwargs = {"timeout": 30, "allow_redirects": False, "stream": True}
     if token is not None:
         kwargs["cookies"] = {"authenticationToken": token}
     if op.body is routes.BINARY:
         kwargs["data"] = b""
     elif op.body is not None:
         kwargs["json"] = {}
-    return requests.request(method, gw.url + _concrete(op), **kwargs)
+    answer = requests.request(method, gw.url + _concrete(op), **kwargs)
+    if answer.headers.get("Content-Type", "").startswith("text/event-stream"):
+        answer.close()  # a stream (GET /events) never ends by itself: its status is the answer
+    else:
+        answer.content  # read it all
+    return answer
 
 
 def _declared_operations():

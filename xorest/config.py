@@ -101,6 +101,7 @@ class Config:
     jsonrpc_max_connections: int = 8  # WebSockets at /api/ per worker (each holds a thread)
     jsonrpc_idle_timeout: float = 300.0  # a WebSocket client silent this long (no pong either) is closed
     jsonrpc_max_message: int = 1 << 20  # bytes of one JSON-RPC message from a client
+    events_max_streams: int = 8  # /rest/v0/events streams per worker (each holds a thread)
     log_level: str = "INFO"
 
     @property

@@ -30,9 +30,9 @@ def _error_response(status, body, headers=()):
 
 
 def register(app):
-    from . import auth, collections, exports, imports, jsonrpc, overview, related, selftest, users
+    from . import auth, collections, events, exports, imports, jsonrpc, overview, related, selftest, users
 
-    for module in (auth, exports, imports, selftest, overview, related, users, collections):
+    for module in (auth, exports, imports, selftest, overview, related, users, events, collections):
         app.register_blueprint(module.bp, url_prefix=BASE_URL)
     app.register_blueprint(jsonrpc.bp)  # /api/, Xen Orchestra's JSON-RPC
 

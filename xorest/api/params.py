@@ -139,6 +139,15 @@ def json_body():
     return body
 
 
+class Subscription(Schema):
+    class Meta:
+        unknown = RAISE
+
+    collection = fields.String(required=True, validate=validate.Length(min=1, max=64))  # an XO type: VM, host...
+    filter = fields.String(load_default=None, validate=validate.Length(max=live_filter.MAX_LENGTH))
+    fields_ = fields.Raw(data_key="fields", load_default="*")  # "*" or a list of field names
+
+
 def _role_from(data):
     """``role``, or Xen Orchestra's ``permission`` (``admin``: pool-admin, ``none``: no role)."""
     if "role" in data:
@@ -206,4 +215,5 @@ VDI_IMPORT_QUERY = VdiImportQuery()
 VM_IMPORT_QUERY = VmImportQuery()
 TOKEN_REQUEST = TokenRequest()
 USER_CREATION = UserCreation()
+SUBSCRIPTION = Subscription()
 USER_UPDATE = UserUpdate()

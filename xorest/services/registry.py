@@ -6,6 +6,7 @@ from .audit import AuditService
 from .auth import AuthService
 from .collections import CollectionService
 from .dashboard import DashboardService
+from .events import EventService
 from .exports import ExportService
 from .imports import ImportService
 from .pools import PoolService
@@ -27,6 +28,7 @@ class Services:
         self.imports = ImportService(self.collections, self.pools, config)
         self.sweeper = Sweeper(self.pools)
         self.dashboard = DashboardService(self.collections)
+        self.events = EventService(self.store, self.cache, self.collections)
 
     @classmethod
     def from_mapping(cls, mapping=None):

@@ -90,6 +90,24 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def prune_audit(self, before): ...
 
+    # event streams
+    @abc.abstractmethod
+    def add_event_stream(self, stream_id, user_id, now): ...
+    @abc.abstractmethod
+    def get_event_stream(self, stream_id): ...
+    @abc.abstractmethod
+    def touch_event_stream(self, stream_id, now): ...
+    @abc.abstractmethod
+    def remove_event_stream(self, stream_id): ...
+    @abc.abstractmethod
+    def prune_event_streams(self, before): ...
+    @abc.abstractmethod
+    def set_subscription(self, stream_id, collection, fields, filter_text): ...  # fields: JSON text
+    @abc.abstractmethod
+    def remove_subscription(self, stream_id, collection): ...  # True if it existed
+    @abc.abstractmethod
+    def list_subscriptions(self, stream_id): ...
+
     # login throttling: an attempt is counted before the password is checked
     @abc.abstractmethod
     def take_login_attempt(self, limits, now, window):

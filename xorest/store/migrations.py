@@ -72,6 +72,23 @@ MIGRATIONS = [
     );
     CREATE INDEX audit_at ON audit(at);
     """,
+    # 4: event streams (an SSE connection lives in one worker; its subscriptions may be
+    # added through any worker or instance)
+    """
+    CREATE TABLE event_streams (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        opened_at REAL NOT NULL,
+        seen_at REAL NOT NULL
+    );
+    CREATE TABLE event_subscriptions (
+        stream_id TEXT NOT NULL REFERENCES event_streams(id) ON DELETE CASCADE,
+        collection TEXT NOT NULL,
+        fields TEXT NOT NULL,
+        filter TEXT,
+        PRIMARY KEY (stream_id, collection)
+    );
+    """,
 ]
 
 

@@ -244,6 +244,37 @@ class SqliteStore(Store):
     def prune_audit(self, before):
         return self._write("DELETE FROM audit WHERE at < ?", (before,))
 
+    # event streams ------------------------------------------------------------------
+
+    def add_event_stream(self, stream_id, user_id, now):
+        self._write("INSERT INTO event_streams (id, user_id, opened_at, seen_at) VALUES (?, ?, ?, ?)",
+                    (stream_id, user_id, now, now))
+
+    def get_event_stream(self, stream_id):
+        return self._one("SELECT * FROM event_streams WHERE id = ?", (stream_id,))
+
+    def touch_event_stream(self, stream_id, now):
+        self._write("UPDATE event_streams SET seen_at = ? WHERE id = ?", (now, stream_id))
+
+    def remove_event_stream(self, stream_id):
+        self._write("DELETE FROM event_streams WHERE id = ?", (stream_id,))
+
+    def prune_event_streams(self, before):
+        return self._write("DELETE FROM event_streams WHERE seen_at < ?", (before,))
+
+    def set_subscription(self, stream_id, collection, fields, filter_text):
+        self._write("INSERT INTO event_subscriptions (stream_id, collection, fields, filter) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT(stream_id, collection) DO UPDATE SET fields = excluded.fields, "
+                    "filter = excluded.filter", (stream_id, collection, fields, filter_text))
+
+    def remove_subscription(self, stream_id, collection):
+        return self._write("DELETE FROM event_subscriptions WHERE stream_id = ? AND collection = ?",
+                           (stream_id, collection)) > 0
+
+    def list_subscriptions(self, stream_id):
+        return self._query("SELECT collection, fields, filter FROM event_subscriptions WHERE stream_id = ? "
+                           "ORDER BY collection", (stream_id,))
+
     # login throttling ----------------------------------------------------------
 
     def take_login_attempt(self, limits, now, window):
