@@ -17,6 +17,7 @@ from . import datamodel
 from .api import Sessions, XapiApi
 from .disks import DiskStore
 from .faults import Faults
+from .lifecycle import Lifecycle
 from .operations import churn_step
 from .population import PoolBuilder
 from .rpc import RecordMemo
@@ -41,15 +42,20 @@ class Simulator:
     :param churn: random changes per second.
     :param jsonrpc: ``False`` answers ``/jsonrpc`` with XML-RPC, as hosts older than
         JSON-RPC support do (clients must fall back).
+    :param internals: also build the records of a real pool that earlier clients of the
+        simulator did not expect (hidden VHD base copies, past ALARM messages); ``xorest sim``
+        turns it on when ``XOREST_SIM_INTERNALS=1`` is set.
     """
 
     def __init__(self, host="127.0.0.1", port=0, *, hosts=3, vms=50, seed=1, username="root",
-                 password="password", slaves=(), tls=False, churn=0.0, jsonrpc=True):
+                 password="password", slaves=(), tls=False, churn=0.0, jsonrpc=True, internals=False):
         self.model = datamodel.load()
         self.seed = seed
         self.db = Database(self.model, datamodel.SERVED_CLASSES, random.Random(seed))
         self.disks = DiskStore(self.db, seed)
-        self.pool_ref = PoolBuilder(self.db, self.disks, seed, hosts=hosts, vms=vms).build()
+        builder = PoolBuilder(self.db, self.disks, seed, hosts=hosts, vms=vms, internals=internals)
+        self.pool_ref = builder.build()
+        self.lifecycle = Lifecycle(self.db, builder.agents)
         self.sessions = Sessions(self.db, {username: password})
         self.api = XapiApi(self.db, self.disks, self.model, self.sessions, host)
         self.faults = Faults()
@@ -144,6 +150,7 @@ class Simulator:
 def run(listen="127.0.0.1:0", **options):
     """Foreground simulator for ``xorest sim``: one ready line, clean exit on SIGINT/SIGTERM."""
     host, _, port = listen.rpartition(":")
+    options.setdefault("internals", os.environ.get("XOREST_SIM_INTERNALS", "") not in ("", "0"))
     sim = Simulator(host.strip("[]") or "127.0.0.1", int(port or 0), **options)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
