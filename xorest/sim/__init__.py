@@ -3,6 +3,58 @@
 Rule of this package: it imports nothing from the rest of xorest, and the gateway never
 imports it (only ``xorest.cli`` does, lazily, and the tests).  The gateway talks to it
 over HTTP exactly as it would to a real pool.
+
+Performance data (as xcp-rrdd serves it through xapi)
+------------------------------------------------------
+Every host serves the RRDs it holds: its own and those of the VMs running on it (the
+master answers for itself).  Start the simulator with ``--slave 127.0.0.2 --slave
+127.0.0.3 …`` (host N has the address 127.0.0.N) for every host to be reachable, or with
+``--hosts 1``.  All need a session (``session_id`` in the query or a cookie) or Basic auth.
+
+``GET /rrd_updates?start=S[&cf=AVERAGE|MIN|MAX][&interval=I][&host=true][&vm_uuid=U…][&json=true]``
+    The rows of one archive from ``S`` on (negative: relative to the last update), newest
+    first: the first archive whose step is at least ``I`` seconds and that still holds ``S``
+    (else the longest).  Archives: 5 s × 120 rows, 60 s × 120, 3600 s × 168, 86400 s × 366,
+    AVERAGE only (MIN and MAX too for steps above 5 s when the pool's
+    ``other_config:create_min_max_in_new_VM_RRDs`` is ``true``).  ``host=true`` adds the
+    host's RRD; ``vm_uuid`` (repeatable) keeps only those VMs.  XML (``<xport><meta><start>
+    <step><end><rows><columns><legend><entry>CF:host|vm:UUID:NAME…</legend></meta><data><row>
+    <t>…</t><v>…</v>…</row>…</data></xport>``) or, when the ``Accept`` header prefers
+    ``application/json`` (``*/*`` does) or the query has a ``json`` key, JSON
+    (``{"meta": {"start", "step", "end", "rows", "columns", "legend"}, "data": [{"t", "values"}]}``,
+    every number a string as since XAPI 23.31).  400 without ``start``; 500 when no archive fits.
+``GET /host_rrd[?json=true]``
+    The host's whole RRD in rrdtool's dump layout (``<rrd><version>0003</version><step>5</step>
+    <lastupdate>…<ds>…<rra><cf><pdp_per_row><params><xff><cdp_prep><database>``, oldest row
+    first), HTTP/1.0, close-delimited.
+``GET /vm_rrd?uuid=U[&json=true]``
+    A running VM's RRD from the host it runs on; another host answers ``302`` to that host;
+    the master keeps the RRD of a VM that stopped; ``404`` for a VM that never ran; ``400``
+    without ``uuid``.
+
+Host data sources: ``cpu0``… (one per ``host_cpu``), ``cpu_avg``, ``loadavg``, ``hostload``,
+``running_vcpus``, ``running_domains``, ``memory_total_kib``, ``memory_free_kib``,
+``memory_reclaimed``, ``memory_reclaimed_max``, ``pif_<eth0…|bond0>_rx``/``_tx``,
+``pif_aggr_rx``/``_tx``, ``xapi_memory_usage_kib``, ``xapi_free_memory_kib``,
+``xapi_live_memory_kib``, ``xapi_allocation_kib``, ``xapi_open_fds``, per attached SR
+``read_<sr8>``, ``write_<sr8>``, ``read_latency_<sr8>``, ``write_latency_<sr8>``,
+``io_throughput_read|write|total_<sr8>``, ``iops_read|write|total_<sr8>``, ``iowait_<sr8>``,
+``inflight_<sr8>``, ``latency_<sr8>``, ``avgqu_sz_<sr8>``, ``Tapdisks_in_low_memory_mode``; on
+the master ``pool_session_count``, ``pool_task_count``, ``pool_session_creation_rate``,
+``pool_vgpu_migration_rate``; with HA ``statefile/<vdi>/latency``, ``network/latency``,
+``xapi_healthcheck/latency``; with IntelliCache ``sr_<uuid>_cache_size|hits|misses``.
+VM data sources: ``cpu0``… (one per vCPU), ``cpu_usage``, ``memory``, ``memory_target``,
+``memory_internal_free`` (with a guest agent), ``vif_<device>_rx``/``_tx``, and per attached
+disk ``vbd_<xvdX>_read``, ``_write``, ``_read_latency``, ``_write_latency``,
+``_io_throughput_read|write|total``, ``_iops_read|write|total``, ``_iowait``, ``_inflight``,
+``_latency``, ``_avgqu_sz``.  Not recorded until ``VM.record_data_source``: ``runstate_*``,
+``runnable_any``, ``vif_N_rx_errors``/``_tx_errors`` (``pif_…_errors`` for hosts).  The
+``host.``/``VM.get_data_sources``, ``record_data_source``, ``forget_data_source_archives``,
+``query_data_source`` calls and ``host.get_servertime`` work as on XAPI.
+
+Values are deterministic from the seed and the time, and follow the objects: a VM has data
+only while it runs (NaN before it started and while halted), no CPU or I/O while paused;
+hosts sum up what their VMs do.
 """
 import logging
 import os
@@ -13,7 +65,7 @@ import tempfile
 import threading
 import time
 
-from . import datamodel
+from . import calls, datamodel
 from .api import Sessions, XapiApi
 from .disks import DiskStore
 from .faults import Faults
@@ -23,6 +75,7 @@ from .population import PoolBuilder
 from .rpc import RecordMemo
 from .server import SimHTTPServer
 from .state import Database
+from .stats import Stats
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +111,8 @@ class Simulator:
         self.lifecycle = Lifecycle(self.db, builder.agents)
         self.sessions = Sessions(self.db, {username: password})
         self.api = XapiApi(self.db, self.disks, self.model, self.sessions, host)
+        self.stats = Stats(self.db, seed, sessions=lambda: len(self.sessions._sessions))
+        self.calls = calls.register(self)
         self.faults = Faults()
         self.xml_memo = RecordMemo()
         self.stopping = threading.Event()
