@@ -55,6 +55,28 @@ disk ``vbd_<xvdX>_read``, ``_write``, ``_read_latency``, ``_write_latency``,
 Values are deterministic from the seed and the time, and follow the objects: a VM has data
 only while it runs (NaN before it started and while halted), no CPU or I/O while paused;
 hosts sum up what their VMs do.
+
+Host plugins
+------------
+``host.call_plugin(host, "updater.py", fn, args)`` runs XCP-ng's updater plugin:
+``check_update`` answers a JSON list of pending packages, each ``{"name", "version",
+"release", "description", "changelog": {"date": epoch, "author", "description"} | null,
+"url", "size", "license"}`` (``args.repos``: extra repositories, e.g. ``xcp-ng-testing``);
+``update`` (``args.packages`` optional) installs them and answers ``{"stdout", "stderr",
+"command", "returncode"}``; ``install``, ``query_installed``, ``get_proxies``.  Failures are
+``["-1", message, details, backtrace]`` (``The updater plugin is busy (current operation:
+…)`` included); ``UNKNOWN_XENAPI_PLUGIN_FUNCTION [fn]``; any other plugin is
+``XENAPI_MISSING_PLUGIN [name]``.  The hosts of a pool wait for the same packages, released
+after their last update; a host patched since it booted (``other_config:
+rpm_patch_installation_time`` after ``boot_time``, Xen Orchestra's ``rebootRequired``) has none.
+
+Admin endpoints (JSON)
+----------------------
+``POST /_sim/faults``, ``/_sim/churn`` ``{"rate"}``, ``/_sim/guest``, ``/_sim/sessions/invalidate``,
+``GET /_sim/state``, and
+``GET|POST /_sim/updates`` ``{"host": uuid (default every host), "updates": [package…],
+"busy": "update" | "", "error": message | "", "reset": true}``: a host's pending list (given
+objects are answered as they are) and updater faults; answers every host's state.
 """
 import logging
 import os
@@ -76,6 +98,7 @@ from .rpc import RecordMemo
 from .server import SimHTTPServer
 from .state import Database
 from .stats import Stats
+from .updates import Updates
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +135,7 @@ class Simulator:
         self.sessions = Sessions(self.db, {username: password})
         self.api = XapiApi(self.db, self.disks, self.model, self.sessions, host)
         self.stats = Stats(self.db, seed, sessions=lambda: len(self.sessions._sessions))
+        self.updates = Updates(self.db, seed)
         self.calls = calls.register(self)
         self.faults = Faults()
         self.xml_memo = RecordMemo()

@@ -23,6 +23,7 @@ def register(sim):
         ("VM", "record_data_source"): calls.vm_record,
         ("VM", "forget_data_source_archives"): calls.vm_forget,
         ("VM", "query_data_source"): calls.vm_query,
+        ("host", "call_plugin"): sim.updates.call,
     })
     return calls
 

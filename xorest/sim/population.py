@@ -936,6 +936,9 @@ class PoolBuilder:
             other = dict(self.db.record("host", host)["other_config"])
             if info["index"] == 1 or self.hosts == 1:
                 installed = info["boot"] + (self.now - info["boot"]) // 2
+                # the toolstack restarted after the update; Xen waits for the reboot
+                version = dict(self.db.record("host", host)["software_version"], xapi_build="24.19.3")
+                self.update("host", host, software_version=version)
             else:
                 installed = info["boot"] - self.rng.randint(1, 30) * DAY
             other["rpm_patch_installation_time"] = f"{installed}.{self.rng.randrange(1000):03d}"

@@ -214,6 +214,17 @@ class SimRequestHandler(BaseHTTPRequestHandler):
             except (ValueError, TypeError, KeyError, AttributeError, XapiFailure) as exc:
                 return self._send(400, json.dumps({"error": str(exc)}).encode(), "application/json")
             return self._send(200, b"{}", "application/json")
+        if path == "/_sim/updates":
+            # {"host": uuid, "updates": [...], "busy": "update", "error": "...", "reset": true}
+            try:
+                with sim.db.lock:
+                    body = json.loads(self._body() or b"{}") if self.command == "POST" else {}
+                    if not isinstance(body, dict):
+                        raise ValueError("a JSON object is expected")
+                    state = sim.updates.configure(body) if body else sim.updates.state()
+            except (ValueError, TypeError, XapiFailure) as exc:
+                return self._send(400, json.dumps({"error": str(exc)}).encode(), "application/json")
+            return self._send(200, json.dumps(state).encode(), "application/json")
         if path == "/_sim/state":
             return self._send(200, json.dumps(sim.summary()).encode(), "application/json")
         self._send(404, b'{"error":"unknown admin path"}', "application/json")
