@@ -227,8 +227,8 @@ def test_mapper_serves_every_collection(pool):
     records = {ref: (cls, objects.trim(cls, record)) for cls, table in pool.items() for ref, record in table.items()}
     served, other = map_pool(records)
     for collection in objects.COLLECTIONS:
-        if collection != "alarms":  # raised at run time (test_sim_alarms)
-            assert served.get(collection), f"no {collection}"
+        assert served.get(collection), f"no {collection}"
+    assert all(a["body"]["name"] == "cpu_usage" and float(a["body"]["value"]) >= 90 for a in served["alarms"].values())
     host = next(iter(served["hosts"].values()))
     assert host["PCIs"] and host["PGPUs"] and host["certificates"]
     assert any(vm.get("VTPMs") for vm in served["vms"].values())
@@ -236,6 +236,8 @@ def test_mapper_serves_every_collection(pool):
     assert any(v.get("chainPhysicalUsage", 0) > v["usage"] for v in served["vdis"].values())
     assert any(h["rebootRequired"] for h in served["hosts"].values())
     assert any(not h["rebootRequired"] for h in served["hosts"].values())
+    watched = [v for v in pool["VM"].values() if "perfmon" in v["other_config"]]
+    assert watched and all("<variable><name value=" in v["other_config"]["perfmon"] for v in watched)
 
 
 def _build(seed, now=1_750_000_000, vms=60, **options):

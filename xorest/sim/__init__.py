@@ -70,6 +70,18 @@ Host plugins
 after their last update; a host patched since it booted (``other_config:
 rpm_patch_installation_time`` after ``boot_time``, Xen Orchestra's ``rebootRequired``) has none.
 
+Alarms (perfmon)
+----------------
+Every 300 s perfmon reads each host's 60-second rows since its last pass and, for every
+VM, host and SR whose ``other_config:perfmon`` holds a configuration (``<config><variable>
+<name value="cpu_usage"/><alarm_trigger_level value="0.9"/></variable></config>``, perfmon's
+defaults for the missing tags), raises an ``ALARM`` message (``cls`` VM/Host/SR, the object's
+uuid, the variable's priority, default 3) when the value stays past its level for
+``alarm_trigger_period``, then none for ``alarm_auto_inhibit_period``.  Body as perfmon writes
+it: ``value: 0.970000\nconfig:\n<variable>\n\t<name value="cpu_usage"/>\n\t<alarm_trigger_level
+value="0.9"/>\n</variable>\n``.  ``message.create``, ``destroy``, ``destroy_many``, ``get``
+and ``get_since`` work as on XAPI.
+
 Admin endpoints (JSON)
 ----------------------
 ``POST /_sim/faults``, ``/_sim/churn`` ``{"rate"}``, ``/_sim/guest``, ``/_sim/sessions/invalidate``,
@@ -77,6 +89,16 @@ Admin endpoints (JSON)
 ``GET|POST /_sim/updates`` ``{"host": uuid (default every host), "updates": [package…],
 "busy": "update" | "", "error": message | "", "reset": true}``: a host's pending list (given
 objects are answered as they are) and updater faults; answers every host's state.
+``POST /_sim/stats`` ``{"uuid": VM/host/SR uuid, "values": {data source: value}, "since": epoch
+(default now - 600), "until": epoch (default never)}`` or ``{"uuid": …, "reset": true}``,
+``{"reset": true}``: force data sources (a VM's ``cpu_usage``, a host's ``cpu_avg`` also
+drive their ``cpuN``; an SR's ``physical_utilisation`` is a fraction); RRDs and perfmon see them.
+``GET|POST /_sim/perfmon`` ``{"run": true, "interval": seconds (0: no timer), "default":
+{"VM"|"Host"|"SR": configuration for objects without one}}``: a pass now over the last
+``max(interval, 300)`` seconds, answering the alarms it raised.
+``POST /_sim/alarm`` ``{"uuid": VM/host/SR uuid, "variable": "cpu_usage", "value": 0.97}``:
+one ALARM at once, with the body perfmon writes for that variable of the object's
+configuration (or a plain one at level 0.9); answers the message record and its ``ref``.
 """
 import logging
 import os
@@ -97,6 +119,7 @@ from .population import PoolBuilder
 from .rpc import RecordMemo
 from .server import SimHTTPServer
 from .state import Database
+from .perfmon import Perfmon
 from .stats import Stats
 from .updates import Updates
 
@@ -119,12 +142,15 @@ class Simulator:
     :param jsonrpc: ``False`` answers ``/jsonrpc`` with XML-RPC, as hosts older than
         JSON-RPC support do (clients must fall back).
     :param internals: also build the records of a real pool that earlier clients of the
-        simulator did not expect (hidden VHD base copies, past ALARM messages); ``xorest sim``
-        turns it on when ``XOREST_SIM_INTERNALS=1`` is set.
+        simulator did not expect (hidden VHD base copies, past ALARM messages, perfmon
+        configurations on some VMs, hosts and the shared SR); ``xorest sim`` turns it on when
+        ``XOREST_SIM_INTERNALS=1`` is set.
+    :param perfmon_interval: seconds between perfmon's passes (0: none but those asked for).
     """
 
     def __init__(self, host="127.0.0.1", port=0, *, hosts=3, vms=50, seed=1, username="root",
-                 password="password", slaves=(), tls=False, churn=0.0, jsonrpc=True, internals=False):
+                 password="password", slaves=(), tls=False, churn=0.0, jsonrpc=True, internals=False,
+                 perfmon_interval=300.0):
         self.model = datamodel.load()
         self.seed = seed
         self.db = Database(self.model, datamodel.SERVED_CLASSES, random.Random(seed))
@@ -136,6 +162,7 @@ class Simulator:
         self.api = XapiApi(self.db, self.disks, self.model, self.sessions, host)
         self.stats = Stats(self.db, seed, sessions=lambda: len(self.sessions._sessions))
         self.updates = Updates(self.db, seed)
+        self.perfmon = Perfmon(self, interval=perfmon_interval)
         self.calls = calls.register(self)
         self.faults = Faults()
         self.xml_memo = RecordMemo()
@@ -182,6 +209,9 @@ class Simulator:
             thread.start()
             self._threads.append(thread)
         thread = threading.Thread(target=self._churn_loop, name="sim-churn", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        thread = threading.Thread(target=self.perfmon.loop, args=(self.stopping,), name="sim-perfmon", daemon=True)
         thread.start()
         self._threads.append(thread)
         return self

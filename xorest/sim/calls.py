@@ -24,6 +24,11 @@ def register(sim):
         ("VM", "forget_data_source_archives"): calls.vm_forget,
         ("VM", "query_data_source"): calls.vm_query,
         ("host", "call_plugin"): sim.updates.call,
+        ("message", "create"): calls.message_create,
+        ("message", "destroy"): calls.message_destroy,
+        ("message", "destroy_many"): calls.message_destroy_many,
+        ("message", "get"): calls.message_get,
+        ("message", "get_since"): calls.message_get_since,
     })
     return calls
 
@@ -104,6 +109,43 @@ class Calls:
     def host_query(self, host, name):
         self.db.record("host", host)
         return self.stats.query(self.stats.host_owner(host), name)
+
+    # messages ----------------------------------------------------------------------------
+
+    CLASS_TABLES = {"VM": "VM", "Host": "host", "SR": "SR", "Pool": "pool", "VDI": "VDI", "Certificate": "Certificate"}
+
+    def message_create(self, name, priority, cls, obj_uuid, body):
+        """``message.create``: the object must exist (``UUID_INVALID`` otherwise)."""
+        values = self.sim.model.enum_values("enum cls") or []
+        if cls not in values:
+            raise XapiFailure("ENUM_VALUE_INVALID", "cls", str(cls))
+        try:
+            priority = int(priority)
+        except (TypeError, ValueError):
+            raise XapiFailure("FIELD_TYPE_ERROR", "priority") from None
+        table = self.CLASS_TABLES.get(cls)
+        if table is not None and obj_uuid not in self.db.uuid_index[table]:
+            raise XapiFailure("UUID_INVALID", cls, obj_uuid)
+        return self.db.create("message", {"name": str(name), "priority": priority, "cls": cls,
+                                          "obj_uuid": str(obj_uuid), "body": str(body),
+                                          "timestamp": DateTime(time.strftime("%Y%m%dT%H:%M:%SZ", time.gmtime()))})
+
+    def message_destroy(self, ref):
+        self.db.record("message", ref)
+        self.db.destroy("message", ref)
+        return ""
+
+    def message_destroy_many(self, refs):
+        for ref in refs:
+            self.message_destroy(ref)
+        return ""
+
+    def message_get(self, cls, obj_uuid, since):
+        return {ref: m for ref, m in self.db.tables["message"].items()
+                if m["cls"] == cls and m["obj_uuid"] == obj_uuid and str(m["timestamp"]) > str(since)}
+
+    def message_get_since(self, since):
+        return {ref: m for ref, m in self.db.tables["message"].items() if str(m["timestamp"]) > str(since)}
 
     @staticmethod
     def _missing(name):

@@ -95,7 +95,8 @@ class PoolBuilder:
     :param now: the build time (POSIX seconds), default the current time.
     :param internals: also build what a real pool has that clients of the simulator did not
         expect before: the hidden VHD base copies (unmanaged VDIs, the ``vhd-parent`` of
-        snapshots and their disks) and ALARM messages perfmon raised before the build.
+        snapshots and their disks), ``other_config:perfmon`` on some VMs, the master and the
+        shared SR (so perfmon raises alarms by itself), and ALARM messages from before the build.
     """
 
     def __init__(self, db, disks, seed, hosts=3, vms=50, now=None, internals=False):
@@ -188,7 +189,7 @@ class PoolBuilder:
             other = {"boot_time": str(boot), "agent_start_time": str(boot + 95 + rng.randrange(30)),
                      "iscsi_iqn": iqn, "multipathing": "true" if index % 2 == 0 else "false",
                      "multipathhandle": "dmp"}
-            if index == 0:
+            if index == 0 and self.internals:
                 other["perfmon"] = PERFMON_HOST
             metrics = self.create("host_metrics", memory_total=256 * GiB, memory_free=128 * GiB, live=True,
                                   last_updated=self.at(rng.randrange(5)))
@@ -381,7 +382,7 @@ class PoolBuilder:
         hosts = self.host_refs
         shared = self._sr("NFS shared storage", "nfs", "user", True, hosts, 20 * 1024 * GiB,
                           description="NFS SR [nfs.example.org:/export/xcp]",
-                          other_config={"auto-scan": "true", "perfmon": PERFMON_SR},
+                          other_config={"auto-scan": "true", **({"perfmon": PERFMON_SR} if self.internals else {})},
                           device_config={"server": "nfs.example.org", "serverpath": "/export/xcp",
                                          "nfsversion": "4.1"})
         iso = self._sr("ISO library", "iso", "iso", True, hosts, 2 * 1024 * GiB,
@@ -662,9 +663,11 @@ class PoolBuilder:
         other = {"base_template_name": guest["template"], "mac_seed": self.db.new_uuid(),
                  "auto_poweron": "true" if env == "prod" else "false"}
         if role == "db" and env == "prod":
-            other["perfmon"] = PERFMON_VM_MEMORY
-        elif rng.random() < 0.05:
-            other["perfmon"] = PERFMON_VM
+            perfmon = PERFMON_VM_MEMORY
+        else:
+            perfmon = PERFMON_VM if rng.random() < 0.05 else None
+        if perfmon and self.internals:  # what perfmon watches (its alarms surprised older clients)
+            other["perfmon"] = perfmon
         ha_priority = ""
         if self.ha and env == "prod":
             ha_priority = "restart" if rng.random() < 0.7 else "best-effort"

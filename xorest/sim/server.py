@@ -225,6 +225,15 @@ class SimRequestHandler(BaseHTTPRequestHandler):
             except (ValueError, TypeError, XapiFailure) as exc:
                 return self._send(400, json.dumps({"error": str(exc)}).encode(), "application/json")
             return self._send(200, json.dumps(state).encode(), "application/json")
+        if path in ("/_sim/perfmon", "/_sim/alarm", "/_sim/stats"):
+            try:
+                body = json.loads(self._body() or b"{}") if self.command == "POST" else {}
+                if not isinstance(body, dict):
+                    raise ValueError("a JSON object is expected")
+                result = self._monitoring(path, body)
+            except (ValueError, TypeError, KeyError, XapiFailure) as exc:
+                return self._send(400, json.dumps({"error": str(exc)}).encode(), "application/json")
+            return self._send(200, json.dumps(result).encode(), "application/json")
         if path == "/_sim/state":
             return self._send(200, json.dumps(sim.summary()).encode(), "application/json")
         self._send(404, b'{"error":"unknown admin path"}', "application/json")
@@ -314,6 +323,32 @@ class SimRequestHandler(BaseHTTPRequestHandler):
         body = stats.export_rrd(data, owner, json_output, last)
         self._raw(["HTTP/1.0 200 OK", "Connection: close", NO_CACHE, content_type, "Access-Control-Allow-Origin: *"],
                   body)
+
+    def _monitoring(self, path, body):
+        sim = self.sim
+        if path == "/_sim/perfmon":
+            # {"interval": s, "default": {"VM": xml, ...}, "run": true}
+            return sim.perfmon.configure(body)
+        if path == "/_sim/alarm":
+            # {"uuid": VM/host/SR uuid, "variable": "cpu_usage", "value": 0.97}: an ALARM now
+            ref, message = sim.perfmon.trigger(str(body["uuid"]), str(body.get("variable", "cpu_usage")),
+                                               body.get("value"))
+            return dict(message, ref=ref)
+        # /_sim/stats {"uuid": u, "values": {ds: value}, "since": t, "until": t} | {"uuid": u, "reset": true}
+        with sim.db.lock:
+            if body.get("reset"):
+                sim.stats.reset_overrides(body.get("uuid"))
+            else:
+                uuid = str(body["uuid"])
+                if not any(uuid in sim.db.uuid_index[cls] for cls in ("VM", "host", "SR")):
+                    raise ValueError(f"no VM, host or SR with uuid {uuid}")
+                values = body["values"]
+                if not isinstance(values, dict):
+                    raise ValueError("values must map data source names to numbers")
+                sim.stats.override(uuid, {str(k): float(v) for k, v in values.items()}, body.get("since"),
+                                   body.get("until"))
+            return {u: {name: {"value": v, "since": a, "until": None if b == float("inf") else b}
+                        for name, (v, a, b) in o.items()} for u, o in sim.stats.overrides.items()}
 
     # transfer handlers -----------------------------------------------------------
 
