@@ -308,7 +308,7 @@ class SimRequestHandler(BaseHTTPRequestHandler):
                 elif live and record["resident_on"] in db.tables["host"] and "rrd_unarchive" not in query:
                     redirect = db.tables["host"][record["resident_on"]]["address"], self.path
                 elif is_master or "rrd_unarchive" in query:
-                    history = data.history.get(vm) or []
+                    history = data.history_of(vm)
                     if any(state in stats.LIVE for _, state in history):
                         owner = data.vm_owner(vm, archived=True)
                         last = float(int(history[-1][0]) - int(history[-1][0]) % stats.STEP)

@@ -107,9 +107,7 @@ class Stats:
         self.overrides = {}  # owner uuid -> {ds name: (value, since, until)}
         self._owners = {}  # VM ref -> (version, records it was made of, Owner)
         self._version = 0  # bumped when recorded data sources change
-        now = self.clock()
-        for ref, vm in db.tables["VM"].items():
-            self.history[ref] = self._initial_history(ref, vm, now)
+        self.started = self.clock()
         db.watch("VM", "power_state", self._power_changed)
 
     # power history ---------------------------------------------------------------------
@@ -133,8 +131,19 @@ class Stats:
         stopped = started + (now - started) * (0.2 + 0.7 * _unit(self.seed, vm["uuid"], "stopped"))
         return [(started, "Running"), (stopped, state)]
 
+    def history_of(self, ref):
+        """``[(time, power state)]`` of a VM, ascending; what it did before the simulator
+        started is worked out from its records when first asked."""
+        history = self.history.get(ref)
+        if history is None:
+            vm = self.db.tables["VM"].get(ref)
+            history = self.history[ref] = self._initial_history(ref, vm, self.started) if vm else []
+        return history
+
     def _power_changed(self, ref, old, new):
-        self.history.setdefault(ref, []).append((self.clock(), new["power_state"]))
+        if ref not in self.history:
+            self.history[ref] = self._initial_history(ref, old, self.started)
+        self.history[ref].append((self.clock(), new["power_state"]))
 
     # time -------------------------------------------------------------------------------
 
@@ -229,7 +238,7 @@ class Stats:
                 continue
             dss.extend(self._disk_sources(f"vbd_{record['device']}_", uuid, record["device"], "VDI"))
         phase = 2 * math.pi * _unit(seed, uuid, "phase")
-        return Owner("vm", uuid, phase, self.history.get(vm_ref, []), *self._keyed(uuid, dss))
+        return Owner("vm", uuid, phase, self.history_of(vm_ref), *self._keyed(uuid, dss))
 
     def vif_level(self, vm_uuid, device, direction):
         base = 10 ** (3 + 3.3 * _unit(self.seed, vm_uuid, "vif", device))
@@ -650,8 +659,11 @@ def datasource_missing(name):
 
 
 def _epoch(value):
+    """POSIX seconds of a XAPI datetime ``YYYYMMDDTHH:MM:SSZ`` (0 for anything else)."""
+    text = str(value)
     try:
-        return float(calendar.timegm(time.strptime(str(value), "%Y%m%dT%H:%M:%SZ")))
+        return float(calendar.timegm((int(text[0:4]), int(text[4:6]), int(text[6:8]), int(text[9:11]),
+                                      int(text[12:14]), int(text[15:17]), 0, 0, 0)))
     except (ValueError, OverflowError):
         return 0.0
 
