@@ -1,6 +1,7 @@
 """The simulated pool's records, read over HTTP as any client reads them: every datamodel
 field, references consistent both ways, a real pool's variety and counts, xorest's mapper
 fed with them, determinism from the seed."""
+import os
 import random
 
 import pytest
@@ -10,8 +11,6 @@ from xorest.sim import datamodel
 from xorest.sim.disks import DiskStore
 from xorest.sim.population import PoolBuilder
 from xorest.sim.state import Database
-
-import os
 
 from .conftest import PYTHON, ServerProcess, free_port
 from .golden import map_pool

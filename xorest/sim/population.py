@@ -932,12 +932,12 @@ class PoolBuilder:
                         "storage driver and its tools", version="1.2.0", host=host, applied=True,
                         timestamp_applied=datetime_of(applied), size=0, pool_patch=patch, other_config={})
             self.update("host", host, updates=[update], updates_requiring_reboot=[])
-        # one host was patched since it booted: it needs a reboot (XCP-ng's rule, which Xen
-        # Orchestra applies to other_config.rpm_patch_installation_time)
+        # the second host was patched since it booted: it needs a reboot (XCP-ng's rule, which
+        # Xen Orchestra applies to other_config.rpm_patch_installation_time)
         for host in self.host_refs:
             info = self.host_info[host]
             other = dict(self.db.record("host", host)["other_config"])
-            if info["index"] == 1 or self.hosts == 1:
+            if info["index"] == 1:  # (a lone host waits for its updates)
                 installed = info["boot"] + (self.now - info["boot"]) // 2
                 # the toolstack restarted after the update; Xen waits for the reboot
                 version = dict(self.db.record("host", host)["software_version"], xapi_build="24.19.3")
