@@ -22,7 +22,9 @@ from xorest.sim.formats.xva import read_disks
 from .conftest import npm_package, sim_admin
 
 SERVED = ["pool", "host", "host_metrics", "host_cpu", "VM", "VM_metrics", "VM_guest_metrics", "VBD",
-          "VDI", "SR", "PBD", "SM", "VIF", "network", "PIF", "PIF_metrics", "task", "message"]
+          "VDI", "SR", "PBD", "SM", "VIF", "network", "PIF", "PIF_metrics", "task", "message", "console",
+          "Bond", "VLAN", "PCI", "PGPU", "GPU_group", "VGPU", "VGPU_type", "VTPM", "Certificate",
+          "pool_update", "pool_patch", "host_patch"]
 
 
 @pytest.fixture

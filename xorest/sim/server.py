@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import zstandard
 
-from . import exports, imports, operations, rpc
+from . import exports, imports, operations, rpc, stats
 from .faults import StreamFaults
 from .formats import vhd as vhd_format
 from .formats import xva as xva_format
@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 ERROR_PAGE = (b"HTTP/1.1 500 Internal Error\r\ncontent-length: 0\r\n\r\n"
               b"<html><body><h1>HTTP 500 internal server error</h1>An unexpected error occurred;"
               b" please wait a while and try again.</body></html>")
+
+
+RRD_ROUTES = ("/rrd_updates", "/host_rrd", "/vm_rrd", "/sr_rrd")
+NO_CACHE = "Cache-Control: no-cache, no-store"
 
 
 class SimHTTPServer(ThreadingHTTPServer):
@@ -132,6 +136,8 @@ class SimRequestHandler(BaseHTTPRequestHandler):
         if path.startswith("/_sim/"):
             return self._admin(path)
         route = path.rstrip("/")
+        if route in RRD_ROUTES:
+            return self._rrd(route)
         if route == "/export":
             return self._transfer(query, self._export_vm, self._vm_disks)
         if route == "/export_raw_vdi":
@@ -208,9 +214,141 @@ class SimRequestHandler(BaseHTTPRequestHandler):
             except (ValueError, TypeError, KeyError, AttributeError, XapiFailure) as exc:
                 return self._send(400, json.dumps({"error": str(exc)}).encode(), "application/json")
             return self._send(200, b"{}", "application/json")
+        if path == "/_sim/updates":
+            # {"host": uuid, "updates": [...], "busy": "update", "error": "...", "reset": true}
+            try:
+                with sim.db.lock:
+                    body = json.loads(self._body() or b"{}") if self.command == "POST" else {}
+                    if not isinstance(body, dict):
+                        raise ValueError("a JSON object is expected")
+                    state = sim.updates.configure(body) if body else sim.updates.state()
+            except (ValueError, TypeError, XapiFailure) as exc:
+                return self._send(400, json.dumps({"error": str(exc)}).encode(), "application/json")
+            return self._send(200, json.dumps(state).encode(), "application/json")
+        if path in ("/_sim/perfmon", "/_sim/alarm", "/_sim/stats"):
+            try:
+                body = json.loads(self._body() or b"{}") if self.command == "POST" else {}
+                if not isinstance(body, dict):
+                    raise ValueError("a JSON object is expected")
+                result = self._monitoring(path, body)
+            except (ValueError, TypeError, KeyError, XapiFailure) as exc:
+                return self._send(400, json.dumps({"error": str(exc)}).encode(), "application/json")
+            return self._send(200, json.dumps(result).encode(), "application/json")
         if path == "/_sim/state":
             return self._send(200, json.dumps(sim.summary()).encode(), "application/json")
         self._send(404, b'{"error":"unknown admin path"}', "application/json")
+
+    # performance data (xcp-rrdd behind xapi's rrdd_proxy) -------------------------
+
+    def _raw(self, lines, body=b"", close=True):
+        """A response written as XAPI writes it: these exact header lines, then the body."""
+        head = "\r\n".join(lines) + "\r\n\r\n"
+        self.wfile.write(head.encode("latin-1") + body)
+        self.wfile.flush()
+        self._headers_sent = True
+        if close:
+            self.close_connection = True
+
+    def _rrd(self, route):
+        sim = self.sim
+        parts = urlsplit(self.path)
+        multi = parse_qs(parts.query, keep_blank_values=True)
+        query = {k: v[-1] for k, v in multi.items()}
+        if route in ("/vm_rrd", "/sr_rrd") and "uuid" not in query:
+            return self._raw(["HTTP/1.1 400 Bad Request", "Connection: close", NO_CACHE])
+        if not self._authenticate(query):
+            return self._html_error(401, "Unauthorised", [("WWW-Authenticate", 'Basic realm="xapi"')])
+        json_output = stats.client_prefers_json(self.headers.get("Accept"), query)
+        content_type = "content-type: application/json" if json_output else "content-type: text/xml"
+        address, is_master = self.server.server_address[0], self.server.role == "master"
+        data = sim.stats
+        db = sim.db
+        if route == "/rrd_updates":
+            if "start" not in query:
+                return self._raw(["HTTP/1.1 400 Bad Request", "Connection: close", NO_CACHE])
+            try:
+                start = int(query["start"])
+            except ValueError:
+                return self._raw(["HTTP/1.0 500 Internal Server Error", "Connection: close", NO_CACHE])
+            cf = query.get("cf") if query.get("cf") in ("AVERAGE", "MIN", "MAX", "LAST") else None
+            try:
+                interval = int(query.get("interval", "0"))
+            except ValueError:
+                interval = 0
+            wanted = set(multi["vm_uuid"]) if "vm_uuid" in multi else None
+            with db.lock:
+                host = data.host_ref_at(address, is_master)
+                owners = [data.host_owner(host)] if host and query.get("host") == "true" else []
+                for vm in data.resident_vms(host) if host else ():
+                    if wanted is None or db.tables["VM"][vm]["uuid"] in wanted:
+                        owners.append(data.vm_owner(vm))
+            try:
+                body = stats.export_updates(data, owners, start, interval, cf, json_output)
+            except stats.NoRRA:
+                return self._raw(["HTTP/1.0 500 Internal Server Error", "Connection: close", NO_CACHE])
+            return self._raw(["HTTP/1.1 200 OK", "Connection: keep-alive", f"Content-Length: {len(body)}", NO_CACHE,
+                              content_type, "Access-Control-Allow-Origin: *",
+                              "Access-Control-Allow-Headers: X-Requested-With"], body, close=False)
+        if route == "/sr_rrd":  # no storage plugin reports SR-level data sources here
+            return self._raw(["HTTP/1.0 500 Internal Server Error", "Connection: close", NO_CACHE])
+        last = None
+        with db.lock:
+            host = data.host_ref_at(address, is_master)
+            if route == "/host_rrd":
+                owner = data.host_owner(host) if host else None
+            else:
+                owner, redirect = None, None
+                vm = db.uuid_index["VM"].get(query["uuid"])
+                record = db.tables["VM"].get(vm) if vm else None
+                live = record is not None and record["power_state"] in stats.LIVE
+                if record is None:
+                    pass
+                elif live and record["resident_on"] == host and "rrd_unarchive" not in query:
+                    owner = data.vm_owner(vm)
+                elif live and record["resident_on"] in db.tables["host"] and "rrd_unarchive" not in query:
+                    redirect = db.tables["host"][record["resident_on"]]["address"], self.path
+                elif is_master or "rrd_unarchive" in query:
+                    history = data.history_of(vm)
+                    if any(state in stats.LIVE for _, state in history):
+                        owner = data.vm_owner(vm, archived=True)
+                        last = float(int(history[-1][0]) - int(history[-1][0]) % stats.STEP)
+                else:
+                    master = db.tables["host"][db.tables["pool"][sim.pool_ref]["master"]]["address"]
+                    redirect = master, self.path + ("&" if "?" in self.path else "?") + "rrd_unarchive="
+                if redirect is not None:
+                    location = f"{sim.scheme}://{redirect[0]}:{sim.port}{redirect[1]}"
+                    return self._raw(["HTTP/1.1 302 Found", "Connection: close", NO_CACHE, f"Location: {location}"])
+        if owner is None:
+            return self._raw(["HTTP/1.1 404 Not Found", "Connection: close", NO_CACHE])
+        body = stats.export_rrd(data, owner, json_output, last)
+        self._raw(["HTTP/1.0 200 OK", "Connection: close", NO_CACHE, content_type, "Access-Control-Allow-Origin: *"],
+                  body)
+
+    def _monitoring(self, path, body):
+        sim = self.sim
+        if path == "/_sim/perfmon":
+            # {"interval": s, "default": {"VM": xml, ...}, "run": true}
+            return sim.perfmon.configure(body)
+        if path == "/_sim/alarm":
+            # {"uuid": VM/host/SR uuid, "variable": "cpu_usage", "value": 0.97}: an ALARM now
+            ref, message = sim.perfmon.trigger(str(body["uuid"]), str(body.get("variable", "cpu_usage")),
+                                               body.get("value"))
+            return dict(message, ref=ref)
+        # /_sim/stats {"uuid": u, "values": {ds: value}, "since": t, "until": t} | {"uuid": u, "reset": true}
+        with sim.db.lock:
+            if body.get("reset"):
+                sim.stats.reset_overrides(body.get("uuid"))
+            else:
+                uuid = str(body["uuid"])
+                if not any(uuid in sim.db.uuid_index[cls] for cls in ("VM", "host", "SR")):
+                    raise ValueError(f"no VM, host or SR with uuid {uuid}")
+                values = body["values"]
+                if not isinstance(values, dict):
+                    raise ValueError("values must map data source names to numbers")
+                sim.stats.override(uuid, {str(k): float(v) for k, v in values.items()}, body.get("since"),
+                                   body.get("until"))
+            return {u: {name: {"value": v, "since": a, "until": None if b == float("inf") else b}
+                        for name, (v, a, b) in o.items()} for u, o in sim.stats.overrides.items()}
 
     # transfer handlers -----------------------------------------------------------
 
