@@ -139,6 +139,8 @@ def serve(listen, workers, threads):
 @click.option("--slave", "slaves", multiple=True, help="Extra loopback address answering HOST_IS_SLAVE.")
 @click.option("--no-jsonrpc", "jsonrpc", flag_value=False, default=True,
               help="Behave like an old host: /jsonrpc answers XML-RPC.")
+@click.option("--pace", default=1.0, show_default=True,
+              help="How long operations take relative to a real pool (0: instant).")
 def sim(listen, **options):
     """Run the XAPI simulator in the foreground."""
     from .sim import run

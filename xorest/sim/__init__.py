@@ -13,7 +13,7 @@ import tempfile
 import threading
 import time
 
-from . import datamodel
+from . import datamodel, lifecycle
 from .api import Sessions, XapiApi
 from .disks import DiskStore
 from .faults import Faults
@@ -22,6 +22,7 @@ from .population import PoolBuilder
 from .rpc import RecordMemo
 from .server import SimHTTPServer
 from .state import Database
+from .timing import Timing
 
 log = logging.getLogger(__name__)
 
@@ -41,20 +42,26 @@ class Simulator:
     :param churn: random changes per second.
     :param jsonrpc: ``False`` answers ``/jsonrpc`` with XML-RPC, as hosts older than
         JSON-RPC support do (clients must fall back).
+    :param pace: how long operations take, relative to a real pool's (``0``: instant;
+        see :mod:`.timing`).
     """
 
     def __init__(self, host="127.0.0.1", port=0, *, hosts=3, vms=50, seed=1, username="root",
-                 password="password", slaves=(), tls=False, churn=0.0, jsonrpc=True):
+                 password="password", slaves=(), tls=False, churn=0.0, jsonrpc=True, pace=1.0):
         self.model = datamodel.load()
         self.seed = seed
         self.db = Database(self.model, datamodel.SERVED_CLASSES, random.Random(seed))
         self.disks = DiskStore(self.db, seed)
         self.pool_ref = PoolBuilder(self.db, self.disks, seed, hosts=hosts, vms=vms).build()
+        lifecycle.refresh_all(self.db)
         self.sessions = Sessions(self.db, {username: password})
-        self.api = XapiApi(self.db, self.disks, self.model, self.sessions, host)
+        self.stopping = threading.Event()
+        self.timing = Timing(pace=pace)
+        self.api = XapiApi(self.db, self.disks, self.model, self.sessions, host, self.timing, self.stopping)
+        self.api.master_down, self.api.master_up = self._master_down, self._master_up
+        self.down_until = 0.0  # the master is down (rebooting, off) until then: no API
         self.faults = Faults()
         self.xml_memo = RecordMemo()
-        self.stopping = threading.Event()
         self.churn = churn
         self.jsonrpc = jsonrpc
         self.ca_path = None
@@ -133,6 +140,18 @@ class Simulator:
                 self.stopping.wait(delay)
             elif delay < -1:
                 next_at = time.monotonic()
+
+    def _master_down(self, seconds):
+        """The master stops (reboot, shutdown, toolstack restart): sessions end, and the
+        API answers nothing for ``seconds`` (``None``: until it is powered on again)."""
+        self.sessions.invalidate_all()
+        self.down_until = time.monotonic() + (seconds if seconds is not None else float("inf"))
+
+    def _master_up(self):
+        self.down_until = 0.0
+
+    def api_down(self):
+        return time.monotonic() < self.down_until
 
     def summary(self):
         """Record counts per class and the current generation (admin endpoint, tests)."""

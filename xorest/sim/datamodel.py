@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 SERVED_CLASSES = (
     "pool", "host", "host_metrics", "host_cpu", "VM", "VM_metrics", "VM_guest_metrics",
     "VBD", "VDI", "SR", "PBD", "SM", "VIF", "network", "PIF", "PIF_metrics", "task",
-    "message", "console",
+    "message", "console", "Bond", "VLAN",
 )
 #: Classes whose messages are dispatched but which have no records to list.
 EXTRA_CLASSES = ("session", "event")

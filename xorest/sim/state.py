@@ -30,6 +30,9 @@ RELATIONS = [
     (("host_cpu", "host"), ("host", "host_CPUs")),
     (("console", "VM"), ("VM", "consoles")),
     (("task", "subtask_of"), ("task", "subtasks")),
+    (("PIF", "bond_slave_of"), ("Bond", "slaves")),
+    (("Bond", "master"), ("PIF", "bond_master_of")),
+    (("VLAN", "tagged_PIF"), ("PIF", "VLAN_slave_of")),
 ]
 _FORWARD = {single: many for single, many in RELATIONS}
 _BACKWARD = {many: single for single, many in RELATIONS}
