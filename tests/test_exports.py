@@ -565,7 +565,7 @@ def test_new_disk_from_a_vhd_or_raw_body(stack):
         assert restored.read(1 << 20) == original.read(1 << 20)
     data = os.urandom(5 << 20)
     raw = requests.post(f"{gw.url}/rest/v0/srs/{sr}/vdis?raw", data=data, cookies=cookies, timeout=60)
-    assert raw.status_code == 200
+    assert raw.status_code == 201
     disk = _wait_for(gw, raw.headers["Location"])
     assert disk["size"] == len(data) and disk["name_label"].startswith("[xorest] Imported disk - ")
     assert gw.get(f"/rest/v0/vdis/{disk['id']}.raw").content == data
