@@ -233,6 +233,28 @@ def device_destroy(cls):
     return call
 
 
+def vbd_insert(op, vbd, vdi):
+    """``VBD.insert``: a disk (an ISO) into an empty CD drive."""
+    with op.locked() as db:
+        record = lifecycle.assert_valid(db, "VBD", vbd, "insert")
+        db.record("VDI", vdi)
+        if not record["empty"]:
+            raise XapiFailure("VBD_NOT_EMPTY", vbd)
+        db.update("VBD", vbd, VDI=vdi, empty=False)
+        lifecycle.refresh_vm(db, record["VM"])
+    return ""
+
+
+def vbd_eject(op, vbd):
+    with op.locked() as db:
+        record = lifecycle.assert_valid(db, "VBD", vbd, "eject")
+        if record["empty"]:
+            raise XapiFailure("VBD_IS_EMPTY", vbd)
+        db.update("VBD", vbd, VDI=NULL_REF, empty=True)
+        lifecycle.refresh_vm(db, record["VM"])
+    return ""
+
+
 def call_plugin(op, host, plugin, function, args):
     """``host.call_plugin``: the ``trim`` plugin (reclaim space) is simulated."""
     with op.locked() as db:
@@ -258,6 +280,7 @@ HANDLERS = {
     ("SR", "forget"): _sr_removal("forget"), ("PBD", "plug"): pbd_plug, ("PBD", "unplug"): pbd_unplug,
     ("VDI", "pool_migrate"): vdi_pool_migrate, ("VDI", "copy"): vdi_copy, ("VDI", "resize"): vdi_resize,
     ("VDI", "destroy"): vdi_destroy, ("VBD", "create"): vbd_create, ("VBD", "destroy"): device_destroy("VBD"),
+    ("VBD", "insert"): vbd_insert, ("VBD", "eject"): vbd_eject,
     ("host", "call_plugin"): call_plugin,
 } | {(cls, name): _device_call(cls, name, name == "plug")
      for cls in ("VBD", "VIF") for name in ("plug", "unplug", "unplug_force")}

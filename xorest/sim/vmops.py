@@ -225,6 +225,17 @@ def assert_can_boot_here(op, vm, host):
     return ""
 
 
+def copy_bios_strings(op, vm, host):
+    """``VM.copy_bios_strings``: a halted VM takes a host's BIOS strings (once)."""
+    with op.locked() as db:
+        record = db.record("VM", vm)
+        if record["bios_strings"]:
+            raise XapiFailure("VM_BIOS_STRINGS_ALREADY_SET")
+        lifecycle.assert_valid(db, "VM", vm, "changing_static_range")
+        db.update("VM", vm, bios_strings=dict(db.record("host", host)["bios_strings"]))
+    return ""
+
+
 def assert_operation_valid(op, vm, operation):
     with op.locked() as db:
         lifecycle.assert_valid(db, "VM", vm, operation)
@@ -248,5 +259,5 @@ HANDLERS = {
     ("VM", "get_allowed_VBD_devices"): _allowed_devices("VBDs", 16),
     ("VM", "get_allowed_VIF_devices"): _allowed_devices("VIFs", 7),
     ("VM", "assert_can_boot_here"): assert_can_boot_here,
-    ("VM", "assert_operation_valid"): assert_operation_valid,
+    ("VM", "assert_operation_valid"): assert_operation_valid, ("VM", "copy_bios_strings"): copy_bios_strings,
 }
