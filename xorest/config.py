@@ -76,6 +76,9 @@ class Config:
     login_max_failures: int = 10  # then refuse until the window passes
     login_failure_window: float = 900.0
     regex_timeout: float = 0.1
+    sync_wait: float = 10.0  # how long a read waits for the pool's events to show a write
+    task_wait: float = 60.0  # GET /tasks/<id>?wait=true answers after this even if the task runs on
+    task_keep: int = 1000  # ended tasks kept in the log (older ones are deleted)
     log_level: str = "INFO"
 
     @property
@@ -87,6 +90,7 @@ _CONVERTERS = {
     "token_ttl": parse_duration, "token_max_ttl": parse_duration,
     "login_failure_window": parse_duration, "export_idle_timeout": parse_duration,
     "client_timeout": parse_duration, "client_head_timeout": parse_duration,
+    "sync_wait": parse_duration, "task_wait": parse_duration,
     "trusted_proxies": _list,
 }
 

@@ -94,6 +94,27 @@ class PoolConnection:
     def status(self):
         return self.watcher.status.to_dict()
 
+    def pool_ref(self):
+        return next((ref for ref, (cls, _) in list(self.records.items()) if cls == "pool"), None)
+
+    def barrier(self, timeout):
+        """Make sure this process's cache shows every change made so far through this pool:
+        an event is injected on the pool object and waited for (XAPI delivers events in
+        order).  Returns the event's token (for other processes to wait for), or ``None``
+        when the wait was cut short."""
+        ref = self.pool_ref()
+        if ref is None:
+            return None
+        try:
+            token = self.rpc.call("event.inject", "pool", ref)
+        except (XapiError, XapiUnreachable) as exc:
+            log.warning("pool %s: cannot inject an event to wait for (%s)", self.pool_uuid, exc)
+            return None
+        if not self.watcher.wait_past(token, timeout):
+            log.warning("pool %s: its events are %g s late; reads may not show the last change yet",
+                        self.pool_uuid, timeout)
+        return token
+
     def on_batch(self, events, reset):
         """Apply XAPI events to the raw records, then map every affected object (its own,
         and those that read it: see :mod:`xorest.objects.dependencies`) into the cache."""
@@ -162,6 +183,7 @@ class PoolService:
         self.config = config
         self._connections = {}
         self._lock = threading.Lock()
+        self._reconciling = threading.Lock()  # the reconciler thread and requests (connect, add...)
         self._pid = None
         self._stop = threading.Event()
         self._initial, self._initial_done, self._started_at = [], False, 0.0
@@ -196,7 +218,11 @@ class PoolService:
 
     def reconcile(self):
         """Connect servers added to the store, disconnect removed or changed ones."""
-        wanted = {s["id"]: s for s in self.store.list_servers(with_secrets=True)}
+        with self._reconciling:
+            self._reconcile()
+
+    def _reconcile(self):
+        wanted = {s["id"]: s for s in self.store.list_servers(with_secrets=True) if s["enabled"]}
         for key in list(self._connections):
             conn = self._connections[key]
             if key not in wanted or wanted[key]["updated_at"] != conn.server["updated_at"]:
@@ -217,6 +243,39 @@ class PoolService:
         """``server id -> status dict`` for the servers collection."""
         return {key: conn.status() | {"poolId": conn.pool_uuid}
                 for key, conn in self._connections.items()}
+
+    def connection_by_key(self, key):
+        """The connection of the server ``key`` in this process, or ``None``."""
+        return self._connections.get(key)
+
+    def settle(self, connections):
+        """After writes through ``connections``: wait until this process's cache shows
+        them, and tell the other processes (through the store) to wait for them too
+        before they answer a read.  Returns whether every wait completed in time."""
+        complete = True
+        for conn in connections:
+            token = conn.barrier(self.config.sync_wait)
+            if token is None:
+                complete = False
+                continue
+            self.store.note_pool_write(conn.key, token)
+        return complete
+
+    def catch_up(self):
+        """Before a read: wait (bounded by ``sync_wait``) until this process's cache shows
+        what any process wrote through the pools.  A pool that is not connected is not
+        waited for: it is served from its cache, as always."""
+        writes = self.store.pool_writes()
+        if not writes:
+            return
+        deadline = time.monotonic() + self.config.sync_wait
+        for key, token in writes.items():
+            conn = self._connections.get(key)
+            if conn is None or conn.watcher.status.state != "connected":
+                continue
+            if not conn.watcher.wait_past(token, max(0.0, deadline - time.monotonic())):
+                log.warning("pool %s: a write is not in this process's cache after %g s", conn.pool_uuid,
+                            self.config.sync_wait)
 
     def connection_for(self, obj):
         """The connection serving an XO object (by its ``$pool``)."""
