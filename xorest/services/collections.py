@@ -10,8 +10,8 @@ from .ordering import SortOrder
 
 log = logging.getLogger(__name__)
 
-#: Collections that do not come from the pools.
-LOCAL_COLLECTIONS = ("servers", "users")
+#: Collections that do not come from the pools (``tasks``: xorest's task log).
+LOCAL_COLLECTIONS = ("servers", "users", "tasks")
 
 
 class CollectionService:
@@ -20,13 +20,15 @@ class CollectionService:
     :param cache: the :class:`~xorest.cache.ObjectCache`.
     :param pools: the :class:`~xorest.services.pools.PoolService` (servers' status).
     :param store: the store (servers, users).
+    :param tasks: the :class:`~xorest.services.tasks.TaskService` (the ``tasks`` collection).
     """
 
-    def __init__(self, cache, pools, store, config):
+    def __init__(self, cache, pools, store, config, tasks=None):
         self.cache = cache
         self.pools = pools
         self.store = store
         self.config = config
+        self.tasks = tasks
 
     @staticmethod
     def names():
@@ -34,7 +36,10 @@ class CollectionService:
 
     def _objects(self, name):
         if name in COLLECTIONS:
+            self.pools.catch_up()  # what was just written through a pool, by any process
             return self.cache.snapshot().collection(name)
+        if name == "tasks" and self.tasks is not None:
+            return self.tasks.tasks()
         if name == "servers":
             statuses = self.pools.statuses()
             return {s["id"]: self._server(s, statuses.get(s["id"]))
@@ -45,15 +50,26 @@ class CollectionService:
 
     @staticmethod
     def _server(row, status):
+        if not row["enabled"]:
+            status = {"status": "disconnected", "error": None}
         status = status or {"status": "disconnected", "error": "not started in this process"}
         return {"id": row["id"], "type": "server", "host": row["url"], "username": row["username"],
-                "label": row["label"], "allowUnauthorized": row["insecure"],
-                "caFile": row["ca_file"], **status}
+                "label": row["label"], "allowUnauthorized": row["insecure"], "enabled": row["enabled"],
+                "readOnly": False, "caFile": row["ca_file"], **status}
+
+    def _task(self, key):
+        try:
+            return self.tasks.get(key)
+        except NotFound:
+            return None
 
     def generation(self, name):
         """A number that changes whenever the pools' objects change; ``None`` for the
         collections read from the store (they are not cached)."""
-        return self.cache.snapshot().generation if name in COLLECTIONS else None
+        if name not in COLLECTIONS:
+            return None
+        self.pools.catch_up()
+        return self.cache.snapshot().generation
 
     def select(self, name, filter_text=None, limit=None, sort=None, after=None):
         """One page of the matching objects of a collection (references, not copies).
@@ -67,8 +83,11 @@ class CollectionService:
         :raises BadRequest: invalid sort or cursor, or a regex over its time budget.
         :raises NotFound: unknown collection.
         """
+        return self.select_objects(list(self._objects(name).values()), filter_text, limit, sort, after)
+
+    def select_objects(self, candidates, filter_text=None, limit=None, sort=None, after=None):
+        """:meth:`select` over ``candidates`` (objects in id order), e.g. an object's tasks."""
         order = SortOrder(sort)
-        candidates = list(self._objects(name).values())  # in id order
         if not order:
             candidates = order.after(candidates, after)  # before filtering: a bisection on ids
         node = live_filter.parse(filter_text) if filter_text else None
@@ -92,7 +111,10 @@ class CollectionService:
     def get(self, name, key):
         """One object by id (or XAPI opaque ref)."""
         if name in COLLECTIONS:
+            self.pools.catch_up()
             obj = self.cache.snapshot().find(name, key)
+        elif name == "tasks" and self.tasks is not None:
+            obj = self._task(key)
         else:
             obj = self._objects(name).get(key)
         if obj is None:

@@ -8,6 +8,7 @@ from .exports import ExportService
 from .imports import ImportService
 from .pools import PoolService
 from .sweeper import Sweeper
+from .tasks import TaskService
 
 
 class Services:
@@ -19,9 +20,10 @@ class Services:
         self.cache = ObjectCache()
         self.auth = AuthService(self.store, config)
         self.pools = PoolService(self.store, self.cache, config)
-        self.collections = CollectionService(self.cache, self.pools, self.store, config)
-        self.exports = ExportService(self.collections, self.pools, config)
-        self.imports = ImportService(self.collections, self.pools, config)
+        self.tasks = TaskService(self.store, self.pools, config)
+        self.collections = CollectionService(self.cache, self.pools, self.store, config, self.tasks)
+        self.exports = ExportService(self.collections, self.pools, config, self.tasks)
+        self.imports = ImportService(self.collections, self.pools, config, self.tasks)
         self.sweeper = Sweeper(self.pools)
 
     @classmethod

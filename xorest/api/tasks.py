@@ -1,0 +1,100 @@
+"""``/rest/v0/tasks``: the task log in Xen Orchestra's shape (listed, watched, waited for,
+deleted), and ``/rest/v0/<collection>/<id>/tasks``.  Aborting is an action
+(``POST /tasks/<id>/actions/abort``, see :mod:`.actions`)."""
+from flask import Blueprint, Response, request
+
+from .. import filter as live_filter
+from ..errors import BadRequest
+from . import bodies, services
+from .collections import _link_next
+from .output import json_response, ndjson_response, parse_fields, projector, with_links
+from .routes import Answer, operation
+from .streaming import WATCH_INTERVAL, client_socket, client_speaks_http10, poll_client
+
+bp = Blueprint("tasks", __name__)
+
+
+def _listing(collection, objects, query):
+    svc = services().collections
+    page, cursor = svc.select_objects(objects, query["filter"], query["limit"], query["sort"], query["after"])
+    items = map(projector(collection, parse_fields(query["fields_"])), page)
+    if query["ndjson"]:
+        return _link_next(ndjson_response(items, whole=client_speaks_http10()), cursor)
+    return _link_next(json_response(list(items)), cursor)
+
+
+@operation(bp, "/tasks", permission="read", tags=("tasks",), summary="The task log",
+           query=bodies.TASK_LIST_QUERY,
+           answers=(Answer(200, "the tasks' URLs, or the chosen fields of each; with watch=true&ndjson=true, "
+                                "their changes as they happen", headers=("Link",)),))
+def list_tasks(query):
+    """Tasks in id (start) order; ``watch=true`` (with ``ndjson=true``) streams their
+    changes as ``["update", task]`` and ``["remove", {"id": ...}]`` lines, as Xen Orchestra."""
+    if query["watch"]:
+        if not query["ndjson"]:
+            raise BadRequest("watch=true requires ndjson=true")
+        return _watch(query)
+    return _listing("tasks", list(services().tasks.tasks().values()), query)
+
+
+def _watch(query):
+    tasks = services().tasks
+    node = live_filter.parse(query["filter"]) if query["filter"] else None
+    item = projector("tasks", parse_fields(query["fields_"]) or "*")
+    sock = client_socket()
+    since = tasks.last_change()
+
+    def lines():  # until the client leaves (a write to a client that stopped reading times out)
+        nonlocal since
+        while sock is None or poll_client(sock, 0) != "gone":
+            events, since = tasks.wait_change(since, WATCH_INTERVAL)
+            for event, obj in events:
+                if event == "update" and node is not None and not node.match(obj):
+                    continue
+                yield [event, item(obj) if event == "update" else obj]
+    return ndjson_response(lines())
+
+
+@operation(bp, "/tasks/<key>", permission="read", tags=("tasks",), summary="One task", query=bodies.TASK_QUERY,
+           answers=(Answer(200, "the task (with wait=true: once it ended, or as it is after the wait's bound)"),
+                    Answer(404, "no such task")))
+def get_task(key, query):
+    """One task; ``wait=true`` (or ``result``) answers once it ended, or after
+    ``XOREST_TASK_WAIT`` seconds (or when the client leaves) as it is then."""
+    svc = services()
+    if query["wait"] in ("true", "1", "", "result"):
+        sock = client_socket()
+        gone = (lambda: poll_client(sock, 0) == "gone") if sock is not None else (lambda: False)
+        task = svc.tasks.wait(key, svc.config.task_wait, gone)
+    else:
+        task = svc.tasks.get(key)
+    return json_response(with_links(task, "tasks"))
+
+
+@operation(bp, "/tasks", methods=("DELETE",), permission="vm.operate", tags=("tasks",),
+           summary="Delete every ended task", answers=(Answer(204, "deleted"),))
+def delete_tasks():
+    """Delete every task that ended (running ones stay)."""
+    services().tasks.delete_ended()
+    return Response(status=204)
+
+
+@operation(bp, "/tasks/<key>", methods=("DELETE",), permission="vm.operate", tags=("tasks",),
+           summary="Delete an ended task",
+           answers=(Answer(204, "deleted"), Answer(404, "no such task"), Answer(409, "the task still runs")))
+def delete_task(key):
+    """Delete a task that ended (a running task must be aborted first: 409)."""
+    services().tasks.delete(key)
+    return Response(status=204)
+
+
+@operation(bp, "/<collection>/<key>/tasks", permission="read", tags=("tasks",), summary="The tasks of an object",
+           query=bodies.TASK_LIST_QUERY, answers=(Answer(200, "its tasks' URLs, or their chosen fields"),
+                                                  Answer(404, "no such object")))
+def object_tasks(collection, key, query):
+    """The tasks about one object (or given its id as a parameter)."""
+    svc = services()
+    obj = svc.collections.get(collection, key)
+    if request.args.get("watch"):
+        raise BadRequest("watch is for /rest/v0/tasks")
+    return _listing("tasks", svc.tasks.about(obj["id"]), query)
