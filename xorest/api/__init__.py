@@ -29,9 +29,10 @@ def _error_response(status, body, headers=()):
 
 
 def register(app):
-    from . import auth, collections, exports, imports, selftest, tasks
+    from . import actions, auth, collections, exports, imports, selftest, tasks
 
     app.register_blueprint(auth.bp, url_prefix=BASE_URL)
+    app.register_blueprint(actions.bp, url_prefix=BASE_URL)
     app.register_blueprint(tasks.bp, url_prefix=BASE_URL)
     app.register_blueprint(exports.bp, url_prefix=BASE_URL)
     app.register_blueprint(imports.bp, url_prefix=BASE_URL)

@@ -2,8 +2,10 @@
 from .. import config as config_module
 from ..cache import ObjectCache
 from ..store import open_store
+from .actions import ActionService
 from .auth import AuthService
 from .collections import CollectionService
+from .deletions import DeletionService
 from .exports import ExportService
 from .imports import ImportService
 from .pools import PoolService
@@ -24,6 +26,8 @@ class Services:
         self.collections = CollectionService(self.cache, self.pools, self.store, config, self.tasks)
         self.exports = ExportService(self.collections, self.pools, config, self.tasks)
         self.imports = ImportService(self.collections, self.pools, config, self.tasks)
+        self.actions = ActionService(self.collections, self.pools, self.tasks, self.store, config)
+        self.deletions = DeletionService(self.collections, self.pools, self.store)
         self.sweeper = Sweeper(self.pools)
 
     @classmethod
