@@ -29,11 +29,12 @@ def _error_response(status, body, headers=()):
 
 
 def register(app):
-    from . import actions, auth, collections, exports, imports, selftest, tasks
+    from . import actions, auth, collections, edits, exports, imports, selftest, tasks
 
     app.register_blueprint(auth.bp, url_prefix=BASE_URL)
     app.register_blueprint(actions.bp, url_prefix=BASE_URL)
     app.register_blueprint(tasks.bp, url_prefix=BASE_URL)
+    app.register_blueprint(edits.bp, url_prefix=BASE_URL)
     app.register_blueprint(exports.bp, url_prefix=BASE_URL)
     app.register_blueprint(imports.bp, url_prefix=BASE_URL)
     app.register_blueprint(selftest.bp, url_prefix=BASE_URL)

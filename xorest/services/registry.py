@@ -5,7 +5,9 @@ from ..store import open_store
 from .actions import ActionService
 from .auth import AuthService
 from .collections import CollectionService
+from .creations import CreationService
 from .deletions import DeletionService
+from .edits import EditService
 from .exports import ExportService
 from .imports import ImportService
 from .pools import PoolService
@@ -27,7 +29,9 @@ class Services:
         self.exports = ExportService(self.collections, self.pools, config, self.tasks)
         self.imports = ImportService(self.collections, self.pools, config, self.tasks)
         self.actions = ActionService(self.collections, self.pools, self.tasks, self.store, config)
+        self.edits = EditService(self.collections, self.pools, self.store)
         self.deletions = DeletionService(self.collections, self.pools, self.store)
+        self.creations = CreationService(self.collections, self.pools, self.store, config)
         self.sweeper = Sweeper(self.pools)
 
     @classmethod
