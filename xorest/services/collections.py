@@ -41,6 +41,7 @@ class CollectionService:
         if name == "tasks" and self.tasks is not None:
             return self.tasks.tasks()
         if name == "servers":
+            self.pools.catch_up()  # servers another process just added or disconnected
             statuses = self.pools.statuses()
             return {s["id"]: self._server(s, statuses.get(s["id"]))
                     for s in sorted(self.store.list_servers(), key=lambda s: s["id"])}

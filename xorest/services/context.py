@@ -26,10 +26,17 @@ class Context:
         self.collections, self.pools, self.store = collections, pools, store
         self.obj, self.task, self.tasks = obj, task, tasks
         self.written = set()  # without a task: what to settle at the end
+        self._conns = {}  # pool uuid -> its connection, looked up once
 
     def conn(self, obj=None):
-        """The connection to ``obj``'s pool (default: the context's object)."""
-        return self.pools.connection_for(obj or self.obj)
+        """The connection to ``obj``'s pool (default: the context's object): refused (503)
+        if the pool is down when the work starts; kept afterwards, when its events may
+        stop for a while (a master rebooting in a rolling reboot) but its calls work."""
+        obj = obj or self.obj
+        conn = self._conns.get(obj.get("$pool"))
+        if conn is None:
+            conn = self._conns[obj.get("$pool")] = self.pools.connection_for(obj)
+        return conn
 
     def get(self, collection, key, same_pool=True, parameter=None):
         """An object by id (404); in the context's pool unless ``same_pool`` is false (400)."""

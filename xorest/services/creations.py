@@ -115,5 +115,5 @@ class CreationService:
         probe_server(url, body["username"], body["password"], None, insecure)
         server_id = self.store.add_server(url, body["username"], body["password"], None, insecure,
                                           body.get("label") or "")
-        self.pools.reconcile()
+        self.pools.servers_changed()
         return server_id

@@ -96,7 +96,7 @@ class DeletionService:
         if collection == "servers":
             if not self.store.remove_server(obj["id"]):
                 raise NotFound(f"no such server {key}", id=key, type="server")
-            self.pools.reconcile()
+            self.pools.servers_changed()
             return
         ctx = Context(self.collections, self.pools, self.store, obj)
         try:

@@ -20,6 +20,9 @@ from .sweeper import SWEPT_FIELDS
 log = logging.getLogger(__name__)
 
 _REAL_CLASS = {cls.lower(): cls for cls in WATCHED_CLASSES}
+#: The entry of the store's pool writes that changes when servers are added, removed,
+#: connected or disconnected (other processes then reconcile before they read).
+SERVERS_CHANGED = "servers"
 
 
 @contextlib.contextmanager
@@ -187,6 +190,7 @@ class PoolService:
         self._pid = None
         self._stop = threading.Event()
         self._initial, self._initial_done, self._started_at = [], False, 0.0
+        self._servers_seen = None  # the SERVERS_CHANGED value this process reconciled for
 
     def connections(self):
         return list(self._connections.values())
@@ -261,14 +265,29 @@ class PoolService:
             self.store.note_pool_write(conn.key, token)
         return complete
 
+    def servers_changed(self):
+        """Servers were added, removed, connected or disconnected here: every process
+        reconciles before its next read (instead of within seconds)."""
+        self.reconcile()
+        self.store.note_pool_write(SERVERS_CHANGED, f"{time.time_ns():020d}")
+        self._servers_seen = self.store.pool_writes().get(SERVERS_CHANGED)
+
     def catch_up(self):
         """Before a read: wait (bounded by ``sync_wait``) until this process's cache shows
-        what any process wrote through the pools.  A pool that is not connected is not
-        waited for: it is served from its cache, as always."""
+        what any process wrote through the pools, and knows the servers any process
+        changed.  A pool that is not connected is not waited for: it is served from its
+        cache, as always."""
         writes = self.store.pool_writes()
         if not writes:
             return
         deadline = time.monotonic() + self.config.sync_wait
+        servers = writes.pop(SERVERS_CHANGED, None)
+        if servers is not None and servers != self._servers_seen and self._pid is not None:
+            self._servers_seen = servers
+            before = set(self._connections)
+            self.reconcile()
+            for key in set(self._connections) - before:  # new pools: their first load
+                self._connections[key].watcher.first_attempt.wait(max(0.0, deadline - time.monotonic()))
         for key, token in writes.items():
             conn = self._connections.get(key)
             if conn is None or conn.watcher.status.state != "connected":

@@ -72,7 +72,7 @@ class Simulator:
         self.host, self.port = host, port
         self.addresses = {host, *slaves}  # hosts whose address is served here get redirects
         self.redirects = 0  # transfers sent to another host (302), for tests
-        self.scheme = "https" if tls else "http"
+        self.scheme = self.api.scheme = "https" if tls else "http"
         self._threads = []
 
     @property

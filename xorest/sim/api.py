@@ -3,7 +3,7 @@ import logging
 import threading
 import time
 
-from . import hostops, netops, operations, runner, storageops, vmops
+from . import hostops, joins, netops, operations, runner, storageops, vmops
 from .rpc import DateTime, XapiFailure, xml_value
 from .state import NULL_REF, now
 from .timing import Timing
@@ -15,7 +15,7 @@ TOKEN_FORMAT = "%020d,%020d"
 
 #: (class, message) -> operation function (see :mod:`.runner`): the calls that check,
 #: claim, take their time and may be cancelled.
-OPERATIONS = {**vmops.HANDLERS, **hostops.HANDLERS, **storageops.HANDLERS, **netops.HANDLERS}
+OPERATIONS = {**vmops.HANDLERS, **hostops.HANDLERS, **storageops.HANDLERS, **netops.HANDLERS, **joins.HANDLERS}
 
 
 class Sessions:
@@ -68,6 +68,8 @@ class XapiApi:
         self.stopping = stopping or threading.Event()
         self.cancel_requests = set()
         self.down_hosts = {}  # host ref -> key of its pending shutdown, while it is off
+        self.slave_of = None  # the master's address once this pool's host joined another pool
+        self.scheme = "http"
         # What the pool's API does when its master goes down or comes back (the
         # simulator's front ends its sessions and stops answering meanwhile).
         self.master_down = lambda seconds: None
@@ -116,6 +118,8 @@ class XapiApi:
             return self.list_methods()
         if role != "master":
             raise XapiFailure("HOST_IS_SLAVE", self.master_address)
+        if self.slave_of is not None:  # XAPI names the master's address only (no port)
+            raise XapiFailure("HOST_IS_SLAVE", self.slave_of.rsplit("://", 1)[-1].rsplit(":", 1)[0])
         is_async, cls, msg = self.split_method(method)
         if cls is None or cls not in self.model.classes:
             raise XapiFailure("MESSAGE_METHOD_UNKNOWN", method)

@@ -125,8 +125,11 @@ def bond_destroy(op, bond):
         record = db.record("Bond", bond)
     op.work()
     with op.locked() as db:
+        master = db.tables["PIF"].get(record["master"], {})
         for pif in list(record["slaves"]):
-            db.update("PIF", pif, bond_slave_of=NULL_REF, currently_attached=True)
+            # the management interface goes back to the primary member, as XAPI moves it
+            db.update("PIF", pif, bond_slave_of=NULL_REF, currently_attached=True,
+                      management=bool(master.get("management")) and pif == record["primary_slave"])
         _destroy_pif(db, record["master"])
         db.destroy("Bond", bond)
     return ""

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import zstandard
 
-from . import exports, hostops, imports, lifecycle, operations, rpc
+from . import exports, hostops, imports, joins, lifecycle, operations, rpc
 from .faults import StreamFaults
 from .formats import vhd as vhd_format
 from .formats import xva as xva_format
@@ -241,6 +241,16 @@ class SimRequestHandler(BaseHTTPRequestHandler):
             except (ValueError, TypeError, KeyError, AttributeError, XapiFailure) as exc:
                 return self._send(400, json.dumps({"error": str(exc)}).encode(), "application/json")
             return self._send(200, b"{}", "application/json")
+        if path == "/_sim/members" and self.command == "POST":
+            # a host of another simulated pool joins this one (its pool.join calls this)
+            try:
+                member = json.loads(self._body() or b"{}")
+                with sim.db.lock:
+                    host = joins.add_member(sim.db, member if isinstance(member, dict) else {})
+                    sim.db.commit()
+            except (ValueError, TypeError, KeyError, XapiFailure) as exc:
+                return self._send(400, json.dumps({"error": str(exc)}).encode(), "application/json")
+            return self._send(200, json.dumps({"host": host}).encode(), "application/json")
         if path == "/_sim/state":
             return self._send(200, json.dumps(sim.summary()).encode(), "application/json")
         self._send(404, b'{"error":"unknown admin path"}', "application/json")

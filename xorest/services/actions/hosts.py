@@ -205,6 +205,7 @@ def detach(ctx, host, body):
     url = urlunsplit((parts.scheme, host["address"] + (f":{parts.port}" if parts.port else ""), "", "", ""))
     server = ctx.store.add_server(url, conn.server["username"], conn.server["password"],
                                   conn.server.get("ca_file"), conn.server.get("insecure"), host.get("name_label", ""))
+    ctx.pools.servers_changed()
     ctx.task.info("the host was registered as a server of its own", {"serverId": server, "url": url})
 
 

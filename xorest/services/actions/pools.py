@@ -148,7 +148,8 @@ def add_host(ctx, pool, body):
     # XAPI reaches a master on its standard port; another one (a simulator) is kept in the address
     address = parts.hostname if parts.port in (None, 443) else parts.netloc
     method = "pool.join_force" if body.get("force") else "pool.join"
-    ctx.run(method, address, server["username"], server["password"], obj=host)
+    ctx.call(method, address, server["username"], server["password"], obj=host)  # sync, as XO: the host then
+    # answers HOST_IS_SLAVE, its task would be out of reach
 
 
 ACTIONS = [

@@ -18,7 +18,7 @@ def connect(ctx, server, body):
         raise Conflict(f"the server {server['id']} is already {_status(ctx, server)}", actual=_status(ctx, server),
                        expected="disconnected", object=server["id"], property="status")
     ctx.store.set_server_enabled(server["id"], True)
-    ctx.pools.reconcile()
+    ctx.pools.servers_changed()
     conn = ctx.pools.connection_by_key(server["id"])
     deadline = time.monotonic() + CONNECT_WAIT
     while conn is not None and not conn.watcher.synced.is_set() and time.monotonic() < deadline:
@@ -38,7 +38,7 @@ def disconnect(ctx, server, body):
         raise Conflict(f"the server {server['id']} is already disconnected", actual="disconnected",
                        expected=["connected", "connecting"], object=server["id"], property="status")
     ctx.store.set_server_enabled(server["id"], False)
-    ctx.pools.reconcile()
+    ctx.pools.servers_changed()
 
 
 ACTIONS = [

@@ -61,7 +61,8 @@ def _copy(ctx, vm, name, sr_ref=""):
     source = vm["_xapiRef"]
     temporary = None
     if vm.get("power_state") in ("Running", "Paused"):
-        temporary = source = ctx.run("VM.snapshot", vm["_xapiRef"], name, [])
+        # as Xen Orchestra's VM_snapshot: not a template, so its copy is a plain VM
+        temporary = source = snapshot_vm(ctx, vm, name)
     try:
         return ctx.run("VM.copy", source, name, sr_ref)
     finally:
