@@ -83,7 +83,8 @@ def xapi(sim):
 
 
 def guest(api, state, shared=True, exclude=()):
-    """A VM in ``state`` whose disks are all on shared (or all on local) storage."""
+    """A VM in ``state`` whose disks are all on shared (or all on local; ``None``: any)
+    storage."""
     srs = {sr["id"]: sr for sr in api.objects("srs")}
     vbds = {vbd["id"]: vbd for vbd in api.objects("vbds")}
     vdis = {vdi["id"]: vdi for vdi in api.objects("vdis")}
@@ -91,7 +92,7 @@ def guest(api, state, shared=True, exclude=()):
         if vm["id"] in exclude:
             continue
         disks = [vdis[vbds[b]["VDI"]] for b in vm["$VBDs"] if b in vbds and vbds[b].get("VDI") in vdis]
-        if disks and all(srs[d["$SR"]]["shared"] == shared for d in disks):
+        if disks and (shared is None or all(srs[d["$SR"]]["shared"] == shared for d in disks)):
             return vm
     raise AssertionError(f"no {state} VM with {'shared' if shared else 'local'} disks")
 

@@ -31,13 +31,15 @@ def _error_response(status, body, headers=()):
 def register(app):
     from . import actions, auth, collections, edits, exports, imports, selftest, tasks
 
+    # Order matters where rules weigh the same for werkzeug: the exports' <id>.<format>
+    # before any other rule with a <collection>, the plain /<collection>/<id> last.
     app.register_blueprint(auth.bp, url_prefix=BASE_URL)
-    app.register_blueprint(actions.bp, url_prefix=BASE_URL)
-    app.register_blueprint(tasks.bp, url_prefix=BASE_URL)
-    app.register_blueprint(edits.bp, url_prefix=BASE_URL)
     app.register_blueprint(exports.bp, url_prefix=BASE_URL)
     app.register_blueprint(imports.bp, url_prefix=BASE_URL)
     app.register_blueprint(selftest.bp, url_prefix=BASE_URL)
+    app.register_blueprint(actions.bp, url_prefix=BASE_URL)
+    app.register_blueprint(tasks.bp, url_prefix=BASE_URL)
+    app.register_blueprint(edits.bp, url_prefix=BASE_URL)
     app.register_blueprint(collections.bp, url_prefix=BASE_URL)
 
     @app.errorhandler(XorestError)
