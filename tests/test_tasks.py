@@ -119,6 +119,26 @@ def test_watch_streams_updates_and_removals(pair):
     a.ok("vms", vm, "hard_shutdown")  # one more line, so the watcher's loop sees stop
 
 
+def test_a_watcher_does_not_hold_a_graceful_stop(pair, tmp_path):
+    sim, a, b, gw = pair
+    port = free_port()
+    server = ServerProcess([PYTHON, "-m", "xorest", "serve", "--listen", f"127.0.0.1:{port}", "--workers", "1"],
+                           str(tmp_path / "c.log"), env=gw.env, ready_url=f"http://127.0.0.1:{port}/rest/v0")
+    ended = threading.Event()
+
+    def watch():
+        with requests.get(f"http://127.0.0.1:{port}/rest/v0/tasks", params={"watch": "true", "ndjson": "true"},
+                          cookies={"authenticationToken": gw.token}, stream=True, timeout=60) as response:
+            for _ in response.iter_lines():
+                pass
+        ended.set()
+    threading.Thread(target=watch, daemon=True).start()
+    time.sleep(1)
+    started = time.monotonic()
+    server.stop()  # SIGTERM: gunicorn's graceful stop, which waits for running requests
+    assert time.monotonic() - started < 15 and ended.wait(5)
+
+
 def test_delete_and_list_of_an_object(pair):
     sim, a, b, _ = pair
     seconds(sim, VM_start=5)

@@ -9,7 +9,7 @@ from . import bodies, services
 from .collections import _link_next
 from .output import json_response, ndjson_response, parse_fields, projector, with_links
 from .routes import Answer, operation
-from .streaming import WATCH_INTERVAL, client_socket, client_speaks_http10, poll_client
+from .streaming import WATCH_INTERVAL, client_socket, client_speaks_http10, poll_client, stopping_check
 
 bp = Blueprint("tasks", __name__)
 
@@ -41,12 +41,12 @@ def _watch(query):
     tasks = services().tasks
     node = live_filter.parse(query["filter"]) if query["filter"] else None
     item = projector("tasks", parse_fields(query["fields_"]) or "*")
-    sock = client_socket()
+    sock, stopping = client_socket(), stopping_check()
     since = tasks.last_change()
 
     def lines():  # until the client leaves (a write to a client that stopped reading times out)
         nonlocal since
-        while sock is None or poll_client(sock, 0) != "gone":
+        while (sock is None or poll_client(sock, 0) != "gone") and not stopping():
             events, since = tasks.wait_change(since, WATCH_INTERVAL)
             for event, obj in events:
                 if event == "update" and node is not None and not node.match(obj):
@@ -63,8 +63,8 @@ def get_task(key, query):
     ``XOREST_TASK_WAIT`` seconds (or when the client leaves) as it is then."""
     svc = services()
     if query["wait"] in ("true", "1", "", "result"):
-        sock = client_socket()
-        gone = (lambda: poll_client(sock, 0) == "gone") if sock is not None else (lambda: False)
+        sock, stopping = client_socket(), stopping_check()
+        gone = (lambda: poll_client(sock, 0) == "gone" or stopping()) if sock is not None else (lambda: False)
         task = svc.tasks.wait(key, svc.config.task_wait, gone)
     else:
         task = svc.tasks.get(key)
