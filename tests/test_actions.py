@@ -225,3 +225,46 @@ def test_disk_and_device_actions(stack, api):
     assert api.action("srs", host_sr["id"], "reclaim_space").status_code == 204  # LVM: trimmed
     nfs_trim = api.action("srs", nfs["id"], "reclaim_space")
     assert nfs_trim.status_code == 502 and nfs_trim.json()["data"]["code"] == "UnsupportedSRForTrim"
+
+
+def _catalogue():
+    from xorest.services.actions import CATALOGUE
+    return sorted(CATALOGUE)
+
+
+@pytest.mark.parametrize("collection, name", _catalogue())
+def test_every_action_of_a_missing_object_is_a_404(api, collection, name):
+    for sync in (True, False):
+        response = api.action(collection, "00000000-0000-0000-0000-000000000000", name, sync=sync)
+        assert response.status_code in (404, 400), (sync, response.text)  # 400: a body it requires first
+        if response.status_code == 400:
+            assert response.json()["data"]["errors"]
+
+
+@pytest.mark.parametrize("action, body, method, state", [
+    ("clean_shutdown", None, "VM.clean_shutdown", "Running"), ("suspend", None, "VM.suspend", "Running"),
+    ("snapshot", {"name_label": "never"}, "VM.snapshot", "Running"), ("clone", {"fast": False}, "VM.copy", "Halted")])
+def test_aborts_leave_things_as_they_were(stack, api, action, body, method, state):
+    sim, _ = stack
+    seconds(sim, **{method.replace(".", "_"): 30})
+    vm = guest(api, state, shared=None)
+    vms_before = {v["id"] for v in api.objects("vms") + api.objects("vm-snapshots")}
+    task_id = api.action("vms", vm["id"], action, body, sync=False).json()["taskId"]
+    api.until(lambda: api.one("vms", vm["id"])["current_operations"], what=f"{method} running")
+    assert api.action("tasks", task_id, "abort").status_code == 204
+    task = api.get(f"/rest/v0/tasks/{task_id}").json()
+    assert task["status"] == "failure" and task["result"]["code"] == "TASK_CANCELLED", task
+    assert api.one("vms", vm["id"])["power_state"] == state
+    assert {v["id"] for v in api.objects("vms") + api.objects("vm-snapshots")} == vms_before
+
+
+def test_sr_forget_and_pbd_plug(api):
+    host = api.objects("hosts")[0]
+    sr = api.request("POST", "/rest/v0/srs", json={"hostId": host["id"], "SR_type": "lvm", "name_label": "to forget",
+                                                  "device_config": {"device": "/dev/sdy"}}).json()["id"]
+    pbd = api.one("srs", sr)["$PBDs"][0]
+    assert api.ok("pbds", pbd, "unplug") is None and not api.one("pbds", pbd)["attached"]
+    assert api.ok("pbds", pbd, "plug") is None and api.one("pbds", pbd)["attached"]
+    task = api.wait(api.action("srs", sr, "forget", sync=False).json()["taskId"])
+    assert task["status"] == "success" and [x["method"] for x in task["properties"]["xapiTasks"]] == ["PBD.unplug"]
+    assert api.get(f"/rest/v0/srs/{sr}").status_code == 404 and api.get(f"/rest/v0/pbds/{pbd}").status_code == 404
