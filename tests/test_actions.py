@@ -6,7 +6,7 @@ import time
 import pytest
 
 from .conftest import Gateway, start_sim
-from .management import client, guest, reset_timing, seconds, xapi
+from .management import client, guest, reset_timing, seconds
 
 
 @pytest.fixture(scope="module")

@@ -100,8 +100,8 @@ def test_other_edits(stack):
 
 def test_tags(stack):
     sim, api = stack
-    for collection in ("vms", "vm-templates", "vm-snapshots", "vm-controllers", "vdis", "vdi-snapshots", "srs", "pools",
-                       "networks", "hosts"):
+    for collection in ("vms", "vm-templates", "vm-snapshots", "vm-controllers", "vdis", "vdi-snapshots", "srs",
+                       "pools", "networks", "hosts"):
         obj = api.objects(collection)[0]
         assert api.request("PUT", f"/rest/v0/{collection}/{obj['id']}/tags/web tier").status_code == 204
         assert "web tier" in api.one(collection, obj["id"])["tags"], collection
@@ -130,7 +130,8 @@ def test_deletions(stack):
     assert api.request("DELETE", f"/rest/v0/vms/{protected['id']}").status_code == 403
     default = next(t for t in api.objects("vm-templates") if t["isDefaultTemplate"])
     assert api.request("DELETE", f"/rest/v0/vm-templates/{default['id']}").status_code == 409
-    template = api.ok("vms", guest(api, "Halted", shared=None, exclude={protected["id"]})["id"], "clone", {"name_label": "tpl"})
+    source = guest(api, "Halted", shared=None, exclude={protected["id"]})
+    template = api.ok("vms", source["id"], "clone", {"name_label": "tpl"})
     xapi(sim)("VM.set_is_a_template", api.one("vms", template["id"])["_xapiRef"], True)
     assert api.request("DELETE", f"/rest/v0/vm-templates/{template['id']}").status_code == 204
     vdi_snapshot = api.objects("vdi-snapshots")[0]

@@ -78,8 +78,8 @@ def test_a_killed_worker_leaves_its_task_interrupted(pair):
     b.until(lambda: b.get(f"/rest/v0/tasks/{task_id}").json()["properties"].get("xapiTasks"), what="started")
     workers = worker_pids(gw.proc.process.pid)
     kill_workers(gw.proc.process.pid)
-    task = b.until(lambda: (lambda t: t if t["status"] != "pending" else None)(b.get(f"/rest/v0/tasks/{task_id}").json()),
-                   what="the task interrupted")
+    task = b.until(lambda: (lambda t: t if t["status"] != "pending" else None)(
+        b.get(f"/rest/v0/tasks/{task_id}").json()), what="the task interrupted")
     assert task["status"] == "interrupted" and "end" not in task
     b.until(lambda: set(worker_pids(gw.proc.process.pid)) - set(workers), what="a new worker")
     assert a.until(lambda: a.get(f"/rest/v0/tasks/{task_id}").status_code == 200, what="the new worker answering")

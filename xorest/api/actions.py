@@ -54,7 +54,8 @@ for _action in ActionService.catalogue().values():
 
 
 @operation(bp, "/<collection>/<key>/actions/<name>", methods=("POST",), permission="read", tags=("actions",),
-           summary="An action that does not exist", answers=(Answer(404, "no such action (the existing ones listed)"),))
+           summary="An action that does not exist",
+           answers=(Answer(404, "no such action (the existing ones listed)"),))
 def unknown_action(collection, key, name):
     """A 404 naming the actions the collection has (and why some of Xen Orchestra's are left out)."""
     services().actions.find(collection, name)

@@ -7,7 +7,7 @@ import time
 from ..errors import BadRequest, Unavailable
 from ..xapi import SessionInvalid, XapiError, XapiUnreachable
 from ..xapi.tasks import AsyncCall
-from .execution import _read_only
+from .execution import read_only
 from .failures import translate
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class Context:
             result = conn.rpc.call(method, *args)
         except (XapiError, XapiUnreachable) as exc:
             raise translate(exc, method) from None
-        if not _read_only(method):
+        if not read_only(method):
             self.written.add(conn)
         return result
 

@@ -56,7 +56,8 @@ def error_result(exc):
     return {"name": "InternalError", "message": "internal error (see the server's log)", "status": 500}
 
 
-def _read_only(method):
+def read_only(method):
+    """Whether an XAPI method changes nothing (no need to settle the pool after it)."""
     return method.split(".")[-1].startswith(READ_ONLY_PREFIXES)
 
 
@@ -185,7 +186,7 @@ class RunningTask:
             result = conn.rpc.call(method, *args)
         except (XapiError, XapiUnreachable) as exc:
             raise translate(exc, method) from None
-        if not _read_only(method):
+        if not read_only(method):
             self.written.add(conn)
         return result
 

@@ -155,7 +155,8 @@ def _interfaces(ctx, ref, vifs):
         network = ctx.get("networks", spec["network"], parameter="vifs.network")
         locked = bool(spec.get("ipv4_allowed") or spec.get("ipv6_allowed"))
         ctx.call("VIF.create", {"VM": ref, "network": network["_xapiRef"], "device": spec["device"],
-                                "MAC": spec.get("mac") or "", "MTU": str(spec.get("mtu") or network.get("MTU") or 1500),
+                                "MAC": spec.get("mac") or "",
+                                "MTU": str(spec.get("mtu") or network.get("MTU") or 1500),
                                 "ipv4_allowed": spec.get("ipv4_allowed") or [],
                                 "ipv6_allowed": spec.get("ipv6_allowed") or [],
                                 "locking_mode": "locked" if locked else "network_default", "other_config": {},
