@@ -204,3 +204,27 @@ def test_reads_show_writes_whichever_process_answers(pair):
     assert a.request("PUT", f"/rest/v0/vms/{vm}/tags/reads").status_code == 204
     assert "reads" in b.one("vms", vm)["tags"]
     assert "reads" in b.get("/rest/v0/vms", fields="tags", filter=f"id:{vm}").json()[0]["tags"]
+
+
+def test_a_restarted_pool_does_not_make_reads_wait(tmp_path):
+    sim = start_sim(tmp_path, "--vms", "5", "--seed", "3")
+    gw = Gateway(tmp_path, sim.url, env={"XOREST_SYNC_WAIT": "8"})
+    try:
+        api = client(gw)
+        vm = api.objects("vms")[0]["id"]
+        for number in range(30):  # writes: the pool's event numbers grow well past a fresh pool's
+            assert api.request("PUT", f"/rest/v0/vms/{vm}/tags/t{number}").status_code == 204
+        port = sim.port
+        sim.stop()
+        sim = start_sim(tmp_path, "--vms", "5", "--seed", "3", port=port, name="again")
+        api.until(lambda: api.get("/rest/v0/servers", fields="status").json()[0]["status"] == "connected"
+                  and "t0" not in api.one("vms", vm)["tags"], what="the fresh pool loaded", timeout=60)
+        started = time.monotonic()
+        for _ in range(4):
+            api.one("vms", vm)
+        assert time.monotonic() - started < 4  # no read waited for a write of the old pool
+        assert api.request("PATCH", f"/rest/v0/vms/{vm}", json={"nameLabel": "after restart"}).status_code == 204
+        assert {api.one("vms", vm)["name_label"] for _ in range(4)} == {"after restart"}
+    finally:
+        gw.stop()
+        sim.stop()

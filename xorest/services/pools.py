@@ -14,7 +14,7 @@ import time
 from .. import objects
 from ..errors import NotFound, Unavailable, UpstreamError
 from ..xapi import XapiClient, XapiError, XapiUnreachable, Watcher
-from ..xapi.watcher import WATCHED_CLASSES
+from ..xapi.watcher import WATCHED_CLASSES, token_key
 from .sweeper import SWEPT_FIELDS
 
 log = logging.getLogger(__name__)
@@ -262,6 +262,11 @@ class PoolService:
             if token is None:
                 complete = False
                 continue
+            noted = self.store.pool_writes().get(conn.key)
+            if noted is not None and conn.watcher.loaded_at is not None and conn.watcher.loaded_at > noted[1]:
+                # this process reloaded the pool after that write: it is in every later
+                # read, and its token may belong to numbers the pool restarted since
+                self.store.forget_pool_write(conn.key, noted[0])
             self.store.note_pool_write(conn.key, token)
         return complete
 
@@ -270,7 +275,7 @@ class PoolService:
         reconciles before its next read (instead of within seconds)."""
         self.reconcile()
         self.store.note_pool_write(SERVERS_CHANGED, f"{time.time_ns():020d}")
-        self._servers_seen = self.store.pool_writes().get(SERVERS_CHANGED)
+        self._servers_seen = self.store.pool_writes().get(SERVERS_CHANGED, (None,))[0]
 
     def catch_up(self):
         """Before a read: wait (bounded by ``sync_wait``) until this process's cache shows
@@ -281,16 +286,23 @@ class PoolService:
         if not writes:
             return
         deadline = time.monotonic() + self.config.sync_wait
-        servers = writes.pop(SERVERS_CHANGED, None)
+        servers = writes.pop(SERVERS_CHANGED, (None,))[0]
         if servers is not None and servers != self._servers_seen and self._pid is not None:
             self._servers_seen = servers
             before = set(self._connections)
             self.reconcile()
             for key in set(self._connections) - before:  # new pools: their first load
                 self._connections[key].watcher.first_attempt.wait(max(0.0, deadline - time.monotonic()))
-        for key, token in writes.items():
+        for key, (token, written_at) in writes.items():
             conn = self._connections.get(key)
             if conn is None or conn.watcher.status.state != "connected":
+                continue
+            loaded_at = conn.watcher.loaded_at
+            if loaded_at is not None and loaded_at > written_at:
+                # a full load started after the write holds it; and if the pool's event
+                # numbers went back since (a restarted pool), the old token means nothing
+                if conn.watcher.token is not None and token_key(token) > token_key(conn.watcher.token):
+                    self.store.forget_pool_write(key, token)
                 continue
             if not conn.watcher.wait_past(token, max(0.0, deadline - time.monotonic())):
                 log.warning("pool %s: a write is not in this process's cache after %g s", conn.pool_uuid,

@@ -109,7 +109,9 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def note_pool_write(self, server_id, token): ...
     @abc.abstractmethod
-    def pool_writes(self): ...  # {server_id: token}
+    def pool_writes(self): ...  # {server_id: (token, written_at)}
+    @abc.abstractmethod
+    def forget_pool_write(self, server_id, token): ...  # if it is still that token
 
     # login throttling: an attempt is counted before the password is checked
     @abc.abstractmethod

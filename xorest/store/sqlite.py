@@ -291,7 +291,11 @@ class SqliteStore(Store):
                     "written_at = excluded.written_at", (server_id, token, time.time()))
 
     def pool_writes(self):
-        return {row["server_id"]: row["token"] for row in self._query("SELECT server_id, token FROM pool_writes")}
+        return {row["server_id"]: (row["token"], row["written_at"])
+                for row in self._query("SELECT server_id, token, written_at FROM pool_writes")}
+
+    def forget_pool_write(self, server_id, token):
+        self._write("DELETE FROM pool_writes WHERE server_id = ? AND token = ?", (server_id, token))
 
     # login throttling ----------------------------------------------------------
 

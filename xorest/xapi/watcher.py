@@ -70,6 +70,7 @@ class Watcher:
         # a write's token (reads that must see what was just written).
         self.token = None
         self._applied = threading.Condition()
+        self.loaded_at = None  # wall-clock time the last full load started (it holds every older write)
 
     def start(self):
         self._thread.start()
@@ -123,9 +124,11 @@ class Watcher:
         client.session_ref = None
         client.login()
         read_timeout = (client.timeout[0], self.event_timeout + 30)
+        started = time.time()
         result = client.call("event.from", WATCHED_CLASSES, "", 0.0, timeout=(client.timeout[0], 300))
         self.on_batch(result["events"], True)
         token = result["token"]
+        self.loaded_at = started
         self._applied_up_to(token)
         now = time.time()
         self.status.state, self.status.error = "connected", None
