@@ -7,7 +7,7 @@ import time
 from ..errors import BadRequest, Unavailable
 from ..xapi import SessionInvalid, XapiError, XapiUnreachable
 from ..xapi.tasks import AsyncCall
-from .execution import read_only
+from .execution import read_only, task_marks
 from .failures import translate
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class Context:
             return self.task.run(conn, method, *args)
         try:
             self.written.add(conn)
-            return AsyncCall(conn.rpc, method, *args).wait()
+            return AsyncCall(conn.rpc, method, *args, marks=task_marks()).wait()
         except (XapiError, XapiUnreachable) as exc:
             raise translate(exc, method) from None
 

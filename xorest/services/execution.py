@@ -19,7 +19,7 @@ from ..errors import Conflict, XorestError
 from ..xapi import XapiError, XapiUnreachable
 from ..xapi.tasks import AsyncCall
 from .failures import translate
-from .sweeper import owner_mark
+from .sweeper import TASK_MARK, owner_mark
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,12 @@ ABORT_CHECK_INTERVAL = 0.2
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 #: XAPI messages that change nothing (no need to settle the pool after them).
 READ_ONLY_PREFIXES = ("get_", "assert_", "compute_", "retrieve_")
+
+
+def task_marks():
+    """The mark of an XAPI task this process follows: if the process dies, the sweep of
+    any other process cancels and removes it (no task of xorest's stays pending)."""
+    return {TASK_MARK: owner_mark()}
 
 
 def now_ms():
@@ -195,7 +201,7 @@ class RunningTask:
         self.check_aborted()
         start, end = self._span
         try:
-            call = AsyncCall(conn.rpc, method, *args)
+            call = AsyncCall(conn.rpc, method, *args, marks=task_marks())
             link = {"server": conn.key, "ref": call.task}
             with self._lock:
                 self._links.append(link)

@@ -31,13 +31,19 @@ class AsyncCall:
 
     :param client: the pool's :class:`~xorest.xapi.client.XapiClient`.
     :param method: ``Class.message`` (without ``Async.``).
+    :param marks: ``other_config`` entries for its task (the process that follows it).
     """
 
-    def __init__(self, client, method, *args):
+    def __init__(self, client, method, *args, marks=None):
         self.client, self.method = client, method
         self.task = client.call(f"Async.{method}", *args)
         self.uuid = None
         self.cancel_sent = False
+        for key, value in (marks or {}).items():  # who started it, for a later sweep
+            try:
+                client.call("task.add_to_other_config", self.task, key, value)
+            except (XapiError, XapiUnreachable) as exc:
+                log.info("cannot mark task %s (%s): %s", self.task, method, exc)
 
     def task_uuid(self):
         """The task's uuid (what Xen Orchestra shows), ``None`` if it cannot be read."""
