@@ -1,7 +1,7 @@
 """``/rest/v0/tasks``: the task log in Xen Orchestra's shape (listed, watched, waited for,
 deleted), and ``/rest/v0/<collection>/<id>/tasks``.  Aborting is an action
 (``POST /tasks/<id>/actions/abort``, see :mod:`.actions`)."""
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response
 
 from .. import filter as live_filter
 from ..errors import BadRequest
@@ -40,7 +40,7 @@ def list_tasks(query):
 def _watch(query):
     tasks = services().tasks
     node = live_filter.parse(query["filter"]) if query["filter"] else None
-    item = projector("tasks", parse_fields(query["fields_"]) or "*")
+    item = projector("tasks", parse_fields(query["fields_"]))  # as Xen Orchestra: URLs unless fields=
     sock, stopping = client_socket(), stopping_check()
     since = tasks.last_change()
 
@@ -95,6 +95,6 @@ def object_tasks(collection, key, query):
     """The tasks about one object (or given its id as a parameter)."""
     svc = services()
     obj = svc.collections.get(collection, key)
-    if request.args.get("watch"):
+    if query["watch"]:
         raise BadRequest("watch is for /rest/v0/tasks")
     return _listing("tasks", svc.tasks.about(obj["id"]), query)
