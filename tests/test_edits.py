@@ -134,6 +134,12 @@ def test_deletions(stack):
     template = api.ok("vms", source["id"], "clone", {"name_label": "tpl"})
     xapi(sim)("VM.set_is_a_template", api.one("vms", template["id"])["_xapiRef"], True)
     assert api.request("DELETE", f"/rest/v0/vm-templates/{template['id']}").status_code == 204
+    other_snapshot = api.objects("vm-snapshots")[0]
+    snapshot_disks = [api.one("vbds", b)["VDI"] for b in other_snapshot["$VBDs"]
+                      if not api.one("vbds", b)["is_cd_drive"]]
+    assert api.request("DELETE", f"/rest/v0/vm-snapshots/{other_snapshot['id']}").status_code == 204
+    assert api.get(f"/rest/v0/vm-snapshots/{other_snapshot['id']}").status_code == 404
+    assert all(api.get(f"/rest/v0/vdi-snapshots/{d}").status_code == 404 for d in snapshot_disks)
     vdi_snapshot = api.objects("vdi-snapshots")[0]
     assert api.request("DELETE", f"/rest/v0/vdi-snapshots/{vdi_snapshot['id']}").status_code == 204
     assert api.get(f"/rest/v0/vdi-snapshots/{vdi_snapshot['id']}").status_code == 404
