@@ -37,7 +37,13 @@ def pair(two):
 
 
 def _halted(api):
-    return api.objects("vms", "power_state:Halted")[0]["id"]
+    """A halted VM (one is stopped when the tests before used them all)."""
+    halted = api.objects("vms", "power_state:Halted")
+    if halted:
+        return halted[0]["id"]
+    vm = api.objects("vms", "power_state:Running")[0]["id"]
+    api.ok("vms", vm, "hard_shutdown")
+    return vm
 
 
 def test_started_on_one_waited_for_and_aborted_from_the_other(pair):
