@@ -273,9 +273,16 @@ class PoolService:
     def servers_changed(self):
         """Servers were added, removed, connected or disconnected here: every process
         reconciles before its next read (instead of within seconds)."""
-        self.reconcile()
+        self._reconcile_and_wait(time.monotonic() + self.config.sync_wait)
         self.store.note_pool_write(SERVERS_CHANGED, f"{time.time_ns():020d}")
         self._servers_seen = self.store.pool_writes().get(SERVERS_CHANGED, (None,))[0]
+
+    def _reconcile_and_wait(self, deadline):
+        """Reconcile now, and wait (until ``deadline``) for the first load of new pools."""
+        before = set(self._connections)
+        self.reconcile()
+        for key in set(self._connections) - before:
+            self._connections[key].watcher.first_attempt.wait(max(0.0, deadline - time.monotonic()))
 
     def catch_up(self):
         """Before a read: wait (bounded by ``sync_wait``) until this process's cache shows
@@ -289,10 +296,7 @@ class PoolService:
         servers = writes.pop(SERVERS_CHANGED, (None,))[0]
         if servers is not None and servers != self._servers_seen and self._pid is not None:
             self._servers_seen = servers
-            before = set(self._connections)
-            self.reconcile()
-            for key in set(self._connections) - before:  # new pools: their first load
-                self._connections[key].watcher.first_attempt.wait(max(0.0, deadline - time.monotonic()))
+            self._reconcile_and_wait(deadline)
         for key, (token, written_at) in writes.items():
             conn = self._connections.get(key)
             if conn is None or conn.watcher.status.state != "connected":
