@@ -67,9 +67,15 @@ class ServerProcess:
         self.log.close()
 
 
+#: Tests run the simulator fast (a twentieth of a real pool's durations) unless they ask
+#: for another ``--pace`` or set exact durations (``POST /_sim/timing``).
+TEST_PACE = "0.05"
+
+
 def start_sim(tmp_path, *extra, port=None, name="sim"):
     port = port or free_port()
-    proc = ServerProcess([PYTHON, "-m", "xorest", "sim", "--listen", f"127.0.0.1:{port}", *extra],
+    pace = () if "--pace" in extra else ("--pace", TEST_PACE)
+    proc = ServerProcess([PYTHON, "-m", "xorest", "sim", "--listen", f"127.0.0.1:{port}", *pace, *extra],
                          str(tmp_path / f"{name}.log"), ready_line=r"listening on (\S+)")
     proc.url = proc.match.group(1)
     proc.port = port

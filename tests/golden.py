@@ -65,7 +65,7 @@ def map_pool(pool):
 def golden_collections():
     """``{collection: {id: object}}`` of Xen Orchestra's objects, for every collection
     xorest serves (README: ``messages`` leave the alarms out, ``alarms`` are the alarm
-    objects, ``tasks`` are XO's ``task`` objects)."""
+    objects, ``xapi-tasks`` are XO's ``task`` objects)."""
     golden = xo_objects()
     alarms = golden.get("alarm", {})
     result = {}

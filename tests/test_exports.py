@@ -433,10 +433,24 @@ def test_very_slow_client_does_not_hold_up_others(stack):
         reader.join(30)
 
 
+def _settled_vm_refs(sim):
+    """The VMs once a previous export's snapshot is gone (its clean-up runs in the
+    background, and the pool takes a moment to destroy it)."""
+    previous = _vm_refs(sim)
+    for _ in range(50):
+        time.sleep(0.2)
+        current = _vm_refs(sim)
+        if current == previous:
+            return current
+        previous = current
+    return previous
+
+
 def test_head_starts_no_export(stack):
     sim, gw = stack
     vm = _vm(gw, "Running")
-    before, tasks_before = _vm_refs(sim), len(_tasks(sim))
+    before = _settled_vm_refs(sim)
+    tasks_before = len(_tasks(sim))
     response = requests.head(f"{gw.url}/rest/v0/vms/{vm['id']}.xva", timeout=10,
                              cookies={"authenticationToken": gw.token})
     assert response.status_code == 200 and response.headers["Content-Disposition"].startswith("attachment")

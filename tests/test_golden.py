@@ -27,7 +27,7 @@ ALLOWED = {
         "xorest keeps XAPI's message priority (1 urgent … 5 informational), which Xen Orchestra drops: "
         "clients sort and filter on it",
     ("alarms", ".priority", "extra"): "alarms are messages: the same priority as in messages",
-    ("tasks", ".error_info", "extra"):
+    ("xapi-tasks", ".error_info", "extra"):
         "xorest keeps task.error_info: XAPI's error code and parameters are the only account of a failed "
         "task",
 }

@@ -197,3 +197,52 @@ def test_config_precedence_and_validation(tmp_path):
         config_module.load({"compression": "fast"}, environ={})
     assert config_module.load({"trusted_proxies": "127.0.0.1, ::1"}, environ={}).trusted_proxies == (
         "127.0.0.1", "::1")
+
+
+def _task_writer(path, prefix, count):
+    store = SqliteStore(path)
+    for number in range(count):
+        store.add_task(f"{prefix}{number:04d}", "host:1:0", "pending", "vm", "{}", 1.0)
+        store.update_task(f"{prefix}{number:04d}", body='{"done": true}', status="success")
+
+
+def test_the_task_log_orders_changes_across_processes(tmp_path):
+    path = str(tmp_path / "db.sqlite3")
+    SqliteStore(path)
+    processes = [multiprocessing.Process(target=_task_writer, args=(path, prefix, 25)) for prefix in "ab"]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(60)
+    store = SqliteStore(path)
+    rows, removed, last = store.task_changes(0)
+    assert len(rows) == 50 and removed == [] and last == 100  # one number per change, none twice
+    assert len({row["seq"] for row in rows}) == 50 and all(row["status"] == "success" for row in rows)
+    assert store.task_changes(last) == ([], [], last)
+    store.add_task("pending", "host:1:0", "pending", "vm2", "{}", 2.0)
+    assert store.update_task("pending", status="success", only_pending=True)
+    assert not store.update_task("pending", status="failure", only_pending=True)  # it ended: left as it is
+    assert not store.request_task_abort("pending", 3.0)
+    store.add_task("running", "host:1:0", "pending", "vm2", "{}", 2.0)
+    assert store.request_task_abort("running", 3.0) and store.get_task("running")["abort_requested_at"] == 3.0
+    assert [r["id"] for r in store.list_tasks(object_id="vm2")] == ["pending", "running"]
+    assert store.delete_tasks(["running", "pending"]) == ["pending"]  # a running task stays
+    assert len(store.delete_tasks(keep=10)) == 40
+    rows, removed, _ = store.task_changes(last)
+    assert "pending" in removed and len(removed) == 41
+
+
+def test_pool_writes_keep_the_latest_token(tmp_path):
+    store = SqliteStore(str(tmp_path / "db.sqlite3"))
+    store.note_pool_write("s", "00000000000000000009,00000000000000000000")
+    store.note_pool_write("s", "00000000000000000007,00000000000000000000")  # noted late: the later write stays
+    token, written_at = store.pool_writes()["s"]
+    assert token.startswith("00000000000000000009")
+    store.forget_pool_write("s", "00000000000000000001,00000000000000000000")  # not that token: kept
+    assert "s" in store.pool_writes()
+    store.forget_pool_write("s", token)
+    assert store.pool_writes() == {}
+    server = store.add_server("https://pool", "root", "secret", None, False, "")
+    assert store.list_servers()[0]["enabled"] is True
+    assert store.set_server_enabled(server, False) and store.list_servers()[0]["enabled"] is False
+    assert not store.set_server_enabled("nope", True)

@@ -139,6 +139,8 @@ def serve(listen, workers, threads):
 @click.option("--slave", "slaves", multiple=True, help="Extra loopback address answering HOST_IS_SLAVE.")
 @click.option("--no-jsonrpc", "jsonrpc", flag_value=False, default=True,
               help="Behave like an old host: /jsonrpc answers XML-RPC.")
+@click.option("--pace", default=1.0, show_default=True,
+              help="How long operations take relative to a real pool (0: instant).")
 def sim(listen, **options):
     """Run the XAPI simulator in the foreground."""
     from .sim import run
@@ -393,6 +395,101 @@ def server_remove(ctx, server_id):
     """Remove a pool; a running xorest disconnects from it within seconds."""
     if not _services(ctx, create=False).store.remove_server(server_id):
         _fail(f"no such server {server_id}")
+
+
+# VMs of a running xorest ------------------------------------------------------------
+
+def _remote_options(command):
+    """--url, --token (or $XO_URL, $XO_TOKEN: not XOREST_*, which configure a server), --ca,
+    --insecure."""
+    options = [
+        click.option("--url", envvar="XO_URL", required=True, help="xorest's URL (or $XO_URL)."),
+        click.option("--token", envvar="XO_TOKEN", required=True, help="An API token (or $XO_TOKEN)."),
+        click.option("--ca", "ca_file", type=click.Path(exists=True, dir_okay=False), help="CA bundle to verify it."),
+        click.option("--insecure", is_flag=True, help="Do not verify its certificate."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@main.group()
+def vm():
+    """Start, stop, reboot, snapshot or delete a VM through a running xorest (as scripts do)."""
+
+
+def _vm_run(key, action, body, no_wait, url, token, ca_file, insecure):
+    """Find the VM, run the action, print the task's id (``--no-wait``) or a new id."""
+    from .remote import Remote
+
+    with _reported():
+        remote = Remote(url, token, ca_file, insecure)
+        target = remote.find_vm(key)
+        result = remote.action("vms", target["id"], action, body, wait=not no_wait)
+    if no_wait:
+        click.echo(result)
+    elif result and "id" in result:
+        click.echo(result["id"])
+
+
+_no_wait = click.option("--no-wait", is_flag=True, help="Print the task's id instead of waiting for the end.")
+_force = click.option("--force", is_flag=True, help="Do it hard, without the guest's cooperation.")
+
+
+@vm.command("start")
+@click.argument("key", metavar="VM")
+@click.option("--host", help="The id of the host to start it on.")
+@_no_wait
+@_remote_options
+def vm_start(key, host, no_wait, **remote):
+    """Start a VM (its id or its exact name)."""
+    _vm_run(key, "start", {"hostId": host} if host else None, no_wait, **remote)
+
+
+@vm.command("stop")
+@click.argument("key", metavar="VM")
+@_force
+@_no_wait
+@_remote_options
+def vm_stop(key, force, no_wait, **remote):
+    """Shut a VM down cleanly (--force: power it off)."""
+    _vm_run(key, "hard_shutdown" if force else "clean_shutdown", None, no_wait, **remote)
+
+
+@vm.command("reboot")
+@click.argument("key", metavar="VM")
+@_force
+@_no_wait
+@_remote_options
+def vm_reboot(key, force, no_wait, **remote):
+    """Reboot a VM cleanly (--force: reset it)."""
+    _vm_run(key, "hard_reboot" if force else "clean_reboot", None, no_wait, **remote)
+
+
+@vm.command("snapshot")
+@click.argument("key", metavar="VM")
+@click.option("--name", help="The snapshot's name (default: the VM's).")
+@_no_wait
+@_remote_options
+def vm_snapshot(key, name, no_wait, **remote):
+    """Snapshot a VM; prints the snapshot's id."""
+    _vm_run(key, "snapshot", {"name_label": name} if name else None, no_wait, **remote)
+
+
+@vm.command("delete")
+@click.argument("key", metavar="VM")
+@click.option("--yes", is_flag=True, help="Do not ask (a running VM is powered off first).")
+@_remote_options
+def vm_delete(key, yes, url, token, ca_file, insecure):
+    """Delete a VM with its disks and snapshots (its id or its exact name)."""
+    from .remote import Remote
+
+    with _reported():
+        remote = Remote(url, token, ca_file, insecure)
+        target = remote.find_vm(key)
+        if not yes:
+            click.confirm(f"Delete the VM {target['name_label']!r} ({target['id']}) and its disks?", abort=True)
+        remote.delete("vms", target["id"])
 
 
 # demo -----------------------------------------------------------------------------

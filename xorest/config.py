@@ -102,6 +102,9 @@ class Config:
     jsonrpc_idle_timeout: float = 300.0  # a WebSocket client silent this long (no pong either) is closed
     jsonrpc_max_message: int = 1 << 20  # bytes of one JSON-RPC message from a client
     events_max_streams: int = 8  # /rest/v0/events streams per worker (each holds a thread)
+    sync_wait: float = 10.0  # how long a read waits for the pool's events to show a write
+    task_wait: float = 60.0  # GET /tasks/<id>?wait=true answers after this even if the task runs on
+    task_keep: int = 1000  # ended tasks kept in the log (older ones are deleted)
     log_level: str = "INFO"
 
     @property
@@ -113,7 +116,7 @@ _CONVERTERS = {
     "token_ttl": parse_duration, "token_max_ttl": parse_duration,
     "login_failure_window": parse_duration, "export_idle_timeout": parse_duration,
     "client_timeout": parse_duration, "client_head_timeout": parse_duration, "audit_retention": parse_duration,
-    "jsonrpc_idle_timeout": parse_duration,
+    "jsonrpc_idle_timeout": parse_duration, "sync_wait": parse_duration, "task_wait": parse_duration,
     "trusted_proxies": _list,
 }
 

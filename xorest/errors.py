@@ -80,6 +80,13 @@ class PayloadTooLarge(XorestError):
     message = "the body is too large"
 
 
+class Unprocessable(XorestError):
+    """Well-formed parameters that name something unusable (a snapshot of another VM...)."""
+
+    status = 422
+    message = "invalid parameters"
+
+
 class TooManyRequests(XorestError):
     status = 429
     message = "too many attempts, retry later"
@@ -98,6 +105,13 @@ class UpstreamError(XorestError):
 class Unavailable(XorestError):
     status = 503
     message = "the pool is not reachable"
+
+
+class NotSupported(XorestError):
+    """What Xen Orchestra's API offers and xorest does not do (cross-pool copies...)."""
+
+    status = 501
+    message = "not supported by xorest"
 
 
 class StoreUnavailable(Unavailable):

@@ -181,6 +181,9 @@ class Worker(ThreadWorker):
             conn.sock = ClientSocket(conn.sock, conn.client)
         conn.sock.head_deadline = time.monotonic() + self.head_timeout
         conn.sock.head_bytes = 0
+        # Long-lived answers (task watchers) end when the worker is asked to stop: a
+        # graceful reload waits for running requests, and a watcher would never end.
+        conn.sock.stopping = lambda: not self.alive
         return super().handle(conn)
 
     def handle_request(self, req, conn):

@@ -1,4 +1,4 @@
-"""Sub-collections of an object (``/<collection>/<id>/messages``, ``/alarms``, ``/vdis``)
+"""Sub-collections of an object (``/<collection>/<id>/messages``, ``/alarms``, ``/vdis``, ``/tasks``)
 and the ``/users/me`` alias, as Xen Orchestra serves them."""
 from flask import Blueprint, Response, g, request
 
@@ -9,12 +9,12 @@ from .routes import Answer, operation
 bp = Blueprint("related", __name__)
 
 
-@operation(bp, "/<collection>/<key>/<any(messages, alarms, vdis):sub>", permission="read", tags=("collections",),
-           query=params.COLLECTION_QUERY, summary="An object's messages, alarms or disks",
+@operation(bp, "/<collection>/<key>/<any(messages, alarms, vdis, tasks):sub>", permission="read", tags=("collections",),
+           query=params.COLLECTION_QUERY, summary="An object's messages, alarms, disks or tasks",
            answers=(Answer(200, "the related objects, as a collection listing", headers=("ETag", "Link")),
                     Answer(404, "no such object, or it has no such sub-collection")))
 def list_related(collection, key, sub, query):
-    """The messages or alarms about an object, or the disks of a VM (through its VBDs), with
+    """The messages, alarms or tasks about an object, or the disks of a VM (through its VBDs), with
     the query parameters of any collection; items link to their own collection."""
     name, within = services().collections.related(collection, key, sub)
     return listing(name, query, within, scope=(collection, key, sub))

@@ -39,6 +39,12 @@ def client_socket():
     return request.environ.get("gunicorn.socket")
 
 
+def stopping_check():
+    """A callable telling whether the worker serving this request is shutting down
+    (gunicorn, see ``serve.py``); taken in the view, usable from its stream."""
+    return getattr(client_socket(), "stopping", None) or (lambda: False)
+
+
 def client_speaks_http10():
     """Whether the client (behind a trusted proxy: the proxy's client) uses HTTP/1.0."""
     protocol = request.environ.get("xorest.client_protocol") or request.environ.get("SERVER_PROTOCOL", "")

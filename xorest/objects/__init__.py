@@ -11,11 +11,12 @@ from .context import NULL_REF, Context
 from .dependencies import Dependents
 
 #: REST collection -> XO ``type`` (``alarms`` are messages: see :func:`collection_of`).
+#: XAPI's own tasks are ``xapi-tasks``: ``tasks`` is xorest's task log, as in Xen Orchestra.
 COLLECTIONS = {
     "hosts": "host", "networks": "network", "pools": "pool", "srs": "SR", "vbds": "VBD",
     "vdis": "VDI", "vdi-snapshots": "VDI-snapshot", "vifs": "VIF", "vms": "VM",
     "vm-snapshots": "VM-snapshot", "vm-templates": "VM-template", "vm-controllers": "VM-controller",
-    "pifs": "PIF", "pbds": "PBD", "messages": "message", "tasks": "task",
+    "pifs": "PIF", "pbds": "PBD", "messages": "message", "xapi-tasks": "task",
     "sms": "SM", "pcis": "PCI", "pgpus": "PGPU", "alarms": "alarm",
 }
 TYPE_TO_COLLECTION = {xo_type: name for name, xo_type in COLLECTIONS.items() if name != "alarms"}

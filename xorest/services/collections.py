@@ -8,11 +8,12 @@ from ..objects import COLLECTIONS
 from .auth import public_user
 from .ordering import SortOrder
 from .scopes import ScopeService
+from .tasks import concerns
 
 log = logging.getLogger(__name__)
 
-#: Collections that do not come from the pools.
-LOCAL_COLLECTIONS = ("servers", "users", "audit")
+#: Collections that do not come from the pools (``tasks``: xorest's task log).
+LOCAL_COLLECTIONS = ("servers", "users", "audit", "tasks")
 VM_COLLECTIONS = ("vms", "vm-snapshots", "vm-templates", "vm-controllers")
 
 
@@ -22,16 +23,18 @@ class CollectionService:
     :param cache: the :class:`~xorest.cache.ObjectCache`.
     :param pools: the :class:`~xorest.services.pools.PoolService` (servers' status).
     :param store: the store (servers, users, the audit trail).
+    :param tasks: the :class:`~xorest.services.tasks.TaskService` (the ``tasks`` collection).
 
     Every object read here is checked against the current request's token scope
     (:mod:`.scopes`): what is out of scope is never listed and never found.
     """
 
-    def __init__(self, cache, pools, store, config):
+    def __init__(self, cache, pools, store, config, tasks=None):
         self.cache = cache
         self.pools = pools
         self.store = store
         self.config = config
+        self.tasks = tasks
         self.scopes = ScopeService()
 
     @staticmethod
@@ -41,7 +44,10 @@ class CollectionService:
     def _objects(self, name, snapshot):
         if name in COLLECTIONS:
             return snapshot.collection(name)
+        if name == "tasks" and self.tasks is not None:
+            return self.tasks.tasks()
         if name == "servers":
+            self.pools.catch_up()  # servers another process just added or disconnected
             statuses = self.pools.statuses()
             return {s["id"]: self._server(s, statuses.get(s["id"]))
                     for s in sorted(self.store.list_servers(), key=lambda s: s["id"])}
@@ -53,15 +59,31 @@ class CollectionService:
 
     @staticmethod
     def _server(row, status):
+        if not row["enabled"]:
+            status = {"status": "disconnected", "error": None}
         status = status or {"status": "disconnected", "error": "not started in this process"}
         return {"id": row["id"], "type": "server", "host": row["url"], "username": row["username"],
-                "label": row["label"], "allowUnauthorized": row["insecure"],
-                "caFile": row["ca_file"], **status}
+                "label": row["label"], "allowUnauthorized": row["insecure"], "enabled": row["enabled"],
+                "readOnly": False, "caFile": row["ca_file"], **status}
+
+    def _task(self, key):
+        try:
+            return self.tasks.get(key)
+        except NotFound:
+            return None
+
+    def _snapshot(self):
+        """The cache's snapshot, once it shows what was just written through a pool (by
+        any process)."""
+        self.pools.catch_up()
+        return self.cache.snapshot()
 
     def generation(self, name):
         """A number that changes whenever the pools' objects change; ``None`` for the
         collections read from the store (they are not cached)."""
-        return self.cache.snapshot().generation if name in COLLECTIONS else None
+        if name not in COLLECTIONS:
+            return None
+        return self._snapshot().generation
 
     def select(self, name, filter_text=None, limit=None, sort=None, after=None, within=None):
         """One page of the matching objects of a collection (references, not copies).
@@ -76,13 +98,18 @@ class CollectionService:
         :raises BadRequest: invalid sort or cursor, or a regex over its time budget.
         :raises NotFound: unknown collection.
         """
+        snapshot = self._snapshot()
+        candidates = [obj for obj in self._objects(name, snapshot).values() if within is None or within(obj)]
+        return self.select_objects(name, candidates, filter_text, limit, sort, after, snapshot)
+
+    def select_objects(self, name, candidates, filter_text=None, limit=None, sort=None, after=None, snapshot=None):
+        """:meth:`select` over ``candidates`` of collection ``name`` (in id order), e.g. an
+        object's tasks; the token's scope applies as it does to the whole collection."""
         order = SortOrder(sort)
-        snapshot = self.cache.snapshot()
-        candidates = list(self._objects(name, snapshot).values())  # in id order
+        snapshot = snapshot or self._snapshot()
         try:
             with live_filter.evaluation_budget(self.config.regex_timeout):  # scopes hold filters too
-                candidates = [obj for obj in candidates if (within is None or within(obj))
-                              and self.scopes.allows(name, obj, snapshot)]
+                candidates = [obj for obj in candidates if self.scopes.allows(name, obj, snapshot)]
         except live_filter.RegexTimeout as exc:
             raise BadRequest(f"{exc}: the token's scope filter is too costly") from None
         if not order:
@@ -108,7 +135,7 @@ class CollectionService:
     def related(self, name, key, sub):
         """A sub-collection of object ``key`` of collection ``name``: ``(collection, predicate)``.
 
-        ``messages`` and ``alarms`` are those about the object, ``vdis`` the disks a VM
+        ``messages``, ``alarms`` and ``tasks`` are those about the object, ``vdis`` the disks a VM
         (snapshot, template, controller) has through its VBDs, as Xen Orchestra lists them.
 
         :raises NotFound: no such object, or no such sub-collection for it.
@@ -119,6 +146,8 @@ class CollectionService:
             return "messages", lambda message: message.get("$object") == uuid
         if sub == "alarms":
             return "alarms", lambda alarm: (alarm.get("object") or {}).get("uuid") == uuid
+        if sub == "tasks":  # xorest's task log: the tasks about this object
+            return "tasks", lambda task: concerns(task, obj["id"])
         if sub == "vdis" and name in VM_COLLECTIONS:
             vbds = self.cache.snapshot().collection("vbds")
             disks = {vbds[vbd].get("VDI") for vbd in obj.get("$VBDs") or () if vbd in vbds}
@@ -127,9 +156,11 @@ class CollectionService:
 
     def get(self, name, key):
         """One object by id (or XAPI opaque ref)."""
-        snapshot = self.cache.snapshot()
+        snapshot = self._snapshot() if name in COLLECTIONS else self.cache.snapshot()
         if name in COLLECTIONS:
             obj = snapshot.find(name, key)
+        elif name == "tasks" and self.tasks is not None:
+            obj = self._task(key)
         else:
             obj = self._objects(name, snapshot).get(key)
         if obj is not None and not self.scopes.allows(name, obj, snapshot):

@@ -186,10 +186,28 @@ class ExportService:
     :param pools: the :class:`~xorest.services.pools.PoolService`.
     """
 
-    def __init__(self, collections, pools, config):
+    def __init__(self, collections, pools, config, tasks=None):
         self.collections = collections
         self.pools = pools
         self.config = config
+        self.tasks = tasks  # exports appear in the task log while they run
+
+    def _task(self, name, obj, params, stream_of):
+        """A task for an export, and the clean-up that ends it (success only if every
+        byte went out and the pool's task succeeded)."""
+        if self.tasks is None:
+            return None, lambda: None
+        task = self.tasks.begin(f"REST API: {name}", object_id=obj["id"], object_type=obj["type"], params=params,
+                                kind="xo:rest-api:transfer")
+
+        def end():
+            stream = stream_of()
+            if stream is not None and stream.done:
+                task.succeed({"bytes": stream.bytes})
+            else:
+                task.fail(Unavailable("the export did not complete (the client left, or the pool failed)",
+                                      bytes=stream.bytes if stream is not None else 0))
+        return task, end
 
     def _choose(self, algorithm, pool_obj):
         if algorithm is None:
@@ -257,22 +275,31 @@ class ExportService:
         conn = self.pools.connection_for(vm)
         pool_obj = self.collections.cache.snapshot().find("pools", vm["$pool"])
         host_algorithm, where = self._choose(algorithm, pool_obj)
-        cleanups, target, snapshot_uuid = [], vm["_xapiRef"], None
-        if plan.use_snapshot:
-            target, snapshot_uuid = self._snapshot(conn, vm)
-            cleanups.append(lambda: self._destroy_snapshot_later(conn, target))
-        query = {"ref": target, "use_compression": {"gzip": "true", "zstd": "zstd"}.get(host_algorithm, "false")}
+        opened = []
+        task, end_task = self._task("export VM", vm, {"format": "xva", "compress": algorithm},
+                                    lambda: opened[0] if opened else None)
+        cleanups, target, snapshot_uuid = [end_task], vm["_xapiRef"], None
         try:
+            if plan.use_snapshot:
+                target, snapshot_uuid = self._snapshot(conn, vm)
+                cleanups.append(lambda: self._destroy_snapshot_later(conn, target))
+            query = {"ref": target, "use_compression": {"gzip": "true", "zstd": "zstd"}.get(host_algorithm, "false")}
             stream = self._open(conn, "/export", query, f"xorest export {vm['name_label']}")
-        except BaseException:
-            for cleanup in cleanups:
+        except BaseException as exc:
+            if task is not None:
+                task.fail(exc)
+            for cleanup in cleanups[1:]:
                 cleanup()
             raise
+        opened.append(stream)
         cleanups.append(stream.close)
         chunks = self._stream_chunks(stream, algorithm if where == "gateway" else None)
         head, rest = _prefetch(chunks, 1, cleanups)
+        xapi_task = self._task_uuid(conn, stream.task)
+        if task is not None:
+            task.link(xapi_task, "/export")
         return Export(_chain(head, rest), filename=plan.filename,
-                      content_type=plan.content_type, task=self._task_uuid(conn, stream.task),
+                      content_type=plan.content_type, task=xapi_task,
                       compression=(algorithm, where) if algorithm else None, cleanups=cleanups,
                       abort=stream.abort, snapshot=snapshot_uuid)
 
@@ -298,17 +325,29 @@ class ExportService:
         query = {"vdi": vdi["_xapiRef"], "format": fmt}
         if plan.base is not None:
             query["base"] = plan.base["_xapiRef"]
-        stream = self._open(conn, "/export_raw_vdi", query, f"xorest export {vdi['name_label']}")
+        opened = []
+        task, end_task = self._task("export VDI", vdi, {"format": fmt, "base": base},
+                                    lambda: opened[0] if opened else None)
+        try:
+            stream = self._open(conn, "/export_raw_vdi", query, f"xorest export {vdi['name_label']}")
+        except BaseException as exc:
+            if task is not None:
+                task.fail(exc)
+            raise
+        opened.append(stream)
+        cleanups = [end_task, stream.close]
         chunks = self._stream_chunks(stream, None)
         length = plan.length
         if fmt == "raw":
-            head, rest = _prefetch(chunks, 1, [stream.close])
+            head, rest = _prefetch(chunks, 1, cleanups)
         else:
-            head, rest = _prefetch(chunks, 2048 + 4 * (-(-vdi["size"] // (2 << 20))) + 512, [stream.close])
+            head, rest = _prefetch(chunks, 2048 + 4 * (-(-vdi["size"] // (2 << 20))) + 512, cleanups)
             length = vhd_length(head)
+        xapi_task = self._task_uuid(conn, stream.task)
+        if task is not None:
+            task.link(xapi_task, "/export_raw_vdi")
         return Export(_chain(head, rest), filename=plan.filename, content_type=plan.content_type,
-                      length=length, task=self._task_uuid(conn, stream.task), cleanups=[stream.close],
-                      abort=stream.abort)
+                      length=length, task=xapi_task, cleanups=cleanups, abort=stream.abort)
 
     # snapshots of running VMs ---------------------------------------------------
 

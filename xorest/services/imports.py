@@ -7,6 +7,7 @@ it claims to be is the client's error (400), not the pool's.  A disk created for
 import carries a mark until it is complete, so a process killed midway leaves nothing
 that looks whole (see :mod:`.sweeper`).
 """
+import contextlib
 import logging
 import re
 import struct
@@ -18,6 +19,7 @@ import zstandard
 
 from ..errors import BadRequest, LengthRequired, PayloadTooLarge, Unavailable, UpstreamError
 from ..xapi import BodyEndedEarly, XapiError, XapiUnreachable, XapiUpload
+from .execution import tracked
 from .pools import pool_failures
 from .sweeper import IMPORT_MARK, TASK_MARK, owner_mark
 
@@ -34,10 +36,11 @@ class ImportService:
     :param pools: the :class:`~xorest.services.pools.PoolService`.
     """
 
-    def __init__(self, collections, pools, config):
+    def __init__(self, collections, pools, config, tasks=None):
         self.collections = collections
         self.pools = pools
         self.config = config
+        self.tasks = tasks  # imports appear in the task log while they run
 
     def import_vdi_content(self, key, fmt, source, length):
         """Replace the content of the VDI ``key`` with a ``raw`` or ``vhd`` body.
@@ -56,8 +59,9 @@ class ImportService:
             head = _read_exactly(source, VHD_FOOTER)
             vhd_virtual_size(head)
             source = _Prefixed(head, source)
-        self._upload(self.pools.connection_for(vdi), "/import_raw_vdi", {"vdi": vdi["_xapiRef"], "format": fmt},
-                     vdi["name_label"], source, length)
+        with tracked(self.tasks, "import VDI content", vdi, {"format": fmt, "length": length}) as task:
+            self._upload(self.pools.connection_for(vdi), "/import_raw_vdi", {"vdi": vdi["_xapiRef"], "format": fmt},
+                         vdi["name_label"], source, length, task)
 
     def create_vdi(self, sr_key, fmt, source, length, name_label=None, name_description=""):
         """A new disk on the SR ``sr_key``, filled from a ``raw`` or ``vhd`` body.
@@ -77,6 +81,10 @@ class ImportService:
             size = length
         conn = self.pools.connection_for(sr)
         label = name_label or f"[xorest] Imported disk - {datetime.now(timezone.utc).isoformat(timespec='seconds')}"
+        with tracked(self.tasks, "import VDI", sr, {"format": fmt, "length": length, "name_label": label}) as task:
+            return self._create_vdi(conn, sr, fmt, source, length, size, label, name_description, task)
+
+    def _create_vdi(self, conn, sr, fmt, source, length, size, label, name_description, task):
         with pool_failures("the pool refused to create the disk"):
             ref = conn.rpc.call("VDI.create", {
                 "name_label": label, "name_description": name_description, "SR": sr["_xapiRef"],
@@ -84,7 +92,7 @@ class ImportService:
                 "other_config": {IMPORT_MARK: owner_mark()}, "xenstore_data": {}, "sm_config": {}, "tags": []})
             uuid = conn.rpc.call("VDI.get_uuid", ref)
         try:
-            self._upload(conn, "/import_raw_vdi", {"vdi": ref, "format": fmt}, label, source, length)
+            self._upload(conn, "/import_raw_vdi", {"vdi": ref, "format": fmt}, label, source, length, task)
             # Complete only once unmarked: a marked disk is swept as half-made.
             with pool_failures("the pool took the disk but could not finalise it"):
                 conn.rpc.call("VDI.remove_from_other_config", ref, IMPORT_MARK)
@@ -94,6 +102,8 @@ class ImportService:
             except (XapiError, XapiUnreachable) as exc:
                 log.warning("cannot destroy the disk %s of a failed import: %s", uuid, exc)
             raise
+        if task is not None:
+            task.log["result"] = {"id": uuid}
         return uuid
 
     def import_vm(self, pool_key, source, length, sr_key=None):
@@ -114,18 +124,26 @@ class ImportService:
                 raise BadRequest(f"the SR {sr_key} is not in the pool {pool_key}", parameter="sr")
             query["sr_id"] = sr["_xapiRef"]
         conn = self.pools.connection_for(pool)
-        result = self._upload(conn, "/import", query, pool["name_label"] or pool["id"], source, length)
-        refs = re.findall(r"OpaqueRef:[0-9a-fA-F-]+", result or "")
-        if not refs:
-            raise UpstreamError(f"the pool imported the XVA but named no VM ({result!r})")
-        with pool_failures("the pool lost the imported VM"):
-            return conn.rpc.call("VM.get_uuid", refs[0])
+        with tracked(self.tasks, "import VM", pool, {"format": "xva", "length": length, "sr": sr_key}) as task:
+            result = self._upload(conn, "/import", query, pool["name_label"] or pool["id"], source, length, task)
+            refs = re.findall(r"OpaqueRef:[0-9a-fA-F-]+", result or "")
+            if not refs:
+                raise UpstreamError(f"the pool imported the XVA but named no VM ({result!r})")
+            with pool_failures("the pool lost the imported VM"):
+                uuid = conn.rpc.call("VM.get_uuid", refs[0])
+            if task is not None:
+                task.log["result"] = {"id": uuid}
+            return uuid
 
-    def _upload(self, conn, path, query, name, source, length):
+    def _upload(self, conn, path, query, name, source, length, task=None):
         """Send the body under a task; returns the task's result."""
         with pool_failures("the pool refused the import"):
             upload = XapiUpload(conn.rpc, path, query, f"xorest import {name}",
                                 idle_timeout=self.config.export_idle_timeout, marks={TASK_MARK: owner_mark()})
+        if task is not None:
+            task.written.add(conn)  # what was imported shows in reads right after the answer
+            with contextlib.suppress(XapiError, XapiUnreachable):
+                task.link(conn.rpc.call("task.get_uuid", upload.task), path)
         try:
             result = upload.send(source, length)
         except BodyEndedEarly as exc:

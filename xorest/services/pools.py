@@ -14,12 +14,15 @@ import time
 from .. import objects
 from ..errors import NotFound, Unavailable, UpstreamError
 from ..xapi import XapiClient, XapiError, XapiUnreachable, Watcher
-from ..xapi.watcher import WATCHED_CLASSES
+from ..xapi.watcher import WATCHED_CLASSES, token_key
 from .sweeper import SWEPT_FIELDS
 
 log = logging.getLogger(__name__)
 
 _REAL_CLASS = {cls.lower(): cls for cls in WATCHED_CLASSES}
+#: The entry of the store's pool writes that changes when servers are added, removed,
+#: connected or disconnected (other processes then reconcile before they read).
+SERVERS_CHANGED = "servers"
 
 
 @contextlib.contextmanager
@@ -94,6 +97,27 @@ class PoolConnection:
     def status(self):
         return self.watcher.status.to_dict()
 
+    def pool_ref(self):
+        return next((ref for ref, (cls, _) in list(self.records.items()) if cls == "pool"), None)
+
+    def barrier(self, timeout):
+        """Make sure this process's cache shows every change made so far through this pool:
+        an event is injected on the pool object and waited for (XAPI delivers events in
+        order).  Returns the event's token (for other processes to wait for), or ``None``
+        when the wait was cut short."""
+        ref = self.pool_ref()
+        if ref is None:
+            return None
+        try:
+            token = self.rpc.call("event.inject", "pool", ref)
+        except (XapiError, XapiUnreachable) as exc:
+            log.warning("pool %s: cannot inject an event to wait for (%s)", self.pool_uuid, exc)
+            return None
+        if not self.watcher.wait_past(token, timeout):
+            log.warning("pool %s: its events are %g s late; reads may not show the last change yet",
+                        self.pool_uuid, timeout)
+        return token
+
     def on_batch(self, events, reset):
         """Apply XAPI events to the raw records, then map every affected object (its own,
         and those that read it: see :mod:`xorest.objects.dependencies`) into the cache."""
@@ -162,9 +186,11 @@ class PoolService:
         self.config = config
         self._connections = {}
         self._lock = threading.Lock()
+        self._reconciling = threading.Lock()  # the reconciler thread and requests (connect, add...)
         self._pid = None
         self._stop = threading.Event()
         self._initial, self._initial_done, self._started_at = [], False, 0.0
+        self._servers_seen = None  # the SERVERS_CHANGED value this process reconciled for
 
     def connections(self):
         return list(self._connections.values())
@@ -196,7 +222,11 @@ class PoolService:
 
     def reconcile(self):
         """Connect servers added to the store, disconnect removed or changed ones."""
-        wanted = {s["id"]: s for s in self.store.list_servers(with_secrets=True)}
+        with self._reconciling:
+            self._reconcile()
+
+    def _reconcile(self):
+        wanted = {s["id"]: s for s in self.store.list_servers(with_secrets=True) if s["enabled"]}
         for key in list(self._connections):
             conn = self._connections[key]
             if key not in wanted or wanted[key]["updated_at"] != conn.server["updated_at"]:
@@ -217,6 +247,70 @@ class PoolService:
         """``server id -> status dict`` for the servers collection."""
         return {key: conn.status() | {"poolId": conn.pool_uuid}
                 for key, conn in self._connections.items()}
+
+    def connection_by_key(self, key):
+        """The connection of the server ``key`` in this process, or ``None``."""
+        return self._connections.get(key)
+
+    def settle(self, connections):
+        """After writes through ``connections``: wait until this process's cache shows
+        them, and tell the other processes (through the store) to wait for them too
+        before they answer a read.  Returns whether every wait completed in time."""
+        complete = True
+        for conn in connections:
+            token = conn.barrier(self.config.sync_wait)
+            if token is None:
+                complete = False
+                continue
+            noted = self.store.pool_writes().get(conn.key)
+            if noted is not None and conn.watcher.loaded_at is not None and conn.watcher.loaded_at > noted[1]:
+                # this process reloaded the pool after that write: it is in every later
+                # read, and its token may belong to numbers the pool restarted since
+                self.store.forget_pool_write(conn.key, noted[0])
+            self.store.note_pool_write(conn.key, token)
+        return complete
+
+    def servers_changed(self):
+        """Servers were added, removed, connected or disconnected here: every process
+        reconciles before its next read (instead of within seconds)."""
+        self._reconcile_and_wait(time.monotonic() + self.config.sync_wait)
+        self.store.note_pool_write(SERVERS_CHANGED, f"{time.time_ns():020d}")
+        self._servers_seen = self.store.pool_writes().get(SERVERS_CHANGED, (None,))[0]
+
+    def _reconcile_and_wait(self, deadline):
+        """Reconcile now, and wait (until ``deadline``) for the first load of new pools."""
+        before = set(self._connections)
+        self.reconcile()
+        for key in set(self._connections) - before:
+            self._connections[key].watcher.first_attempt.wait(max(0.0, deadline - time.monotonic()))
+
+    def catch_up(self):
+        """Before a read: wait (bounded by ``sync_wait``) until this process's cache shows
+        what any process wrote through the pools, and knows the servers any process
+        changed.  A pool that is not connected is not waited for: it is served from its
+        cache, as always."""
+        writes = self.store.pool_writes()
+        if not writes:
+            return
+        deadline = time.monotonic() + self.config.sync_wait
+        servers = writes.pop(SERVERS_CHANGED, (None,))[0]
+        if servers is not None and servers != self._servers_seen and self._pid is not None:
+            self._servers_seen = servers
+            self._reconcile_and_wait(deadline)
+        for key, (token, written_at) in writes.items():
+            conn = self._connections.get(key)
+            if conn is None or conn.watcher.status.state != "connected":
+                continue
+            loaded_at = conn.watcher.loaded_at
+            if loaded_at is not None and loaded_at > written_at:
+                # a full load started after the write holds it; and if the pool's event
+                # numbers went back since (a restarted pool), the old token means nothing
+                if conn.watcher.token is not None and token_key(token) > token_key(conn.watcher.token):
+                    self.store.forget_pool_write(key, token)
+                continue
+            if not conn.watcher.wait_past(token, max(0.0, deadline - time.monotonic())):
+                log.warning("pool %s: a write is not in this process's cache after %g s", conn.pool_uuid,
+                            self.config.sync_wait)
 
     def connection_for(self, obj):
         """The connection serving an XO object (by its ``$pool``)."""

@@ -2,15 +2,20 @@
 from .. import config as config_module
 from ..cache import ObjectCache
 from ..store import open_store
+from .actions import ActionService
 from .audit import AuditService
 from .auth import AuthService
 from .collections import CollectionService
+from .creations import CreationService
 from .dashboard import DashboardService
+from .deletions import DeletionService
+from .edits import EditService
 from .events import EventService
 from .exports import ExportService
 from .imports import ImportService
 from .pools import PoolService
 from .sweeper import Sweeper
+from .tasks import TaskService
 
 
 class Services:
@@ -23,9 +28,14 @@ class Services:
         self.auth = AuthService(self.store, config)
         self.audit = AuditService(self.store, config)
         self.pools = PoolService(self.store, self.cache, config)
-        self.collections = CollectionService(self.cache, self.pools, self.store, config)
-        self.exports = ExportService(self.collections, self.pools, config)
-        self.imports = ImportService(self.collections, self.pools, config)
+        self.tasks = TaskService(self.store, self.pools, config)
+        self.collections = CollectionService(self.cache, self.pools, self.store, config, self.tasks)
+        self.exports = ExportService(self.collections, self.pools, config, self.tasks)
+        self.imports = ImportService(self.collections, self.pools, config, self.tasks)
+        self.actions = ActionService(self.collections, self.pools, self.tasks, self.store, config)
+        self.edits = EditService(self.collections, self.pools, self.store)
+        self.deletions = DeletionService(self.collections, self.pools, self.store)
+        self.creations = CreationService(self.collections, self.pools, self.store, config)
         self.sweeper = Sweeper(self.pools)
         self.dashboard = DashboardService(self.collections)
         self.events = EventService(self.store, self.cache, self.collections)

@@ -15,6 +15,7 @@ from collections import OrderedDict
 
 from .. import filter as live_filter
 from ..errors import BadRequest
+from ..objects import TYPE_TO_COLLECTION
 
 _current = contextvars.ContextVar("xorest_scope", default=None)
 
@@ -115,6 +116,11 @@ class Visibility:
             return False
         if name == "servers":
             return bool(scope.pools) and not scope.filters and obj.get("poolId") in scope.pools
+        if name == "tasks":  # xorest's task log: visible with the object the task is about
+            about = obj.get("properties") or {}
+            collection = TYPE_TO_COLLECTION.get(about.get("objectType"))
+            target = collection and about.get("objectId") and self.snapshot.find(collection, about["objectId"])
+            return bool(target) and self.allows(collection, target)
         if scope.pools and obj.get("$pool") not in scope.pools:
             return False
         if not scope.filters:
@@ -157,7 +163,7 @@ class Visibility:
             return {k for k, m in get("messages").items() if m.get("$object") in about}
         if name == "alarms":
             return {k for k, a in get("alarms").items() if (a.get("object") or {}).get("uuid") in about}
-        if name in ("tasks", "xapi-tasks"):
+        if name == "xapi-tasks":
             return {k for k, t in get(name).items() if t.get("applies_to") in about}
         return set()  # hosts, SRs, networks, pools, templates...: not a VM's
 

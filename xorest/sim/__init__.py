@@ -109,11 +109,11 @@ import tempfile
 import threading
 import time
 
-from . import calls, datamodel
+from . import calls, datamodel, lifecycle
 from .api import Sessions, XapiApi
 from .disks import DiskStore
 from .faults import Faults
-from .lifecycle import Lifecycle
+from .guests import GuestLifecycle
 from .operations import churn_step
 from .population import PoolBuilder
 from .rpc import RecordMemo
@@ -121,6 +121,7 @@ from .server import SimHTTPServer
 from .state import Database
 from .perfmon import Perfmon
 from .stats import Stats
+from .timing import Timing
 from .updates import Updates
 
 log = logging.getLogger(__name__)
@@ -146,27 +147,33 @@ class Simulator:
         configurations on some VMs, hosts and the shared SR); ``xorest sim`` turns it on when
         ``XOREST_SIM_INTERNALS=1`` is set.
     :param perfmon_interval: seconds between perfmon's passes (0: none but those asked for).
+    :param pace: how long operations take, relative to a real pool's (``0``: instant;
+        see :mod:`.timing`).
     """
 
     def __init__(self, host="127.0.0.1", port=0, *, hosts=3, vms=50, seed=1, username="root",
                  password="password", slaves=(), tls=False, churn=0.0, jsonrpc=True, internals=False,
-                 perfmon_interval=300.0):
+                 perfmon_interval=300.0, pace=1.0):
         self.model = datamodel.load()
         self.seed = seed
         self.db = Database(self.model, datamodel.SERVED_CLASSES, random.Random(seed))
         self.disks = DiskStore(self.db, seed)
         builder = PoolBuilder(self.db, self.disks, seed, hosts=hosts, vms=vms, internals=internals)
         self.pool_ref = builder.build()
-        self.lifecycle = Lifecycle(self.db, builder.agents)
+        self.guests = GuestLifecycle(self.db, builder.agents)
+        lifecycle.refresh_all(self.db)
         self.sessions = Sessions(self.db, {username: password})
-        self.api = XapiApi(self.db, self.disks, self.model, self.sessions, host)
+        self.stopping = threading.Event()
+        self.timing = Timing(pace=pace)
+        self.api = XapiApi(self.db, self.disks, self.model, self.sessions, host, self.timing, self.stopping)
+        self.api.master_down, self.api.master_up = self._master_down, self._master_up
+        self.down_until = 0.0  # the master is down (rebooting, off) until then: no API
         self.stats = Stats(self.db, seed, sessions=lambda: len(self.sessions._sessions))
         self.updates = Updates(self.db, seed)
         self.perfmon = Perfmon(self, interval=perfmon_interval)
         self.calls = calls.register(self)
         self.faults = Faults()
         self.xml_memo = RecordMemo()
-        self.stopping = threading.Event()
         self.churn = churn
         self.jsonrpc = jsonrpc
         self.ca_path = None
@@ -177,7 +184,7 @@ class Simulator:
         self.host, self.port = host, port
         self.addresses = {host, *slaves}  # hosts whose address is served here get redirects
         self.redirects = 0  # transfers sent to another host (302), for tests
-        self.scheme = "https" if tls else "http"
+        self.scheme = self.api.scheme = "https" if tls else "http"
         self._threads = []
 
     @property
@@ -248,6 +255,18 @@ class Simulator:
                 self.stopping.wait(delay)
             elif delay < -1:
                 next_at = time.monotonic()
+
+    def _master_down(self, seconds):
+        """The master stops (reboot, shutdown, toolstack restart): sessions end, and the
+        API answers nothing for ``seconds`` (``None``: until it is powered on again)."""
+        self.sessions.invalidate_all()
+        self.down_until = time.monotonic() + (seconds if seconds is not None else float("inf"))
+
+    def _master_up(self):
+        self.down_until = 0.0
+
+    def api_down(self):
+        return time.monotonic() < self.down_until
 
     def summary(self):
         """Record counts per class and the current generation (admin endpoint, tests)."""

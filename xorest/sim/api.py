@@ -3,14 +3,19 @@ import logging
 import threading
 import time
 
-from . import operations
+from . import hostops, joins, netops, operations, runner, storageops, vmops
 from .rpc import DateTime, XapiFailure, xml_value
 from .state import NULL_REF, now
+from .timing import Timing
 
 log = logging.getLogger(__name__)
 
 NO_ASYNC_CLASSES = {"session", "task", "event"}
 TOKEN_FORMAT = "%020d,%020d"
+
+#: (class, message) -> operation function (see :mod:`.runner`): the calls that check,
+#: claim, take their time and may be cancelled.
+OPERATIONS = {**vmops.HANDLERS, **hostops.HANDLERS, **storageops.HANDLERS, **netops.HANDLERS, **joins.HANDLERS}
 
 
 class Sessions:
@@ -53,25 +58,26 @@ class Sessions:
 class XapiApi:
     """Executes one API call: ``call(method, params)`` returns a value or raises XapiFailure."""
 
-    def __init__(self, db, disks, model, sessions, master_address):
+    def __init__(self, db, disks, model, sessions, master_address, timing=None, stopping=None):
         self.db = db
         self.disks = disks
         self.model = model
         self.sessions = sessions
         self.master_address = master_address
+        self.timing = timing or Timing()
+        self.stopping = stopping or threading.Event()
         self.cancel_requests = set()
+        self.down_hosts = {}  # host ref -> key of its pending shutdown, while it is off
+        self.slave_of = None  # the master's address once this pool's host joined another pool
+        self.scheme = "http"
+        # What the pool's API does when its master goes down or comes back (the
+        # simulator's front ends its sessions and stops answering meanwhile).
+        self.master_down = lambda seconds: None
+        self.master_up = lambda: None
         self._special = {
-            ("VM", "snapshot"): self._vm_snapshot,
-            ("VM", "clone"): self._vm_clone,
-            ("VM", "copy"): self._vm_copy,
-            ("VM", "destroy"): lambda vm: operations.destroy_vm(self.db, self.disks, vm),
             ("VDI", "snapshot"): lambda vdi, _cfg: operations.snapshot_vdi(self.db, self.disks, vdi),
             ("VDI", "clone"): lambda vdi, _cfg: operations.clone_vdi(self.db, self.disks, vdi),
-            ("VDI", "destroy"): lambda vdi: operations.destroy_vdi(self.db, self.disks, vdi),
             ("VDI", "create"): lambda record: operations.create_vdi(self.db, self.disks, record),
-            ("VM", "start"): lambda vm, _paused, _force: self._power(vm, "start"),
-            ("VM", "start_on"): lambda vm, host, _p, _f: self._power(vm, "start", host),
-            ("VM", "resume"): lambda vm, _p, _f: self._power(vm, "resume"),
             ("task", "create"): self._task_create,
             ("task", "cancel"): self._task_cancel,
             ("task", "destroy"): self._task_destroy,
@@ -83,9 +89,6 @@ class XapiApi:
             ("event", "inject"): self._event_inject,
             ("event", "get_current_id"): lambda: str(self.db.generation),
         }
-        for op in ("clean_shutdown", "hard_shutdown", "shutdown", "clean_reboot", "hard_reboot",
-                   "suspend", "pause", "unpause"):
-            self._special[("VM", op)] = (lambda o: lambda vm: self._power(vm, o))(op)
 
     # dispatch ------------------------------------------------------------
 
@@ -115,6 +118,8 @@ class XapiApi:
             return self.list_methods()
         if role != "master":
             raise XapiFailure("HOST_IS_SLAVE", self.master_address)
+        if self.slave_of is not None:  # XAPI names the master's address only (no port)
+            raise XapiFailure("HOST_IS_SLAVE", self.slave_of.rsplit("://", 1)[-1].rsplit(":", 1)[0])
         is_async, cls, msg = self.split_method(method)
         if cls is None or cls not in self.model.classes:
             raise XapiFailure("MESSAGE_METHOD_UNKNOWN", method)
@@ -130,12 +135,15 @@ class XapiApi:
         if (cls, msg) == ("event", "from"):
             args = [*args, params[0]]
         if is_async:
-            if cls in NO_ASYNC_CLASSES or msg.startswith(("get_", "set_")):
+            if cls in NO_ASYNC_CLASSES or (msg.startswith(("get_", "set_")) and (cls, msg) not in OPERATIONS):
                 raise XapiFailure("MESSAGE_METHOD_UNKNOWN", method)
             return self._run_async(method, cls, msg, args)
         return self._invoke(cls, msg, args)
 
-    def _invoke(self, cls, msg, args):
+    def _invoke(self, cls, msg, args, task=None):
+        operation = OPERATIONS.get((cls, msg))
+        if operation is not None:
+            return runner.execute(self, f"{cls}.{msg}", operation, args, task)
         handler = self._special.get((cls, msg))
         with self.db.lock:
             try:
@@ -232,20 +240,6 @@ class XapiApi:
             db.update(cls, ref, **{field.name: [v for v in current if v != args[1]]})
         return ""
 
-    # operations ----------------------------------------------------------
-
-    def _power(self, vm, operation, host=None):
-        return operations.change_power(self.db, vm, operation, host)
-
-    def _vm_snapshot(self, vm, label, *ignored):
-        return operations.snapshot_vm(self.db, self.disks, vm, label)
-
-    def _vm_clone(self, vm, label):
-        return operations.clone_vm(self.db, self.disks, vm, label)
-
-    def _vm_copy(self, vm, label, _sr):
-        return operations.clone_vm(self.db, self.disks, vm, label)
-
     # tasks -----------------------------------------------------------------
 
     def create_task(self, label, description="", cancellable=False):
@@ -311,11 +305,12 @@ class XapiApi:
         return ""
 
     def _run_async(self, method, cls, msg, args):
-        task = self.create_task(f"Async.{cls}.{msg}", "")
+        # XAPI can cancel the tasks of the calls it carries out in steps.
+        task = self.create_task(f"Async.{cls}.{msg}", "", cancellable=(cls, msg) in OPERATIONS)
 
         def run():
             try:
-                value = self._invoke(cls, msg, args)
+                value = self._invoke(cls, msg, args, task)
                 self.finish_task(task, result=xml_value(value) if value != "" else "")
             except XapiFailure as failure:
                 self.finish_task(task, failure=failure)

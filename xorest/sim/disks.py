@@ -136,5 +136,10 @@ class DiskStore:
         """The target VDI starts with the source's exact content (clone, snapshot)."""
         self._contents[target_ref] = self.get(source_ref).copy()
 
+    def resize(self, vdi_ref, virtual_size):
+        """Grow a disk (``VDI.resize``): the new space reads as zeros.  Call it before the
+        record's size changes: a disk not read yet is generated from that size."""
+        self.get(vdi_ref).virtual_size = virtual_size
+
     def forget(self, vdi_ref):
         self._contents.pop(vdi_ref, None)

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import zstandard
 
-from . import exports, imports, operations, rpc, stats
+from . import exports, hostops, imports, joins, lifecycle, operations, rpc, stats
 from .faults import StreamFaults
 from .formats import vhd as vhd_format
 from .formats import xva as xva_format
@@ -120,10 +120,20 @@ class SimRequestHandler(BaseHTTPRequestHandler):
         self._send(200, b"", "text/plain", [("Access-Control-Allow-Methods", "POST, GET, PUT"),
                                               ("Access-Control-Allow-Headers", "content-type")])
 
+    def _down(self):
+        """A master that is down (rebooting, off) answers nothing: the connection drops."""
+        if not self.sim.api_down():
+            return False
+        self.close_connection = True
+        self.connection.shutdown(socket.SHUT_RDWR)
+        return True
+
     def do_POST(self):
         path, _ = self._query()
         if path.startswith("/_sim/"):
             return self._admin(path)
+        if self._down():
+            return None
         if self.sim.faults.latency:
             time.sleep(self.sim.faults.latency)
         body = self._body()
@@ -135,6 +145,8 @@ class SimRequestHandler(BaseHTTPRequestHandler):
         path, query = self._query()
         if path.startswith("/_sim/"):
             return self._admin(path)
+        if self._down():
+            return None
         route = path.rstrip("/")
         if route in RRD_ROUTES:
             return self._rrd(route)
@@ -146,6 +158,8 @@ class SimRequestHandler(BaseHTTPRequestHandler):
 
     def do_PUT(self):
         path, query = self._query()
+        if self._down():
+            return None
         if path.rstrip("/") == "/import_raw_vdi":
             return self._transfer(query, self._import_vdi, self._vdi_disks)
         if path.rstrip("/") == "/import":
@@ -234,6 +248,35 @@ class SimRequestHandler(BaseHTTPRequestHandler):
             except (ValueError, TypeError, KeyError, XapiFailure) as exc:
                 return self._send(400, json.dumps({"error": str(exc)}).encode(), "application/json")
             return self._send(200, json.dumps(result).encode(), "application/json")
+        if path == "/_sim/timing":
+            # {"pace": P, "seconds": {"VM.start": S}, "reset": true}: how long operations take
+            if self.command == "POST":
+                try:
+                    sim.timing.update(json.loads(self._body() or b"{}"))
+                except (ValueError, TypeError) as exc:
+                    return self._send(400, json.dumps({"error": str(exc)}).encode(), "application/json")
+            return self._send(200, json.dumps(sim.timing.to_dict()).encode(), "application/json")
+        if path == "/_sim/power_on" and self.command == "POST":
+            # {"host": uuid}: someone presses the power button of a host that is off
+            try:
+                with sim.db.lock:
+                    host = sim.db.resolve("host", json.loads(self._body() or b"{}")["host"])
+                    if lifecycle.host_live(sim.db, host):
+                        raise ValueError("this host is running")
+                hostops.boot(sim.api, host)
+            except (ValueError, TypeError, KeyError, AttributeError, XapiFailure) as exc:
+                return self._send(400, json.dumps({"error": str(exc)}).encode(), "application/json")
+            return self._send(200, b"{}", "application/json")
+        if path == "/_sim/members" and self.command == "POST":
+            # a host of another simulated pool joins this one (its pool.join calls this)
+            try:
+                member = json.loads(self._body() or b"{}")
+                with sim.db.lock:
+                    host = joins.add_member(sim.db, member if isinstance(member, dict) else {})
+                    sim.db.commit()
+            except (ValueError, TypeError, KeyError, XapiFailure) as exc:
+                return self._send(400, json.dumps({"error": str(exc)}).encode(), "application/json")
+            return self._send(200, json.dumps({"host": host}).encode(), "application/json")
         if path == "/_sim/state":
             return self._send(200, json.dumps(sim.summary()).encode(), "application/json")
         self._send(404, b'{"error":"unknown admin path"}', "application/json")
@@ -446,10 +489,8 @@ class SimRequestHandler(BaseHTTPRequestHandler):
             if record["power_state"] not in ("Halted", "Suspended"):
                 raise XapiFailure("VM_BAD_POWER_STATE", vm, "halted, suspended",
                                   record["power_state"].lower())
-            if record["current_operations"]:
-                other_task, op = next(iter(record["current_operations"].items()))
-                raise XapiFailure("OTHER_OPERATION_IN_PROGRESS", "VM", vm, op, other_task)
-            db.update("VM", vm, current_operations={task: "export"})
+            lifecycle.assert_valid(db, "VM", vm, "export")
+            lifecycle.claim(db, "VM", vm, task, "export")
             db.commit()
             host = db.record("host", sim.master_ref())
             body = exports.vm_export(db, sim.disks, vm, host)
@@ -462,9 +503,8 @@ class SimRequestHandler(BaseHTTPRequestHandler):
             sim.api.finish_task(task, "")
         finally:
             with db.lock:
-                if vm in db.tables["VM"]:
-                    db.update("VM", vm, current_operations={})
-                    db.commit()
+                lifecycle.release(db, "VM", vm, task)
+                db.commit()
 
     def _vdi_disks(self, query):
         return [self.sim.db.resolve("VDI", query.get("vdi", ""))]

@@ -1,4 +1,4 @@
-"""Persistent state: users, tokens, pool servers and login throttling.
+"""Persistent state: users, tokens, pool servers, login throttling and the task log.
 
 :class:`Store` is the interface; :class:`~xorest.store.sqlite.SqliteStore` the default
 backend (one file, WAL, safe across gunicorn workers and threads).  Another backend
@@ -81,6 +81,40 @@ class Store(abc.ABC):
     def list_servers(self, with_secrets=False): ...
     @abc.abstractmethod
     def remove_server(self, server_id): ...
+    @abc.abstractmethod
+    def set_server_enabled(self, server_id, enabled):
+        """Connect to a server or not (a change its connections notice); ``False`` if unknown."""
+
+    # tasks: rows are {id, owner, status, object_id, body (the task as JSON text), links
+    # (JSON text: the XAPI tasks it drives now), abort_requested_at, started_at, updated_at, seq}
+    @abc.abstractmethod
+    def add_task(self, task_id, owner, status, object_id, body, started_at): ...
+    @abc.abstractmethod
+    def update_task(self, task_id, body=None, status=None, links=None, only_pending=False):
+        """Change a task (``None`` leaves a column as it is); ``False`` if no row changed
+        (unknown, or ended already when ``only_pending``)."""
+    @abc.abstractmethod
+    def get_task(self, task_id): ...
+    @abc.abstractmethod
+    def list_tasks(self, object_id=None, status=None): ...
+    @abc.abstractmethod
+    def task_changes(self, since):
+        """``(changed rows, removed ids, last seq)`` after the change number ``since``."""
+    @abc.abstractmethod
+    def request_task_abort(self, task_id, when):
+        """Mark a pending task for abortion; ``False`` if it is unknown or ended."""
+    @abc.abstractmethod
+    def delete_tasks(self, task_ids=None, keep=None):
+        """Delete ended tasks (these ids, or all; with ``keep``, all but the newest
+        ``keep`` ended ones); returns the ids deleted."""
+
+    # writes made through each pool (event tokens), which reads wait to see
+    @abc.abstractmethod
+    def note_pool_write(self, server_id, token): ...
+    @abc.abstractmethod
+    def pool_writes(self): ...  # {server_id: (token, written_at)}
+    @abc.abstractmethod
+    def forget_pool_write(self, server_id, token): ...  # if it is still that token
 
     # audit trail
     @abc.abstractmethod

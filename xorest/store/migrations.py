@@ -89,6 +89,42 @@ MIGRATIONS = [
         PRIMARY KEY (stream_id, collection)
     );
     """,
+    # 5: the task log shared by every process (a task run by one worker is seen, waited for
+    # and aborted from any other), its order of changes for watchers, what was written
+    # through each pool (so that reads wait for it), servers that can be disconnected
+    """
+    CREATE TABLE tasks (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        status TEXT NOT NULL,
+        object_id TEXT,
+        body TEXT NOT NULL,
+        links TEXT NOT NULL DEFAULT '[]',
+        abort_requested_at REAL,
+        started_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        seq INTEGER NOT NULL
+    );
+    CREATE INDEX tasks_object ON tasks(object_id);
+    CREATE INDEX tasks_seq ON tasks(seq);
+    CREATE INDEX tasks_status ON tasks(status);
+    CREATE TABLE task_removals (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL,
+        removed_at REAL NOT NULL
+    );
+    CREATE TABLE counters (
+        name TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    );
+    INSERT INTO counters (name, value) VALUES ('task_seq', 0);
+    CREATE TABLE pool_writes (
+        server_id TEXT PRIMARY KEY,
+        token TEXT NOT NULL,
+        written_at REAL NOT NULL
+    );
+    ALTER TABLE servers ADD COLUMN enabled INTEGER NOT NULL DEFAULT 1;
+    """,
 ]
 
 

@@ -213,6 +213,7 @@ class SqliteStore(Store):
         for row in rows:
             secret = row.pop("password_enc")
             row["insecure"] = bool(row["insecure"])
+            row["enabled"] = bool(row["enabled"])
             if with_secrets:
                 row["password"] = self._fernet.decrypt(secret.encode("ascii")).decode("utf-8")
         return rows
@@ -274,6 +275,97 @@ class SqliteStore(Store):
     def list_subscriptions(self, stream_id):
         return self._query("SELECT collection, fields, filter FROM event_subscriptions WHERE stream_id = ? "
                            "ORDER BY collection", (stream_id,))
+
+    def set_server_enabled(self, server_id, enabled):
+        # updated_at changes too: running processes reconnect servers whose row changed
+        return self._write("UPDATE servers SET enabled = ?, updated_at = ? WHERE id = ?",
+                           (int(enabled), time.time(), server_id)) > 0
+
+    # tasks ---------------------------------------------------------------------
+
+    @staticmethod
+    def _next_seq(conn):
+        conn.execute("UPDATE counters SET value = value + 1 WHERE name = 'task_seq'")
+        return conn.execute("SELECT value FROM counters WHERE name = 'task_seq'").fetchone()[0]
+
+    def add_task(self, task_id, owner, status, object_id, body, started_at):
+        with self._transaction() as conn:
+            conn.execute("INSERT INTO tasks (id, owner, status, object_id, body, started_at, updated_at, seq) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                         (task_id, owner, status, object_id, body, started_at, time.time(), self._next_seq(conn)))
+
+    def update_task(self, task_id, body=None, status=None, links=None, only_pending=False):
+        with self._transaction() as conn:
+            pending = " AND status = 'pending'" if only_pending else ""
+            changed = conn.execute(
+                "UPDATE tasks SET body = COALESCE(?, body), status = COALESCE(?, status), "
+                "links = COALESCE(?, links), updated_at = ?, seq = ? WHERE id = ?" + pending,
+                (body, status, links, time.time(), self._next_seq(conn), task_id)).rowcount
+            return changed > 0
+
+    def get_task(self, task_id):
+        return self._one("SELECT * FROM tasks WHERE id = ?", (task_id,))
+
+    def list_tasks(self, object_id=None, status=None):
+        clauses, params = [], []
+        for column, value in (("object_id", object_id), ("status", status)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        where = " WHERE " + " AND ".join(clauses) if clauses else ""
+        return self._query(f"SELECT * FROM tasks{where} ORDER BY id", params)
+
+    def task_changes(self, since):
+        with _unavailable("be read"):
+            conn = self._connection()
+            # one read transaction: the rows, the removals and the last number agree
+            conn.execute("BEGIN")
+            try:
+                rows = [dict(r) for r in conn.execute("SELECT * FROM tasks WHERE seq > ? ORDER BY seq", (since,))]
+                removed = [r[0] for r in conn.execute("SELECT id FROM task_removals WHERE seq > ? ORDER BY seq",
+                                                      (since,))]
+                last = conn.execute("SELECT value FROM counters WHERE name = 'task_seq'").fetchone()[0]
+            finally:
+                conn.execute("COMMIT")
+            return rows, removed, last
+
+    def request_task_abort(self, task_id, when):
+        return self._write("UPDATE tasks SET abort_requested_at = COALESCE(abort_requested_at, ?) "
+                           "WHERE id = ? AND status = 'pending'", (when, task_id)) > 0
+
+    def delete_tasks(self, task_ids=None, keep=None):
+        with self._transaction() as conn:
+            if task_ids is not None:
+                marks = ",".join("?" * len(task_ids))
+                rows = conn.execute(f"SELECT id FROM tasks WHERE status != 'pending' AND id IN ({marks})",
+                                    list(task_ids)).fetchall() if task_ids else []
+            else:
+                rows = conn.execute("SELECT id FROM tasks WHERE status != 'pending' ORDER BY updated_at DESC "
+                                    "LIMIT -1 OFFSET ?", (keep or 0,)).fetchall()
+            ids = [r[0] for r in rows]
+            now = time.time()
+            for task_id in ids:
+                conn.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
+                conn.execute("INSERT INTO task_removals (seq, id, removed_at) VALUES (?, ?, ?)",
+                             (self._next_seq(conn), task_id, now))
+            # watchers only need recent removals
+            conn.execute("DELETE FROM task_removals WHERE removed_at < ?", (now - 3600,))
+            return ids
+
+    # pool writes ---------------------------------------------------------------
+
+    def note_pool_write(self, server_id, token):
+        # Tokens are zero-padded numbers: the larger string is the later write.
+        self._write("INSERT INTO pool_writes (server_id, token, written_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT(server_id) DO UPDATE SET token = MAX(token, excluded.token), "
+                    "written_at = excluded.written_at", (server_id, token, time.time()))
+
+    def pool_writes(self):
+        return {row["server_id"]: (row["token"], row["written_at"])
+                for row in self._query("SELECT server_id, token, written_at FROM pool_writes")}
+
+    def forget_pool_write(self, server_id, token):
+        self._write("DELETE FROM pool_writes WHERE server_id = ? AND token = ?", (server_id, token))
 
     # login throttling ----------------------------------------------------------
 

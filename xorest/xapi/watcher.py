@@ -23,6 +23,15 @@ WATCHED_CLASSES = ["pool", "host", "host_metrics", "VM", "VM_metrics", "VM_guest
                    "VTPM", "Certificate", "Bond", "pool_update", "host_patch"]
 
 
+def token_key(token):
+    """An ``event.from`` token (``"%020d,%020d"``: the database generation first) as a
+    comparable tuple; tokens of other shapes compare as text."""
+    try:
+        return tuple(int(part) for part in str(token).split(","))
+    except ValueError:
+        return (str(token),)
+
+
 class PoolStatus:
     """Connection state of one pool, as the ``servers`` collection shows it."""
 
@@ -57,10 +66,28 @@ class Watcher:
         self._thread = threading.Thread(target=self._run, name=f"watcher-{name}", daemon=True)
         self.synced = threading.Event()  # set after each complete (re)load
         self.first_attempt = threading.Event()  # set once the first load succeeded or failed
+        # The event.from token of the last batch applied, and who waits for it to pass
+        # a write's token (reads that must see what was just written).
+        self.token = None
+        self._applied = threading.Condition()
+        self.loaded_at = None  # wall-clock time the last full load started (it holds every older write)
 
     def start(self):
         self._thread.start()
         return self
+
+    def wait_past(self, token, timeout):
+        """Wait until a batch at or after ``token`` (from ``event.inject``) was applied;
+        ``True`` if it was within ``timeout`` seconds."""
+        wanted = token_key(token)
+        with self._applied:
+            return self._applied.wait_for(lambda: self.token is not None and token_key(self.token) > wanted,
+                                          timeout)
+
+    def _applied_up_to(self, token):
+        with self._applied:
+            self.token = token
+            self._applied.notify_all()
 
     def stop(self, timeout=5.0):
         self._stop.set()
@@ -97,9 +124,12 @@ class Watcher:
         client.session_ref = None
         client.login()
         read_timeout = (client.timeout[0], self.event_timeout + 30)
+        started = time.time()
         result = client.call("event.from", WATCHED_CLASSES, "", 0.0, timeout=(client.timeout[0], 300))
         self.on_batch(result["events"], True)
         token = result["token"]
+        self.loaded_at = started
+        self._applied_up_to(token)
         now = time.time()
         self.status.state, self.status.error = "connected", None
         self.status.connected_since, self.status.last_event, self.status.attempts = now, now, 0
@@ -114,3 +144,4 @@ class Watcher:
             if result["events"]:
                 self.on_batch(result["events"], False)
                 self.status.last_event = time.time()
+            self._applied_up_to(token)

@@ -1,0 +1,248 @@
+"""Actions on hosts, pools and servers through gunicorn against the simulator: hosts
+disabled, evacuated, rebooted, shut down, started, forgotten, detached; pool networks,
+new VMs, rolling reboots, emergency shutdowns, joins; servers disconnected and back."""
+import time
+
+import pytest
+
+from .conftest import Gateway
+from .management import client, guest, seconds, xapi
+
+
+@pytest.fixture
+def pool(tmp_path, processes):
+    """A fresh pool (these actions change it deeply) and its gateway: ``(sim, api)``."""
+    def make(*args):
+        sim = processes.sim(*args) if args else processes.sim("--vms", "8", "--seed", "1")
+        gw = processes.add(Gateway(tmp_path, sim.url, name=f"gw{len(args)}-{time.monotonic_ns()}"))
+        return sim, client(gw)
+    return make
+
+
+def _evacuable(api, sim):
+    """A member (not the master) whose guests can all move elsewhere."""
+    rpc = xapi(sim)
+    master = api.objects("pools")[0]["master"]
+    for host in api.objects("hosts"):
+        if host["id"] != master and not rpc("host.get_vms_which_prevent_evacuation", host["_xapiRef"]):
+            return host
+    raise AssertionError("no evacuable member")
+
+
+def test_disable_evacuate_enable(pool):
+    sim, api = pool()
+    host = _evacuable(api, sim)
+    assert api.action("hosts", host["id"], "disable").status_code == 204
+    assert not api.one("hosts", host["id"])["enabled"]
+    assert api.action("hosts", host["id"], "enable").status_code == 204 and api.one("hosts", host["id"])["enabled"]
+    task = api.wait(api.action("hosts", host["id"], "disable", {"evacuate": True}, sync=False).json()["taskId"])
+    assert task["status"] == "success" and task["properties"]["params"] == {"evacuate": True}
+    guests = [v for v in api.objects("vms", "power_state:Running") if v["$container"] == host["id"]]
+    assert not guests and not api.one("hosts", host["id"])["enabled"]
+    # a host with guests on its local storage cannot be evacuated: it is enabled again
+    local = guest(api, "Running", shared=False)
+    refused = api.action("hosts", local["$container"], "disable", {"evacuate": True})
+    assert refused.status_code == 409 and refused.json()["data"]["code"] == "VM_REQUIRES_SR"
+    assert api.one("hosts", local["$container"])["enabled"]
+    forced = api.action("hosts", local["$container"], "disable", {"evacuate": True, "force": True})
+    assert forced.status_code == 204 and not api.one("hosts", local["$container"])["enabled"]
+    assert api.action("hosts", host["id"], "disable", {"force": True}).status_code == 400  # force needs evacuate
+
+
+def test_reboot_toolstack_and_shutdown_of_a_member(pool):
+    sim, api = pool()
+    host = _evacuable(api, sim)
+    refused = api.action("hosts", host["id"], "clean_shutdown", {"bypassEvacuate": False})
+    # clean_shutdown evacuates first, so it works on an enabled host; reboot the same way
+    assert refused.status_code == 204, refused.text
+    api.until(lambda: api.one("hosts", host["id"])["power_state"] == "Halted", what="the host down")
+    start = api.action("hosts", host["id"], "start")
+    assert start.status_code == 409 and start.json()["data"]["code"] == "HOST_POWER_ON_MODE_DISABLED"
+    xapi(sim)("host.set_power_on_mode", host["_xapiRef"], "IPMI", {"power_on_ip": "10.0.0.1"})
+    assert api.action("hosts", host["id"], "start").status_code == 204
+    assert api.one("hosts", host["id"])["power_state"] == "Running" and api.one("hosts", host["id"])["enabled"]
+    before = api.one("hosts", host["id"])["agentStartTime"]
+    time.sleep(1.1)  # agent start times have a one-second resolution
+    assert api.action("hosts", host["id"], "restart_toolstack").status_code == 204  # waits for the new agent
+    assert api.one("hosts", host["id"])["agentStartTime"] > before
+    assert api.action("hosts", host["id"], "clean_reboot").status_code == 204
+    api.until(lambda: api.one("hosts", host["id"])["power_state"] == "Halted" or None, what="going down")
+    api.until(lambda: api.one("hosts", host["id"])["enabled"] and
+              api.one("hosts", host["id"])["power_state"] == "Running", what="back up")
+    assert api.action("hosts", host["id"], "scan_pifs").status_code == 204
+    forget = api.action("hosts", host["id"], "forget")
+    assert forget.status_code == 409 and forget.json()["data"]["property"] == "power_state"
+
+
+def test_emergency_shutdown_and_forget(pool):
+    sim, api = pool()
+    host = _evacuable(api, sim)
+    running = [v["id"] for v in api.objects("vms", "power_state:Running") if v["$container"] == host["id"]]
+    assert api.action("hosts", host["id"], "emergency_shutdown").status_code == 204
+    for vm in running:
+        assert api.one("vms", vm)["power_state"] == "Suspended"
+    api.until(lambda: api.one("hosts", host["id"])["power_state"] == "Halted", what="the host down")
+    assert api.action("hosts", host["id"], "scan_pifs").status_code == 409
+    assert api.action("hosts", host["id"], "forget").status_code == 204
+    assert api.get(f"/rest/v0/hosts/{host['id']}").status_code == 404
+
+
+def test_smart_reboot_suspends_and_resumes(pool):
+    sim, api = pool()
+    host = _evacuable(api, sim)
+    guests = [v["id"] for v in api.objects("vms", "power_state:Running") if v["$container"] == host["id"]]
+    task = api.wait(api.action("hosts", host["id"], "smart_reboot", sync=False).json()["taskId"])
+    assert task["status"] == "success", (task.get("result"), task.get("warnings"))
+    methods = [x["method"] for x in task["properties"]["xapiTasks"]]
+    assert methods[0] == "host.disable" and "host.reboot" in methods
+    assert methods.count("VM.suspend") == len(guests) == methods.count("VM.resume")
+    assert all(api.one("vms", vm)["power_state"] == "Running" for vm in guests)
+    assert api.one("hosts", host["id"])["enabled"]
+
+
+def test_management_reconfigure_and_detach(pool):
+    sim, api = pool()
+    host = _evacuable(api, sim)
+    pifs = [api.one("pifs", p) for p in host["PIFs"]]
+    storage = next(p for p in pifs if not p["management"])
+    other = next(p for p in api.objects("pifs") if p["$host"] != host["id"])
+    assert api.action("hosts", host["id"], "management_reconfigure", {"pif": other["id"]}).status_code == 422
+    assert api.action("hosts", host["id"], "management_reconfigure", {"pif": storage["id"]}).status_code == 204
+    assert api.one("pifs", storage["id"])["management"]
+    pool_obj = api.objects("pools")[0]
+    network = api.one("networks", storage["$network"])
+    assert api.action("pools", pool_obj["id"], "management_reconfigure", {"network": network["id"]}).status_code == 204
+    assert all(api.one("pifs", p)["management"] for p in network["PIFs"])
+    api.ok("hosts", host["id"], "disable", {"evacuate": True})
+    detached = api.wait(api.action("hosts", host["id"], "detach", sync=False).json()["taskId"])
+    assert detached["status"] == "success" and f"//{host['address']}:" in detached["infos"][0]["data"]["url"]
+    assert api.get(f"/rest/v0/hosts/{host['id']}").status_code == 404
+    assert len(api.objects("servers")) == 2  # the ejected host, registered as a server of its own
+
+
+def test_networks_of_a_pool(pool):
+    sim, api = pool()
+    pool_id = api.objects("pools")[0]["id"]
+    eth1 = next(p for p in api.objects("pifs") if p["device"] == "eth1")
+    created = api.action("pools", pool_id, "create_network",
+                         {"name": "vlan 42", "pif": eth1["id"], "vlan": 42, "mtu": 1500, "nbd": True})
+    assert created.status_code == 201 and created.headers["Location"] == f"/rest/v0/networks/{created.json()['id']}"
+    network = api.one("networks", created.json()["id"])
+    assert network["name_label"] == "vlan 42" and network["nbd"] and len(network["PIFs"]) == 3
+    assert all(api.one("pifs", p)["vlan"] == 42 for p in network["PIFs"])
+    again = api.action("pools", pool_id, "create_network", {"name": "again", "pif": eth1["id"], "vlan": 42})
+    assert again.status_code == 409 and again.json()["data"]["code"] == "PIF_VLAN_EXISTS"
+    assert not [n for n in api.objects("networks") if n["name_label"] == "again"]  # undone
+    internal = api.ok("pools", pool_id, "create_internal_network", {"name": "private", "description": "lab"})
+    assert api.one("networks", internal["id"])["PIFs"] == []
+    eth0 = next(p for p in api.objects("pifs") if p["device"] == "eth0" and p["$host"] == eth1["$host"])
+    alone = api.action("pools", pool_id, "create_bonded_network",
+                       {"name": "bond", "pifIds": [eth1["id"]], "bondMode": "lacp"})
+    assert alone.json()["data"]["code"] == "PIF_BOND_NEEDS_MORE_MEMBERS"  # one interface per host
+    bonded = api.ok("pools", pool_id, "create_bonded_network",
+                    {"name": "bond", "pifIds": [eth0["id"], eth1["id"]], "bondMode": "active-backup"})
+    bond = api.one("networks", bonded["id"])
+    assert len(bond["PIFs"]) == 3 and bond["isBonded"]
+    assert api.action("pools", pool_id, "create_network", {"name": "x", "vlan": 5}).status_code == 400
+    for network_id in (created.json()["id"], internal["id"], bonded["id"]):
+        assert api.request("DELETE", f"/rest/v0/networks/{network_id}").status_code == 204
+        assert api.get(f"/rest/v0/networks/{network_id}").status_code == 404
+    assert api.request("DELETE", f"/rest/v0/networks/{eth1['$network']}").status_code == 409  # physical PIFs
+
+
+def test_create_vm_from_a_template(pool):
+    sim, api = pool()
+    pool_obj = api.objects("pools")[0]
+    template = next(t for t in api.objects("vm-templates") if t["name_label"] == "Debian Bookworm 12")
+    network = api.objects("networks")[0]
+    iso = next(v for v in api.objects("vdis") if v["name_label"].endswith(".iso"))
+    body = {"name_label": "web-new", "template": template["uuid"], "name_description": "made over REST",
+            "memory": "1GiB", "cpus": 2, "autoPoweron": True, "vifs": [{"network": network["id"]}],
+            "vdis": [{"name_label": "root", "size": 1 << 30}], "install": {"method": "cdrom",
+                                                                           "repository": iso["id"]}, "boot": True}
+    created = api.action("pools", pool_obj["id"], "create_vm", body)
+    assert created.status_code == 201, created.text
+    vm = api.one("vms", created.json()["id"])
+    assert vm["name_label"] == "web-new" and vm["power_state"] == "Running" and vm["auto_poweron"]
+    assert vm["memory"]["size"] == 1 << 30 and vm["CPUs"]["number"] == 2 and len(vm["VIFs"]) == 1
+    assert vm["creation"]["template"] == template["uuid"]
+    disks = [api.one("vbds", b) for b in vm["$VBDs"]]
+    assert {d["is_cd_drive"] for d in disks} == {True, False}
+    assert api.one("pools", pool_obj["id"])["auto_poweron"]
+    missing = api.action("pools", pool_obj["id"], "create_vm", {"name_label": "x", "template": "nope"})
+    assert missing.status_code == 404
+    assert api.action("pools", pool_obj["id"], "create_vm", {"template": template["id"]}).status_code == 400
+    gpu = api.action("pools", pool_obj["id"], "create_vm", {**body, "createVtpm": True})
+    assert gpu.status_code == 501
+
+
+def test_rolling_reboot(pool):
+    sim, api = pool()
+    seconds(sim, **{"host_reboot:down": 0.3})
+    pool_id = api.objects("pools")[0]["id"]
+    refused = api.action("pools", pool_id, "rolling_reboot")
+    assert refused.status_code == 409 and refused.json()["data"]["code"] == "CANNOT_EVACUATE_HOST"
+    while True:  # guests on local storage cannot move: stop them
+        try:
+            local = guest(api, "Running", shared=False)
+        except AssertionError:
+            break
+        api.ok("vms", local["id"], "hard_shutdown")
+    placement = {v["id"]: v["$container"] for v in api.objects("vms", "power_state:Running")}
+    task = api.wait(api.action("pools", pool_id, "rolling_reboot", sync=False).json()["taskId"], timeout=120)
+    assert task["status"] == "success", (task.get("result"), task.get("warnings"))
+    (restarting, back) = task["tasks"]
+    assert restarting["properties"]["name"] == "Restarting hosts" and len(restarting["tasks"]) == 3
+    assert back["properties"]["name"] == "Migrate VMs back"
+    assert [t["properties"]["name"] for t in restarting["tasks"][0]["tasks"]][:3] == [
+        "Check evacuation precondition", "Evacuate", "Restart"]
+    assert {v["id"]: v["$container"] for v in api.objects("vms", "power_state:Running")} == placement
+    assert all(h["enabled"] for h in api.objects("hosts"))
+
+
+def test_pool_emergency_shutdown(pool):
+    sim, api = pool("--vms", "4", "--seed", "3", "--hosts", "2")
+    pool_id = api.objects("pools")[0]["id"]
+    task_id = api.action("pools", pool_id, "emergency_shutdown", sync=False).json()["taskId"]
+    # the master goes down last: the answer comes before, the pool's API then stops
+    task = api.wait(task_id)
+    assert task["status"] == "success", (task.get("result"), task.get("warnings"))
+    assert [t["properties"]["name"] for t in task["tasks"]].count("shutting down host") == 2
+    api.until(lambda: api.get("/rest/v0/servers", fields="status").json()[0]["status"] != "connected",
+              what="the pool down")
+
+
+def test_add_host_joins_another_pool(pool, processes):
+    sim, api = pool("--vms", "4", "--seed", "2")
+    lone = processes.sim("--vms", "0", "--hosts", "1", "--seed", "5")
+    pool_id = api.objects("pools")[0]["id"]
+    registered = api.request("POST", "/rest/v0/servers", json={"host": lone.url, "username": "root",
+                                                                "password": "password", "label": "lone"})
+    assert registered.status_code == 201
+    joining = api.until(lambda: [h for h in api.objects("hosts") if h["$pool"] != pool_id], what="the lone host")[0]
+    refused = api.action("pools", pool_id, "add_host", {"host": joining["id"]})
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["data"]["code"] == "POOL_JOINING_HOST_CANNOT_CONTAIN_SHARED_SRS"
+    joined = api.action("pools", pool_id, "add_host", {"host": joining["id"], "force": True})
+    assert joined.status_code == 204, joined.text
+    members = api.until(lambda: [h for h in api.objects("hosts") if h["$pool"] == pool_id
+                                 and h["name_label"] == joining["name_label"]], what="the host in the pool")
+    assert members and len([h for h in api.objects("hosts") if h["$pool"] == pool_id]) == 4
+    # the joined host now answers as a member: its own server shows why it is not connected
+    lone_server = api.until(lambda: [s for s in api.objects("servers") if s["label"] == "lone"
+                                     and "HOST_IS_SLAVE" in (s.get("error") or "")], what="the member's status")
+    assert lone_server[0]["status"] == "disconnected"
+
+
+def test_server_disconnect_and_connect(pool):
+    sim, api = pool("--vms", "3")
+    server = api.objects("servers")[0]
+    assert server["enabled"] and server["status"] == "connected"
+    assert api.action("servers", server["id"], "disconnect").status_code == 204
+    assert api.until(lambda: not api.objects("vms"), what="the pool's objects gone")
+    gone = api.one("servers", server["id"])
+    assert gone["status"] == "disconnected" and not gone["enabled"]
+    assert api.action("servers", server["id"], "disconnect").status_code == 409
+    assert api.action("servers", server["id"], "connect").status_code == 204
+    assert api.one("servers", server["id"])["status"] == "connected" and api.objects("vms")
+    assert api.action("servers", server["id"], "connect").status_code == 409

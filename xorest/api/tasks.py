@@ -1,0 +1,79 @@
+"""``/rest/v0/tasks``: the task log in Xen Orchestra's shape (listed, watched, waited for,
+deleted); an object's tasks are a sub-collection (:mod:`.related`).  Aborting is an action
+(``POST /tasks/<id>/actions/abort``, see :mod:`.actions`)."""
+from flask import Blueprint, Response
+
+from .. import filter as live_filter
+from ..errors import BadRequest
+from . import bodies, services
+from .listing import listing
+from .output import json_response, ndjson_response, parse_fields, projector, with_links
+from .routes import Answer, operation
+from .streaming import WATCH_INTERVAL, client_socket, poll_client, stopping_check
+
+bp = Blueprint("tasks", __name__)
+
+
+@operation(bp, "/tasks", permission="read", tags=("tasks",), summary="The task log",
+           query=bodies.TASK_LIST_QUERY,
+           answers=(Answer(200, "the tasks' URLs, or the chosen fields of each; with watch=true&ndjson=true, "
+                                "their changes as they happen", headers=("Link",)),))
+def list_tasks(query):
+    """Tasks in id (start) order; ``watch=true`` (with ``ndjson=true``) streams their
+    changes as ``["update", task]`` and ``["remove", {"id": ...}]`` lines, as Xen Orchestra."""
+    if query["watch"]:
+        if not query["ndjson"]:
+            raise BadRequest("watch=true requires ndjson=true")
+        return _watch(query)
+    return listing("tasks", query)
+
+
+def _watch(query):
+    tasks = services().tasks
+    node = live_filter.parse(query["filter"]) if query["filter"] else None
+    item = projector("tasks", parse_fields(query["fields_"]))  # as Xen Orchestra: URLs unless fields=
+    sock, stopping = client_socket(), stopping_check()
+    since = tasks.last_change()
+
+    def lines():  # until the client leaves (a write to a client that stopped reading times out)
+        nonlocal since
+        while (sock is None or poll_client(sock, 0) != "gone") and not stopping():
+            events, since = tasks.wait_change(since, WATCH_INTERVAL)
+            for event, obj in events:
+                if event == "update" and node is not None and not node.match(obj):
+                    continue
+                yield [event, item(obj) if event == "update" else obj]
+    return ndjson_response(lines())
+
+
+@operation(bp, "/tasks/<key>", permission="read", tags=("tasks",), summary="One task", query=bodies.TASK_QUERY,
+           answers=(Answer(200, "the task (with wait=true: once it ended, or as it is after the wait's bound)"),
+                    Answer(404, "no such task")))
+def get_task(key, query):
+    """One task; ``wait=true`` (or ``result``) answers once it ended, or after
+    ``XOREST_TASK_WAIT`` seconds (or when the client leaves) as it is then."""
+    svc = services()
+    if query["wait"] in ("true", "1", "", "result"):
+        sock, stopping = client_socket(), stopping_check()
+        gone = (lambda: poll_client(sock, 0) == "gone" or stopping()) if sock is not None else (lambda: False)
+        task = svc.tasks.wait(key, svc.config.task_wait, gone)
+    else:
+        task = svc.tasks.get(key)
+    return json_response(with_links(task, "tasks"))
+
+
+@operation(bp, "/tasks", methods=("DELETE",), permission="vm.operate", tags=("tasks",),
+           summary="Delete every ended task", answers=(Answer(204, "deleted"),))
+def delete_tasks():
+    """Delete every task that ended (running ones stay)."""
+    services().tasks.delete_ended()
+    return Response(status=204)
+
+
+@operation(bp, "/tasks/<key>", methods=("DELETE",), permission="vm.operate", tags=("tasks",),
+           summary="Delete an ended task",
+           answers=(Answer(204, "deleted"), Answer(404, "no such task"), Answer(409, "the task still runs")))
+def delete_task(key):
+    """Delete a task that ended (a running task must be aborted first: 409)."""
+    services().tasks.delete(key)
+    return Response(status=204)
