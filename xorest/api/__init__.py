@@ -29,12 +29,13 @@ def _error_response(status, body, headers=()):
 
 
 def register(app):
-    from . import auth, collections, exports, imports, selftest
+    from . import auth, collections, docs, exports, imports, selftest
 
     app.register_blueprint(auth.bp, url_prefix=BASE_URL)
     app.register_blueprint(exports.bp, url_prefix=BASE_URL)
     app.register_blueprint(imports.bp, url_prefix=BASE_URL)
     app.register_blueprint(selftest.bp, url_prefix=BASE_URL)
+    app.register_blueprint(docs.bp, url_prefix=BASE_URL)
     app.register_blueprint(collections.bp, url_prefix=BASE_URL)
 
     @app.errorhandler(XorestError)

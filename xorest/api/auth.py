@@ -10,12 +10,13 @@ import time
 from datetime import datetime, timezone
 
 from flask import Blueprint, g, request
+from marshmallow import RAISE, Schema, fields
 
 from ..errors import BadRequest, Forbidden, Unauthorized
 from ..services.permissions import authorize
 from . import BASE_URL, params, routes, services
 from .output import json_response
-from .routes import Answer, operation
+from .routes import Answer, Variable, operation
 
 bp = Blueprint("auth", __name__)
 
@@ -91,6 +92,44 @@ def renew_token(response):
     return response
 
 
+class _Strict(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class NewToken(_Strict):
+    id = fields.String(required=True, metadata={"description": "the token itself: send it as the "
+                                                "authenticationToken cookie or as a Bearer token"})
+    token_id = fields.String(required=True, metadata={"description": "the token's id (token list, revocation)"})
+    user_id = fields.String(required=True, metadata={"description": "its user's id"})
+    description = fields.String(required=True, metadata={"description": "what it is for"})
+    created_at = fields.Integer(required=True, metadata={"description": "creation, Unix time in milliseconds"})
+    expiration = fields.Integer(required=True, metadata={"description": "expiry, Unix time in milliseconds"})
+
+
+class CreatedToken(_Strict):
+    token = fields.Nested(NewToken, required=True)
+
+
+class TokenInfo(_Strict):
+    """A token as listed: never its value."""
+
+    id = fields.String(required=True, metadata={"description": "the token's id"})
+    user_id = fields.String(required=True, metadata={"description": "its user's id"})
+    description = fields.String(required=True, metadata={"description": "what it is for"})
+    created_at = fields.Float(required=True, metadata={"description": "creation, Unix seconds"})
+    expires_at = fields.Float(required=True, metadata={"description": "expiry, Unix seconds"})
+    last_used_at = fields.Float(required=True, allow_none=True, metadata={"description": "last use, Unix seconds"})
+    renewed_at = fields.Float(required=True, allow_none=True,
+                              metadata={"description": "when a renewal was handed out, Unix seconds"})
+    revoked_at = fields.Float(required=True, allow_none=True, metadata={"description": "revocation, Unix seconds"})
+    family_id = fields.String(required=True, metadata={
+        "description": "the first token of its renewals (revoking one revokes them all)"})
+
+
+_USER = Variable("`me`, or your own user id", example="me")
+
+
 def _token_body(token, row):
     return {"id": token, "token_id": row["id"], "user_id": row["user_id"],
             "description": row["description"], "created_at": int(row["created_at"] * 1000),
@@ -98,8 +137,8 @@ def _token_body(token, row):
 
 
 @operation(bp, "/users/<user>/authentication_tokens", methods=("POST",), permission="self", tags=("tokens",),
-           summary="Create a token for yourself", body=params.TOKEN_REQUEST,
-           answers=(Answer(201, "the new token (its value is `token.id`)"),))
+           summary="Create a token for yourself", body=params.TOKEN_REQUEST, variables={"user": _USER},
+           answers=(Answer(201, "the new token (its value is `token.id`)", CreatedToken, ("ETag",)),))
 def create_token(user, body):
     """Create a token for yourself (``me`` or your own id), as ``xo-cli create-token`` does."""
     if user not in ("me", g.user["id"]):
@@ -109,7 +148,8 @@ def create_token(user, body):
 
 
 @operation(bp, "/users/<user>/authentication_tokens", permission="self", tags=("tokens",),
-           summary="List your tokens", answers=(Answer(200, "your tokens, without their values"),))
+           summary="List your tokens", variables={"user": _USER},
+           answers=(Answer(200, "your tokens, without their values", TokenInfo(many=True), ("ETag",)),))
 def list_tokens(user):
     """Your tokens: ids, descriptions, creation, expiry, last use (never the values)."""
     if user not in ("me", g.user["id"]):
@@ -118,7 +158,9 @@ def list_tokens(user):
 
 
 @operation(bp, "/users/<user>/authentication_tokens/<token_id>", methods=("DELETE",), permission="self",
-           tags=("tokens",), summary="Revoke one of your tokens", answers=(Answer(204, "revoked"),))
+           tags=("tokens",), summary="Revoke one of your tokens",
+           variables={"user": _USER, "token_id": Variable("the token's id, or the token itself")},
+           answers=(Answer(204, "revoked"), Answer(404, "no such token of yours, or already revoked")))
 def revoke_token(user, token_id):
     """Revoke one of your tokens (by id or by value) and its renewals."""
     if user not in ("me", g.user["id"]) and not g.user["is_admin"]:

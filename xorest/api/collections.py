@@ -3,10 +3,11 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, current_app, request
 
+from ..services.schemas import collection_names, object_schema
 from . import BASE_URL, params, services
 from .output import (RenderCache, json_response, ndjson_response, parse_fields, projector, render_json,
                      with_links)
-from .routes import Answer, operation
+from .routes import Answer, Header, Listing, Variable, operation
 from .streaming import client_speaks_http10
 
 bp = Blueprint("collections", __name__)
@@ -16,17 +17,34 @@ def _render_cache():
     return current_app.extensions.setdefault("xorest.render_cache", RenderCache())
 
 
+_IF_NONE_MATCH = Header("If-None-Match", "an ETag of a previous answer: 304 while the answer is the same")
+_NOT_MODIFIED = Answer(304, "not modified since the ETag sent in If-None-Match", headers=("ETag",))
+#: The collections, each its own path in the document (each with its objects' schema).
+_COLLECTION = Variable("a collection", values=collection_names(), expand=True)
+#: Where the API describes itself (RFC 8631), on the API's root.
+SERVICE_LINKS = f'<{BASE_URL}/docs>; rel="service-doc", <{BASE_URL}/openapi.json>; rel="service-desc"'
+
+
 @operation(bp, "/", permission="read", tags=("collections",), summary="The collections",
-           answers=(Answer(200, "the collections' URLs"),))
+           request_headers=(_IF_NONE_MATCH,),
+           answers=(Answer(200, "the collections' URLs", {"type": "array", "items": {
+                        "type": "string", "format": "uri-reference", "enum": [
+                            f"{BASE_URL}/{name}" for name in collection_names()]}},
+                           headers=("ETag", "Link"), example=[f"{BASE_URL}/{name}" for name in collection_names()]),
+                    _NOT_MODIFIED))
 def index():
-    """The collections, as URLs."""
-    return json_response([f"{BASE_URL}/{name}" for name in services().collections.names()])
+    """The collections, as URLs; ``Link`` names this API's description and its page."""
+    response = json_response([f"{BASE_URL}/{name}" for name in services().collections.names()])
+    response.headers["Link"] = SERVICE_LINKS
+    return response
 
 
-@operation(bp, "/<collection>", permission="read", tags=("collections",), summary="List a collection",
-           query=params.COLLECTION_QUERY,
-           answers=(Answer(200, "the objects' URLs, or the chosen fields of each", headers=("ETag", "Link")),
-                    Answer(304, "not modified since the ETag sent in If-None-Match")))
+@operation(bp, "/<collection>", permission="read", tags=("{collection}",), summary="List a collection",
+           query=params.COLLECTION_QUERY, variables={"collection": _COLLECTION}, request_headers=(_IF_NONE_MATCH,),
+           answers=(Answer(200, "the objects' URLs, or the chosen fields of each (ETag: not with ndjson)",
+                           lambda collection: Listing(object_schema(collection)), headers=("ETag", "Link"),
+                           alternatives=("application/x-ndjson",)),
+                    _NOT_MODIFIED))
 def list_collection(collection, query):
     """Objects in id order (or ``sort``), filtered, projected on ``fields``, cut at ``limit``
     with a ``Link: rel="next"`` to the following page."""
@@ -57,8 +75,13 @@ def _link_next(response, cursor):
     return response
 
 
-@operation(bp, "/<collection>/<key>", permission="read", tags=("collections",), summary="One object",
-           answers=(Answer(200, "the object", headers=("ETag",)), Answer(404, "no such object")))
+@operation(bp, "/<collection>/<key>", permission="read", tags=("{collection}",), summary="One object",
+           variables={"collection": _COLLECTION,
+                      "key": Variable("the object's id (its uuid; a default template's: the pool's uuid, a dash "
+                                      "and its uuid) or its XAPI opaque reference")},
+           request_headers=(_IF_NONE_MATCH,),
+           answers=(Answer(200, "the object, whole", lambda collection: object_schema(collection), headers=("ETag",)),
+                    _NOT_MODIFIED, Answer(404, "no such object")))
 def get_object(collection, key):
     """One object, by its id or its XAPI opaque reference."""
     obj = services().collections.get(collection, key)
