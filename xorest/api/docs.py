@@ -62,13 +62,15 @@ PAGE = f"""<!DOCTYPE html>
 </html>
 """
 
-# Browsers do not let a page set a Cookie header: a token given to the "cookie" scheme
-# under Authorize becomes the page's own authenticationToken cookie (same path as the
-# ones xorest sets), which the browser then sends; choosing another scheme drops it.
+# Browsers do not let a page send a Cookie header (fetch drops it): a token given to a
+# cookie scheme under Authorize becomes the page's own cookie of that name, on the path of
+# the ones xorest sets, which the browser then sends; choosing another scheme drops it.
+# The header stays in the request, so the curl line Swagger UI shows has it.
 INIT = """window.onload = function () {
   var base = %(base)s;
-  function setCookie(value) {
-    document.cookie = "authenticationToken=" + (value === null ? "; Max-Age=0" : encodeURIComponent(value))
+  var names = ["authenticationToken", "token"];
+  function setCookie(name, value) {
+    document.cookie = name + "=" + (value === null ? "; Max-Age=0" : encodeURIComponent(value))
       + "; Path=" + base + "; SameSite=Strict";
   }
   window.ui = SwaggerUIBundle({
@@ -77,19 +79,20 @@ INIT = """window.onload = function () {
     deepLinking: true,
     displayRequestDuration: true,
     showExtensions: true,
-    docExpansion: "none",
+    docExpansion: "list",
     filter: true,
     layout: "BaseLayout",
     presets: [SwaggerUIBundle.presets.apis],
     requestInterceptor: function (request) {
-      var headers = request.headers || {};
-      var cookie = headers.Cookie || headers.cookie;
-      var match = cookie && /(?:^|;\\s*)authenticationToken=([^;]*)/.exec(cookie);
-      delete headers.Cookie;
-      delete headers.cookie;
-      if (request.url.indexOf(base + "/") !== -1 || request.url.slice(-base.length) === base) {
-        setCookie(match ? decodeURIComponent(match[1]) : null);
+      if (request.loadSpec) {
+        return request;
       }
+      var headers = request.headers || {};
+      var cookie = headers.Cookie || headers.cookie || "";
+      names.forEach(function (name) {
+        var match = new RegExp("(?:^|;\\\\s*)" + name + "=([^;]*)").exec(cookie);
+        setCookie(name, match ? decodeURIComponent(match[1]) : null);
+      });
       return request;
     }
   });

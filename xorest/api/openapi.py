@@ -258,7 +258,7 @@ class _Builder:
             "description": "A token in the legacy token cookie."})
         components.security_scheme("bearer", {
             "type": "http", "scheme": "bearer",
-            "description": "A token in Authorization: Bearer <token>."})
+            "description": "A token in the Authorization header: Bearer, a space and the token."})
         components.security_scheme("basic", {
             "type": "http", "scheme": "basic",
             "description": "A user's email and password (attempts are throttled)."})
@@ -450,8 +450,9 @@ class _Builder:
             for operation in item.values():
                 for parameter in operation.get("parameters", ()):
                     _not_null(parameter["schema"])
-        document["tags"] = [{"name": name, **({"description": text} if text else {})}
-                            for name, text in sorted(self.tags.items())]
+        order = ["collections", *sorted(set(self.tags) - set(TAGS)), *list(TAGS)[1:]]
+        document["tags"] = [{"name": name, **({"description": self.tags[name]} if self.tags[name] else {})}
+                            for name in order]
         return document
 
 
@@ -492,3 +493,27 @@ def all_variants(document_paths):
                   for method in item if method in ("get", "put", "post", "delete", "patch", "head", "options"))
 
 
+
+
+def main(argv=None):
+    """``python -m xorest.api.openapi [FILE]``: write the document (``-``: standard output)."""
+    import json
+    import sys
+    import tempfile
+
+    from ..app import create_app
+
+    args = sys.argv[1:] if argv is None else argv
+    target = args[0] if args else "-"
+    with tempfile.TemporaryDirectory() as data_dir:  # the app needs one; nothing is kept
+        text = json.dumps(build(create_app({"data_dir": data_dir})), indent=2) + "\n"
+    if target == "-":
+        sys.stdout.write(text)
+    else:
+        with open(target, "w", encoding="utf-8") as out:
+            out.write(text)
+        print(f"{target}: {text.count(chr(10))} lines", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

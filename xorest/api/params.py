@@ -31,8 +31,7 @@ class CollectionQuery(Schema):
 
     filter = fields.String(load_default=None, validate=validate.Length(max=live_filter.MAX_LENGTH), metadata={
         "description": "Xen Orchestra's live filter (complex-matcher): `name_label:web power_state:Running`, "
-                       "`|(a b)` or, `!x` not, `x?` truthy, `CPUs:number:>=4`, globs, `/regex/i`",
-        "example": "power_state:Running"})
+                       "`|(a b)` or, `!x` not, `x?` truthy, `CPUs:number:>=4`, globs, `/regex/i`"})
     limit = fields.Integer(load_default=None, strict=False, validate=validate.Range(min=0, max=MAX_LIMIT), metadata={
         "description": "at most this many objects, after the filter; a page cut here carries "
                        "`Link: <...>; rel=\"next\"`"})
@@ -44,8 +43,7 @@ class CollectionQuery(Schema):
         "description": "one JSON value per line (application/x-ndjson), streamed; `?ndjson` alone is true too"})
     sort = fields.String(load_default=None, validate=validate.Length(max=512), metadata={
         "description": "comma-separated fields (dotted paths) to order by, `-` in front to reverse; ties go "
-                       "by id (default: id order)",
-        "example": "-memory.size,name_label"})
+                       "by id (default: id order); e.g. `-memory.size,name_label`"})
     after = fields.String(load_default=None, validate=validate.Length(min=1, max=4096), metadata={
         "description": "the cursor of the previous page (from its rel=\"next\" link): resume after it"})
 
