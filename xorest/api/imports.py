@@ -5,20 +5,18 @@ from flask import Blueprint, Response, request
 
 from . import BASE_URL, params, services
 from .exports import check_format
-from .routes import BINARY, Answer, Header, Variable, operation
+from .routes import BINARY, Answer, Variable, operation
 from .streaming import set_client_timeout
 
 _CREATED = Answer(201, "the new object's uuid", "text", ("Location",), "text/plain")
-_LENGTH = Header("Content-Length", "the body's length: the pool needs the size up front (no chunked uploads)",
-                 schema={"type": "integer", "minimum": 0})
-_UPSTREAM = (Answer(411, "no Content-Length"), Answer(502, "the pool failed the import"),
+_UPSTREAM = (Answer(411, "no Content-Length: the pool needs the size up front, so no chunked uploads"), Answer(502, "the pool failed the import"),
              Answer(503, "the pool, or the data store, is not reachable"))
 
 bp = Blueprint("imports", __name__)
 
 
 @operation(bp, "/vdis/<key>.<fmt>", methods=("PUT",), permission="vm.admin", tags=("imports",), body=BINARY,
-           summary="Write a disk's content from a VHD or raw body", request_headers=(_LENGTH,),
+           summary="Write a disk's content from a VHD or raw body",
            variables={"key": Variable("the disk's id (its uuid) or its XAPI opaque reference"),
                       "fmt": Variable("the body's format", values=("vhd", "raw"))},
            body_description="a VHD (its blocks are written, other regions are left as they were) or raw content",
@@ -33,7 +31,7 @@ def import_vdi(key, fmt):
 
 
 @operation(bp, "/srs/<key>/vdis", methods=("POST",), permission="vm.admin", tags=("imports",), body=BINARY,
-           query=params.VDI_IMPORT_QUERY, summary="A new disk from a VHD or raw body", request_headers=(_LENGTH,),
+           query=params.VDI_IMPORT_QUERY, summary="A new disk from a VHD or raw body",
            variables={"key": Variable("the SR's id (its uuid) or its XAPI opaque reference")},
            body_description="a VHD (the disk's size is its virtual size) or, with ?raw, raw content (the disk's "
                             "size is its length)",
@@ -48,7 +46,7 @@ def create_vdi(key, query):
 
 
 @operation(bp, "/pools/<key>/vms", methods=("POST",), permission="vm.admin", tags=("imports",), body=BINARY,
-           query=params.VM_IMPORT_QUERY, summary="A new VM from an XVA body", request_headers=(_LENGTH,),
+           query=params.VM_IMPORT_QUERY, summary="A new VM from an XVA body",
            variables={"key": Variable("the pool's id (its uuid) or its XAPI opaque reference")},
            body_description="an XVA, plain, gzip or zstd (the pool detects which)",
            answers=(_CREATED, *_UPSTREAM))
