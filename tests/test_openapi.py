@@ -241,3 +241,9 @@ def test_the_root_links_to_the_description(client):
     assert all(isinstance(url, str) and url.startswith(f"{BASE_URL}/") for url in response.json)
     assert f'<{BASE_URL}/docs>; rel="service-doc"' in response.headers["Link"]
     assert f'<{BASE_URL}/openapi.json>; rel="service-desc"' in response.headers["Link"]
+
+
+def test_make_docs_writes_the_served_document(document, tmp_path, capsys):
+    target = tmp_path / "openapi.json"
+    openapi.main([str(target)])
+    assert json.loads(target.read_text()) == json.loads(json.dumps(document))

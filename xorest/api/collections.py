@@ -3,7 +3,7 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, current_app, request
 
-from ..services.schemas import collection_names, object_schema
+from ..services.schemas import collection_names, collection_type, object_schema
 from . import BASE_URL, params, services
 from .output import (RenderCache, json_response, ndjson_response, parse_fields, projector, render_json,
                      with_links)
@@ -20,7 +20,9 @@ def _render_cache():
 _IF_NONE_MATCH = Header("If-None-Match", "an ETag of a previous answer: 304 while the answer is the same")
 _NOT_MODIFIED = Answer(304, "not modified since the ETag sent in If-None-Match", headers=("ETag",))
 #: The collections, each its own path in the document (each with its objects' schema).
-_COLLECTION = Variable("a collection", values=collection_names(), expand=True)
+_COLLECTION = Variable("a collection", values=collection_names(), expand=True,
+                       describe=lambda name: f"The {name} collection: {collection_type(name)} objects "
+                                             f"(schema {object_schema(name).__name__}).")
 #: Where the API describes itself (RFC 8631), on the API's root.
 SERVICE_LINKS = f'<{BASE_URL}/docs>; rel="service-doc", <{BASE_URL}/openapi.json>; rel="service-desc"'
 

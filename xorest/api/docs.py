@@ -113,7 +113,7 @@ def page():
            permission="public", tags=("docs",), summary="An asset of the documentation page",
            variables={"name": Variable("the asset", expand=True)},
            answers=(Answer(200, "the file", BINARY, ("Cache-Control",),
-                           content_type="text/javascript", alternatives=("text/css", "image/png")),))
+                           content_type=lambda name: ASSETS.get(name, "text/javascript")),))
 def asset(name):
     """Swagger UI's files, from the Python package that ships them."""
     if name == INIT_SCRIPT:

@@ -317,7 +317,11 @@ class _Builder:
 
     def operation(self, op, method, parts, combo, path):
         tags = [tag.format(**combo) for tag in op.tags] or ["other"]
-        for tag in tags:
+        for template, tag in zip(op.tags, tags):
+            named = re.fullmatch(r"\{(\w+)\}", template)
+            variable = op.variables.get(named.group(1)) if named else None
+            if variable is not None and variable.describe is not None and not self.tags.get(tag):
+                self.tags[tag] = variable.describe(combo[named.group(1)])
             self.tags.setdefault(tag, "")
         public = op.permission == "public"
         role = permissions.PERMISSIONS[op.permission]
@@ -378,7 +382,8 @@ class _Builder:
         return {"required": False, "description": op.body_description or "a JSON object (none: all defaults)",
                 "content": {"application/json": {"schema": op.body}}}
 
-    def _content(self, answer, schema, status):
+    def _content(self, answer, schema, status, combo):
+        content_type = answer.content_type(**combo) if callable(answer.content_type) else answer.content_type
         if callable(schema) and not isinstance(schema, (Schema, type)):
             raise TypeError("callable schemas are evaluated before")
         if schema is None:
@@ -395,7 +400,7 @@ class _Builder:
                 {"type": "string", "format": "uri-reference", "description": "an object's URL (no fields)"},
                 {"$ref": f"#/components/schemas/{full}"},
                 {"$ref": f"#/components/schemas/{partial}"}]}
-            content = {answer.content_type: {"schema": {"type": "array", "items": item}}}
+            content = {content_type: {"schema": {"type": "array", "items": item}}}
             for alternative in answer.alternatives:
                 content[alternative] = {"schema": {
                     "description": "one JSON value per line, each a URL or an object as in the JSON answer",
@@ -407,7 +412,7 @@ class _Builder:
             media = {"schema": schema}
         if answer.example is not None:
             media["example"] = answer.example
-        content = {answer.content_type: media}
+        content = {content_type: media}
         for alternative in answer.alternatives:
             content[alternative] = dict(media)
         return content
@@ -427,7 +432,7 @@ class _Builder:
                     headers.append("Set-Cookie")
             if headers:
                 response["headers"] = {name: {"$ref": f"#/components/headers/{name}"} for name in headers}
-            content = self._content(answer, schema, answer.status)
+            content = self._content(answer, schema, answer.status, combo)
             if content and method != "HEAD":
                 response["content"] = content
             result[str(answer.status)] = response
@@ -499,14 +504,16 @@ def main(argv=None):
     """``python -m xorest.api.openapi [FILE]``: write the document (``-``: standard output)."""
     import json
     import sys
-    import tempfile
 
-    from ..app import create_app
+    from flask import Flask
+
+    from . import register
 
     args = sys.argv[1:] if argv is None else argv
     target = args[0] if args else "-"
-    with tempfile.TemporaryDirectory() as data_dir:  # the app needs one; nothing is kept
-        text = json.dumps(build(create_app({"data_dir": data_dir})), indent=2) + "\n"
+    app = Flask("xorest")  # the routes alone: no services, no data directory
+    register(app)
+    text = json.dumps(build(app), indent=2) + "\n"
     if target == "-":
         sys.stdout.write(text)
     else:

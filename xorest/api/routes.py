@@ -32,7 +32,7 @@ class Answer:
     description: str
     schema: object = None
     headers: tuple = ()  # names of response headers (described in ``openapi.HEADERS``)
-    content_type: str = "application/json"
+    content_type: object = "application/json"  # or a function of the expanded variables
     #: other media types of the same answer (``application/x-ndjson`` for listings)
     alternatives: tuple = ()
     example: object = None
@@ -56,6 +56,8 @@ class Variable:
         a parameter, so that each can have its own answers; ``any(...)`` variables expand
         unless told otherwise.
     :param schema: extra JSON schema keywords (``pattern``, ``maxLength``...).
+    :param describe: for an expanded variable named by a tag (``"{collection}"``): a
+        function of a value giving that tag's description.
     """
 
     description: str = ""
@@ -63,6 +65,7 @@ class Variable:
     expand: Optional[bool] = None
     schema: dict = field(default_factory=dict)
     example: object = None
+    describe: object = None
 
 
 @dataclass(frozen=True)
