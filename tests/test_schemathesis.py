@@ -44,7 +44,7 @@ CASES = {}
 
 
 @pytest.fixture(scope="module")
-def fuzz_stack(tmp_path_factory):
+def fuzz_stack(tmp_path_factory, request):
     tmp = tmp_path_factory.mktemp("schemathesis")
     sim = start_sim(tmp, "--seed", "7", "--vms", "12", "--hosts", "2", name="fuzz-sim")
     # schemathesis probes every operation with made-up Basic credentials: with throttling on,
@@ -62,8 +62,10 @@ def fuzz_stack(tmp_path_factory):
     yield gateway
     gateway.stop()
     sim.stop()
-    total = sum(CASES.values())
-    print(f"\nschemathesis: {total} cases over {len(CASES)} operations ({EXAMPLES} examples each at most)")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        print(f"\nschemathesis: {sum(CASES.values())} cases over {len(CASES)} operations "
+              f"({EXAMPLES} examples each at most)")
 
 
 def _pick(value, choices):
