@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PORT   ?= 8080
 
-.PHONY: demo test soak bench system-deps clean
+.PHONY: demo test soak bench docs fuzz system-deps clean
 
 $(STAMP): setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -13,10 +13,12 @@ $(STAMP): setup.cfg setup.py
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# nginx, qemu-img and zstd are needed by the integration tests; install them when missing.
+# nginx, qemu-img, zstd and chromium (the docs page's browser test) are needed by the
+# integration tests; install them when missing.
 system-deps:
 	@missing=""; \
 	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
+	command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	command -v qemu-img >/dev/null 2>&1 || missing="$$missing qemu-utils"; \
 	command -v zstd >/dev/null 2>&1 || missing="$$missing zstd"; \
 	if [ -n "$$missing" ]; then \
@@ -31,6 +33,17 @@ demo: $(STAMP)
 
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# The OpenAPI document, as the running API serves it at /rest/v0/openapi.json.
+docs: $(STAMP)
+	@mkdir -p build
+	$(BIN)/python -m xorest.api.openapi build/openapi.json
+
+# Schemathesis over every operation of the document against gunicorn and the simulator, with
+# many more examples than `make test` runs (FUZZ_EXAMPLES per operation).
+FUZZ_EXAMPLES ?= 300
+fuzz: $(STAMP) system-deps
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_schemathesis.py
 
 soak: $(STAMP) system-deps
 	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; }

@@ -18,6 +18,7 @@ _ASYNC = Answer(202, "started: the task's id (also in Location)", headers=("Loca
 _REFUSED = (Answer(400, "invalid body or query"), Answer(404, "no such object"),
             Answer(409, "the pool refused: wrong state, another operation in progress..."),
             Answer(502, "the pool failed the operation (XAPI's code and parameters in data)"),
+            Answer(501, "an option xorest does not support (named in data)"),
             Answer(503, "the pool is not reachable"))
 
 

@@ -10,6 +10,7 @@ import time
 from datetime import datetime, timezone
 
 from flask import Blueprint, g, request
+from marshmallow import RAISE, Schema, fields
 
 from ..errors import BadRequest, Forbidden, Unauthorized
 from ..services import scopes
@@ -17,7 +18,7 @@ from ..services.auth import token_scope
 from ..services.permissions import authorize
 from . import BASE_URL, params, routes, services
 from .output import json_response
-from .routes import Answer, operation
+from .routes import Answer, Variable, operation
 
 bp = Blueprint("auth", __name__)
 
@@ -116,6 +117,52 @@ def renew_token(response):
     return response
 
 
+class _Strict(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+_ROLE = "its role, at most its user's (null: its user's, whatever it becomes)"
+_SCOPE = "what it may see: `pools` (uuids) and `filter` (a live filter over VMs); empty: everything"
+
+
+class NewToken(_Strict):
+    id = fields.String(required=True, metadata={"description": "the token itself: send it as the "
+                                                "authenticationToken cookie or as a Bearer token"})
+    token_id = fields.String(required=True, metadata={"description": "the token's id (token list, revocation)"})
+    user_id = fields.String(required=True, metadata={"description": "its user's id"})
+    description = fields.String(required=True, metadata={"description": "what it is for"})
+    created_at = fields.Integer(required=True, metadata={"description": "creation, Unix time in milliseconds"})
+    expiration = fields.Integer(required=True, metadata={"description": "expiry, Unix time in milliseconds"})
+    role = fields.String(required=True, allow_none=True, metadata={"description": _ROLE})
+    scope = fields.Dict(required=True, metadata={"description": _SCOPE})
+
+
+class CreatedToken(_Strict):
+    token = fields.Nested(NewToken, required=True)
+
+
+class TokenInfo(_Strict):
+    """A token as listed: never its value."""
+
+    id = fields.String(required=True, metadata={"description": "the token's id"})
+    user_id = fields.String(required=True, metadata={"description": "its user's id"})
+    description = fields.String(required=True, metadata={"description": "what it is for"})
+    created_at = fields.Float(required=True, metadata={"description": "creation, Unix seconds"})
+    expires_at = fields.Float(required=True, metadata={"description": "expiry, Unix seconds"})
+    last_used_at = fields.Float(required=True, allow_none=True, metadata={"description": "last use, Unix seconds"})
+    renewed_at = fields.Float(required=True, allow_none=True,
+                              metadata={"description": "when a renewal was handed out, Unix seconds"})
+    revoked_at = fields.Float(required=True, allow_none=True, metadata={"description": "revocation, Unix seconds"})
+    family_id = fields.String(required=True, metadata={
+        "description": "the first token of its renewals (revoking one revokes them all)"})
+    role = fields.String(required=True, allow_none=True, metadata={"description": _ROLE})
+    scope = fields.Dict(required=True, metadata={"description": _SCOPE})
+
+
+_USER = Variable("`me`, or your own user id", example="me")
+
+
 def _token_body(token, row):
     return {"id": token, "token_id": row["id"], "user_id": row["user_id"], "role": row.get("role"),
             "scope": token_scope(row).to_dict(),
@@ -124,8 +171,8 @@ def _token_body(token, row):
 
 
 @operation(bp, "/users/<user>/authentication_tokens", methods=("POST",), permission="self", tags=("tokens",),
-           summary="Create a token for yourself", body=params.TOKEN_REQUEST,
-           answers=(Answer(201, "the new token (its value is `token.id`)"),))
+           summary="Create a token for yourself", body=params.TOKEN_REQUEST, variables={"user": _USER},
+           answers=(Answer(201, "the new token (its value is `token.id`)", CreatedToken, ("ETag",)),))
 def create_token(user, body):
     """Create a token for yourself (``me`` or your own id), as ``xo-cli create-token`` does."""
     if user not in ("me", g.user["id"]):
@@ -136,7 +183,8 @@ def create_token(user, body):
 
 
 @operation(bp, "/users/<user>/authentication_tokens", permission="self", others="pool.admin", tags=("tokens",),
-           summary="List your tokens", answers=(Answer(200, "your tokens, without their values"),))
+           summary="List your tokens", variables={"user": _USER},
+           answers=(Answer(200, "your tokens, without their values", TokenInfo(many=True), ("ETag",)),))
 def list_tokens(user):
     """Your tokens (a pool-admin: anyone's): ids, roles, scopes, descriptions, creation,
     expiry, last use (never the values)."""
@@ -147,7 +195,8 @@ def list_tokens(user):
 
 @operation(bp, "/users/<user>/authentication_tokens/<token_id>", methods=("DELETE",), permission="self",
            others="pool.admin", tags=("tokens",), summary="Revoke one of your tokens",
-           answers=(Answer(204, "revoked"),))
+           variables={"user": _USER, "token_id": Variable("the token's id, or the token itself")},
+           answers=(Answer(204, "revoked"), Answer(404, "no such token of yours, or already revoked")))
 def revoke_token(user, token_id):
     """Revoke one of your tokens (a pool-admin: anyone's), by id or by value, and its renewals."""
     if user not in ("me", g.user["id"]):

@@ -16,7 +16,7 @@ bp = Blueprint("edits", __name__)
 _VM_SIDE = {"vms", "vm-snapshots", "vm-templates", "vm-controllers", "vdis", "vdi-snapshots", "vbds", "vifs"}
 _ERRORS = (Answer(400, "invalid body"), Answer(404, "no such object"),
            Answer(409, "the pool refused: wrong state, in use..."), Answer(502, "the pool failed"),
-           Answer(503, "the pool is not reachable"))
+           Answer(501, "an option xorest does not support (named in data)"), Answer(503, "the pool is not reachable"))
 
 
 def _permission(collection):
@@ -101,7 +101,8 @@ def _register_creation(collection):
     operation(bp, f"/{collection}", methods=("POST",), permission=_permission(collection), summary=view.__doc__,
               tags=("creations",), body=bodies.CREATION_BODIES[collection],
               answers=(Answer(201, "created: its id (and its URL in Location)", headers=("Location",)),
-                       *_ERRORS))(view)
+                       *_ERRORS, *((Answer(422, "no pool there, or it refused the credentials"),)
+                                   if collection == "servers" else ())))(view)
 
 
 for _collection in CreationService.created():

@@ -12,7 +12,7 @@ from flask import Blueprint, Response, request
 
 from ..errors import BadRequest
 from . import params, services
-from .routes import BINARY, Answer, operation
+from .routes import BINARY, Answer, Variable, operation
 from .streaming import WATCH_INTERVAL, client_socket, poll_client, require_framing, set_client_timeout
 
 log = logging.getLogger(__name__)
@@ -98,14 +98,21 @@ def check_format(collection, fmt):
                          formats=list(FORMATS[collection]))
 
 
-_EXPORT_HEADERS = ("Content-Disposition", "Content-Length", "X-Xapi-Task", "X-Compression", "X-Snapshot")
+_EXPORT_HEADERS = ("Content-Disposition", "Content-Length", "X-Xapi-Task", "X-Compression", "X-Snapshot",
+                   "Cache-Control", "X-Accel-Buffering")
+_KEY = Variable("the object's id (its uuid) or its XAPI opaque reference")
+_FORMAT = Variable("the file format", values=lambda collection: FORMATS[collection])
+_UNAVAILABLE = (Answer(502, "the pool failed the export before its first byte"),
+                Answer(503, "the pool, or the data store, is not reachable"))
 
 
 @operation(bp, "/<any(vms, 'vm-snapshots', 'vm-templates'):collection>/<key>.<fmt>", permission="vm.admin",
-           tags=("exports",), summary="Export a VM as XVA", query=params.EXPORT_QUERY,
-           answers=(Answer(200, "the XVA stream (gzip or zstd with compress=)", BINARY, _EXPORT_HEADERS,
-                           "application/octet-stream"),
+           methods=("GET", "HEAD"), tags=("exports",), summary="Export a VM as XVA", query=params.EXPORT_QUERY,
+           variables={"key": _KEY, "fmt": _FORMAT},
+           answers=(Answer(200, "the XVA stream (gzip or zstd with compress=); HEAD: its headers, no length",
+                           BINARY, _EXPORT_HEADERS, "application/octet-stream"),
                     Answer(409, "the VM is running and use_snapshot=false"),
+                    *_UNAVAILABLE,
                     Answer(505, "HTTP/1.0: the length of an XVA is not known in advance")))
 def export_vm(collection, key, fmt, query):
     """A VM, snapshot or template as XVA; a running VM is exported through a snapshot."""
@@ -119,13 +126,17 @@ def export_vm(collection, key, fmt, query):
 
 
 @operation(bp, "/<any(vdis, 'vdi-snapshots'):collection>/<key>.<fmt>", permission="vm.admin",
-           tags=("exports",), summary="Export a disk as VHD or raw",
-           answers=(Answer(200, "the disk's content", BINARY, _EXPORT_HEADERS, "application/octet-stream"),))
-def export_vdi(collection, key, fmt):
+           methods=("GET", "HEAD"), tags=("exports",), summary="Export a disk as VHD or raw",
+           query=params.VDI_EXPORT_QUERY, variables={"key": _KEY, "fmt": _FORMAT},
+           answers=(Answer(200, "the disk's content (application/vhd or application/octet-stream); HEAD: its "
+                                "headers, with the length when it is known up front (raw)",
+                           BINARY, _EXPORT_HEADERS, "application/octet-stream", alternatives=("application/vhd",)),
+                    *_UNAVAILABLE))
+def export_vdi(collection, key, fmt, query):
     """A disk as VHD (optionally a delta from ``base``) or raw, with its exact length."""
     check_format(collection, fmt)
     if request.method == "HEAD":
-        plan = services().exports.plan_vdi_export(collection, key, fmt, request.args.get("base"))
+        plan = services().exports.plan_vdi_export(collection, key, fmt, query["base"])
         return _head(plan.filename, plan.content_type, plan.length)
-    export = services().exports.open_vdi_export(collection, key, fmt, request.args.get("base"))
+    export = services().exports.open_vdi_export(collection, key, fmt, query["base"])
     return _stream_response(export)

@@ -7,9 +7,22 @@ from flask import current_app, request
 
 from ..errors import BadRequest
 from ..services import scopes
+from ..services.schemas import object_schema
 from . import services
+from .routes import Answer, Listing
 from .output import RenderCache, body_response, json_response, ndjson_response, parse_fields, projector, render_json
 from .streaming import client_speaks_http10
+
+
+def listing_answer(description, collection=None):
+    """The documented 200 of a listing: of ``collection``'s objects, or (``None``) of the
+    collection the path names."""
+    if collection is None:
+        schema = lambda collection: Listing(object_schema(collection))  # noqa: E731 (the path's value)
+    else:
+        schema = Listing(object_schema(collection))
+    return Answer(200, description, schema, headers=("ETag", "Link"),
+                  alternatives=("application/x-ndjson", "text/markdown"))
 
 
 def _render_cache():

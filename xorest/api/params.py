@@ -30,13 +30,25 @@ class CollectionQuery(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    filter = fields.String(load_default=None, validate=validate.Length(max=live_filter.MAX_LENGTH))
-    limit = fields.Integer(load_default=None, strict=False, validate=validate.Range(min=0, max=MAX_LIMIT))
-    fields_ = fields.String(data_key="fields", load_default=None, validate=validate.Length(max=4096))
-    ndjson = FlagField(load_default=False)
-    markdown = FlagField(load_default=False)  # a Markdown table (text/markdown), as Xen Orchestra's
-    sort = fields.String(load_default=None, validate=validate.Length(max=512))
-    after = fields.String(load_default=None, validate=validate.Length(min=1, max=4096))
+    filter = fields.String(load_default=None, validate=validate.Length(max=live_filter.MAX_LENGTH), metadata={
+        "description": "Xen Orchestra's live filter (complex-matcher): `name_label:web power_state:Running`, "
+                       "`|(a b)` or, `!x` not, `x?` truthy, `CPUs:number:>=4`, globs, `/regex/i`"})
+    limit = fields.Integer(load_default=None, strict=False, validate=validate.Range(min=0, max=MAX_LIMIT), metadata={
+        "description": "at most this many objects, after the filter; a page cut here carries "
+                       "`Link: <...>; rel=\"next\"`"})
+    fields_ = fields.String(data_key="fields", load_default=None, validate=validate.Length(max=4096), metadata={
+        "description": "comma-separated fields of each object (dotted paths reach nested values), `*` for all; "
+                       "without it, the objects' URLs",
+        "example": "name_label,power_state"})
+    ndjson = FlagField(load_default=False, metadata={
+        "description": "one JSON value per line (application/x-ndjson), streamed; `?ndjson` alone is true too"})
+    markdown = FlagField(load_default=False, metadata={
+        "description": "a Markdown table (text/markdown), one column per field, as Xen Orchestra's"})
+    sort = fields.String(load_default=None, validate=validate.Length(max=512), metadata={
+        "description": "comma-separated fields (dotted paths) to order by, `-` in front to reverse; ties go "
+                       "by id (default: id order); e.g. `-memory.size,name_label`"})
+    after = fields.String(load_default=None, validate=validate.Length(min=1, max=4096), metadata={
+        "description": "the cursor of the previous page (from its rel=\"next\" link): resume after it"})
 
 
 class DashboardQuery(Schema):
@@ -50,24 +62,42 @@ class ExportQuery(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    compress = fields.String(load_default=None)  # validated by the export service (legacy values)
-    use_snapshot = FlagField(load_default=None)  # None: only when the VM is running
+    # validated by the export service (legacy values)
+    compress = fields.String(load_default=None, metadata={
+        "description": "gzip or zstd (zstd needs XCP-ng); true and 1 mean gzip, false, none, 0 or empty none",
+        "enum": ["gzip", "zstd", "none", "true", "false", "1", "0", ""]})
+    use_snapshot = FlagField(load_default=None, metadata={  # None: only when the VM is running
+        "description": "export through a snapshot (default: only a running VM is); false refuses a running "
+                       "VM with a 409"})
+
+
+class VdiExportQuery(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    base = fields.String(load_default=None, metadata={
+        "description": "a snapshot (uuid) of the same disk: the VHD holds only the blocks changed since it "
+                       "(a delta); .vhd only"})
 
 
 class VdiImportQuery(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    name_label = fields.String(load_default=None, validate=validate.Length(max=255))
-    name_description = fields.String(load_default="", validate=validate.Length(max=1024))
-    raw = FlagField(load_default=False)  # the body is raw content (else a VHD)
+    name_label = fields.String(load_default=None, validate=validate.Length(max=255),
+                               metadata={"description": "the new disk's name"})
+    name_description = fields.String(load_default="", validate=validate.Length(max=1024),
+                                     metadata={"description": "the new disk's description"})
+    raw = FlagField(load_default=False, metadata={  # the body is raw content (else a VHD)
+        "description": "the body is raw content, its length the disk's size (else a VHD)"})
 
 
 class VmImportQuery(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    sr = fields.String(load_default=None, validate=validate.Length(min=1, max=100))
+    sr = fields.String(load_default=None, validate=validate.Length(min=1, max=100), metadata={
+        "description": "the SR (uuid) for the VM's disks; default: the pool's default SR"})
 
 
 class SizeField(fields.Field):
@@ -86,9 +116,15 @@ class SelftestQuery(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    size = SizeField(load_default=64 << 20, validate=validate.Range(min=0, max=64 << 30))
-    pause = fields.Float(load_default=0.0, validate=validate.Range(min=0, max=3600))
-    length = FlagField(load_default=True)  # send Content-Length (else chunked)
+    size = SizeField(load_default=64 << 20, validate=validate.Range(min=0, max=64 << 30), metadata={
+        "description": "bytes to send: a number, or with a binary unit (512K, 64M, 4GiB); at most 64 GiB",
+        "anyOf": [{"type": "integer", "minimum": 0, "maximum": 64 << 30},
+                  {"type": "string", "pattern": r"^\s*\d{1,15}\s*[kmgtKMGT]?([iI]?[bB])?\s*$"}],
+        "default": "64M"})
+    pause = fields.Float(load_default=0.0, validate=validate.Range(min=0, max=3600), metadata={
+        "description": "seconds of silence halfway through"})
+    length = FlagField(load_default=True, metadata={  # send Content-Length (else chunked)
+        "description": "send Content-Length (false: chunked)"})
 
 
 class DurationField(fields.Field):
@@ -108,11 +144,21 @@ class TokenRequest(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    expiresIn = DurationField(load_default=None)
-    description = fields.String(load_default="", validate=validate.Length(max=200))
-    client = fields.Raw(load_default=None)
-    role = fields.String(load_default=None, validate=validate.OneOf(ROLES))  # at most yours
-    scope = fields.Dict(load_default=None)  # {"pools": [uuid...], "filter": "<live filter over VMs>"}
+    expiresIn = DurationField(load_default=None, metadata={
+        "description": "the token's life, as Xen Orchestra reads it: milliseconds, or text as npm `ms` "
+                       "reads it (`7d`, `12h`, `2 days`; a bare number is milliseconds); more than 60 seconds "
+                       "(default XOREST_TOKEN_TTL, at most XOREST_TOKEN_MAX_TTL)",
+        "anyOf": [{"type": "number", "exclusiveMinimum": 60000},
+                  {"type": "string", "pattern": r"^\s*-?\d*\.?\d+ *[a-zA-Z]*\s*$"},
+                  {"type": "null"}],
+        "example": "7d"})
+    description = fields.String(load_default="", validate=validate.Length(max=200),
+                                metadata={"description": "what the token is for"})
+    client = fields.Raw(load_default=None, metadata={"description": "accepted and ignored (xo-cli sends it)"})
+    role = fields.String(load_default=None, validate=validate.OneOf(ROLES), metadata={
+        "description": "the token's role, at most its user's (default: the user's)"})
+    scope = fields.Dict(load_default=None, metadata={
+        "description": "what the token may see: `{\"pools\": [pool uuids], \"filter\": \"<live filter over VMs>\"}`"})
 
 
 #: The largest JSON body accepted (bodies are small objects; disks go through imports).
@@ -210,6 +256,7 @@ def load(schema, data):
 COLLECTION_QUERY = CollectionQuery()
 DASHBOARD_QUERY = DashboardQuery()
 EXPORT_QUERY = ExportQuery()
+VDI_EXPORT_QUERY = VdiExportQuery()
 SELFTEST_QUERY = SelftestQuery()
 VDI_IMPORT_QUERY = VdiImportQuery()
 VM_IMPORT_QUERY = VmImportQuery()

@@ -20,13 +20,62 @@ BINARY, NO_BODY = "binary", None
 
 @dataclass(frozen=True)
 class Answer:
-    """One documented response of an operation."""
+    """One documented response of an operation.
+
+    ``schema`` is a marshmallow schema (class or instance), a :class:`Listing`, a plain JSON
+    schema (a dict), ``BINARY``, ``"text"``, or ``None``: no body for a success, the JSON
+    error shape for a status of 400 and above.  It may also be a function of the values of
+    the path's expanded variables (see :class:`Variable`) returning one of these.
+    """
 
     status: int
     description: str
-    schema: object = None  # a marshmallow schema, BINARY, "text", or None (no body / error shape)
-    headers: tuple = ()  # names of response headers worth documenting
-    content_type: str = "application/json"
+    schema: object = None
+    headers: tuple = ()  # names of response headers (described in ``openapi.HEADERS``)
+    content_type: object = "application/json"  # or a function of the expanded variables
+    #: other media types of the same answer (``application/x-ndjson`` for listings)
+    alternatives: tuple = ()
+    example: object = None
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A collection's answer: the objects' URLs, or (with ``fields``) the chosen fields of
+    each object of ``schema`` (``fields=*``: whole objects)."""
+
+    schema: object
+
+
+@dataclass(frozen=True)
+class Variable:
+    """Documentation of a URL variable (``<name>`` in the rule).
+
+    :param values: the values it takes (an enum), or a function of the expanded variables
+        before it returning them; an ``any(...)`` converter gives its own.
+    :param expand: the document gets one path per value (``/vms``, ``/hosts``...) instead of
+        a parameter, so that each can have its own answers; ``any(...)`` variables expand
+        unless told otherwise.
+    :param schema: extra JSON schema keywords (``pattern``, ``maxLength``...).
+    :param describe: for an expanded variable named by a tag (``"{collection}"``): a
+        function of a value giving that tag's description.
+    """
+
+    description: str = ""
+    values: object = None
+    expand: Optional[bool] = None
+    schema: dict = field(default_factory=dict)
+    example: object = None
+    describe: object = None
+
+
+@dataclass(frozen=True)
+class Header:
+    """A request header an operation reads (``If-None-Match``, ``Content-Length``...)."""
+
+    name: str
+    description: str
+    required: bool = False
+    schema: dict = field(default_factory=lambda: {"type": "string"})
 
 
 @dataclass
@@ -45,6 +94,10 @@ class Operation:
     tags: tuple = ()
     others: Optional[str] = None  # the permission needed for another user's things (a "self" route)
     view: Optional[object] = field(default=None, repr=False)
+    variables: dict = field(default_factory=dict)
+    request_headers: tuple = ()
+    body_description: str = ""
+    websocket: bool = False  # matched by WebSocket upgrade requests only
 
 
 #: endpoint -> :class:`Operation`, for every route of the app.
@@ -52,7 +105,7 @@ OPERATIONS = {}
 
 
 def operation(bp, rule, *, permission, summary, methods=("GET",), query=None, body=NO_BODY, answers=(),
-              tags=(), websocket=False, others=None):
+              tags=(), websocket=False, others=None, variables=None, request_headers=(), body_description=""):
     """Register the decorated view on ``bp`` at ``rule`` and declare it.
 
     The view receives the URL's variables, plus ``query`` (the loaded ``query`` schema)
@@ -60,6 +113,12 @@ def operation(bp, rule, *, permission, summary, methods=("GET",), query=None, bo
     a ``BINARY`` body is left to the view (``request.stream``).  ``websocket`` routes
     match only WebSocket upgrade requests.  ``others`` is the permission a ``self`` route
     needs when it is about another user (the view calls ``auth.authorize_others()``).
+
+    The rest only documents the operation (``xorest/api/openapi.py``): ``variables``
+    (name -> :class:`Variable`), ``request_headers`` (:class:`Header`), ``body_description``;
+    a tag may name a variable (``"{collection}"``) to group expanded paths by its value.
+    ``methods`` lists ``HEAD`` where it answers differently from a ``GET`` without body
+    (every ``GET`` route also answers ``HEAD``).
     """
     def decorate(view):
         endpoint = f"{bp.name}.{view.__name__}"
@@ -76,7 +135,8 @@ def operation(bp, rule, *, permission, summary, methods=("GET",), query=None, bo
 
         OPERATIONS[endpoint] = Operation(endpoint, rule, tuple(methods), permission, summary,
                                          (view.__doc__ or "").strip(), query, body, tuple(answers), tuple(tags),
-                                         others, view)
+                                         others, view, dict(variables or {}), tuple(request_headers),
+                                         body_description, websocket)
         bp.add_url_rule(rule, endpoint=view.__name__, view_func=run, methods=list(methods), websocket=websocket)
         return view
     return decorate

@@ -48,7 +48,9 @@ def _body(size, pause, client):
 
 @operation(bp, "/selftest/stream", permission="read", tags=("selftest",), query=params.SELFTEST_QUERY,
            summary="A download to check the proxies in front of xorest",
-           answers=(Answer(200, "size incompressible bytes", BINARY, ("Content-Length",), "application/octet-stream"),))
+           answers=(Answer(200, "size incompressible bytes", BINARY,
+                           ("Content-Length", "Cache-Control", "X-Accel-Buffering"), "application/octet-stream"),
+                    Answer(505, "HTTP/1.0 with length=false: a chunked body cannot be told from a cut one")))
 def stream(query):
     """``size`` bytes (default 64 MiB), silent for ``pause`` seconds halfway through."""
     require_framing(query["size"] if query["length"] else None)

@@ -5,8 +5,9 @@ from flask import Blueprint, Response
 
 from .. import filter as live_filter
 from ..errors import BadRequest
+from ..services.schemas import object_schema
 from . import bodies, services
-from .listing import listing
+from .listing import listing, listing_answer
 from .output import json_response, ndjson_response, parse_fields, projector, with_links
 from .routes import Answer, operation
 from .streaming import WATCH_INTERVAL, client_socket, poll_client, stopping_check
@@ -16,8 +17,8 @@ bp = Blueprint("tasks", __name__)
 
 @operation(bp, "/tasks", permission="read", tags=("tasks",), summary="The task log",
            query=bodies.TASK_LIST_QUERY,
-           answers=(Answer(200, "the tasks' URLs, or the chosen fields of each; with watch=true&ndjson=true, "
-                                "their changes as they happen", headers=("Link",)),))
+           answers=(listing_answer("the tasks' URLs, or the chosen fields of each; with watch=true&ndjson=true, "
+                                   "their changes as they happen", "tasks"),))
 def list_tasks(query):
     """Tasks in id (start) order; ``watch=true`` (with ``ndjson=true``) streams their
     changes as ``["update", task]`` and ``["remove", {"id": ...}]`` lines, as Xen Orchestra."""
@@ -47,7 +48,8 @@ def _watch(query):
 
 
 @operation(bp, "/tasks/<key>", permission="read", tags=("tasks",), summary="One task", query=bodies.TASK_QUERY,
-           answers=(Answer(200, "the task (with wait=true: once it ended, or as it is after the wait's bound)"),
+           answers=(Answer(200, "the task (with wait=true: once it ended, or as it is after the wait's bound)",
+                           object_schema("tasks")),
                     Answer(404, "no such task")))
 def get_task(key, query):
     """One task; ``wait=true`` (or ``result``) answers once it ended, or after

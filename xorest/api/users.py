@@ -1,9 +1,10 @@
 """Users and the audit trail (``/rest/v0/users``, ``/rest/v0/audit``): for pool-admins."""
 from flask import Blueprint, Response, g
 
+from ..services.schemas import object_schema
 from . import BASE_URL, params, services
 from .auth import authorize_others
-from .listing import listing
+from .listing import listing, listing_answer
 from .output import json_response, with_links
 from .routes import Answer, operation
 
@@ -11,7 +12,7 @@ bp = Blueprint("users", __name__)
 
 
 @operation(bp, "/users", permission="pool.admin", tags=("users",), summary="List the users",
-           query=params.COLLECTION_QUERY, answers=(Answer(200, "the users' URLs, or the chosen fields of each"),))
+           query=params.COLLECTION_QUERY, answers=(listing_answer("the users' URLs, or the chosen fields of each", "users"),))
 def list_users(query):
     """Users with their role (``permission`` is Xen Orchestra's: admin or none)."""
     return listing("users", query)
@@ -19,7 +20,7 @@ def list_users(query):
 
 @operation(bp, "/users/<key>", permission="self", others="pool.admin", tags=("users",),
            summary="One user (yourself, or any for a pool-admin)",
-           answers=(Answer(200, "the user"), Answer(404, "no such user")))
+           answers=(Answer(200, "the user", object_schema("users")), Answer(404, "no such user")))
 def get_user(key):
     """A user by id (or email): yours for anyone, any user's for a pool-admin."""
     if key not in (g.user["id"], g.user["email"]):
@@ -58,7 +59,7 @@ def delete_user(key):
 
 @operation(bp, "/audit", permission="pool.admin", tags=("audit",), summary="The audit trail",
            query=params.COLLECTION_QUERY,
-           answers=(Answer(200, "what was done, by whom, from where, with what outcome"),))
+           answers=(listing_answer("what was done, by whom, from where, with what outcome", "audit"),))
 def list_audit(query):
     """Every state-changing request, export, and token creation or revocation: ``time`` (ms),
     ``user_id``, ``user_email``, ``token_id``, ``address``, ``method``, ``path``,
@@ -67,7 +68,7 @@ def list_audit(query):
 
 
 @operation(bp, "/audit/<key>", permission="pool.admin", tags=("audit",), summary="One audit entry",
-           answers=(Answer(200, "the entry"), Answer(404, "no such entry")))
+           answers=(Answer(200, "the entry", object_schema("audit")), Answer(404, "no such entry")))
 def get_audit(key):
     """One entry of the audit trail."""
     return json_response(with_links(services().collections.get("audit", key), "audit"))

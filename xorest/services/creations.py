@@ -2,7 +2,7 @@
 objects from Xen Orchestra's bodies; each answers the new object's id."""
 import logging
 
-from ..errors import BadRequest, Conflict, NotSupported
+from ..errors import BadRequest, Conflict, NotSupported, Unavailable, Unprocessable, UpstreamError
 from .actions.network import create_network
 from .actions.storage import create_vbd
 from .context import Context
@@ -112,7 +112,11 @@ class CreationService:
         if any(s["url"].rstrip("/") == url.rstrip("/") for s in self.store.list_servers()):
             raise Conflict(f"a server is already registered at {url}", host=url)
         insecure = bool(body.get("allowUnauthorized"))
-        probe_server(url, body["username"], body["password"], None, insecure)
+        try:
+            probe_server(url, body["username"], body["password"], None, insecure)
+        except (Unavailable, UpstreamError) as exc:
+            # the address or the credentials the client gave do not make a pool: its request's fault
+            raise Unprocessable(f"not added: {exc.message}", parameter="host", **exc.data) from None
         server_id = self.store.add_server(url, body["username"], body["password"], None, insecure,
                                           body.get("label") or "")
         self.pools.servers_changed()

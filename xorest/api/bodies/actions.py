@@ -13,7 +13,7 @@ class VmStart(Strict):
     hostId = Id()
 
 
-class VmSnapshot(Strict):
+class VmSnapshotBody(Strict):
     name_label = fields.String(validate=validate.Length(max=255))
 
 
@@ -180,7 +180,7 @@ class VdiMigrate(Strict):
 
 #: (collection, action) -> its body schema; ``NoBody`` for the others.
 ACTION_BODIES = {
-    ("vms", "start"): VmStart(), ("vms", "snapshot"): VmSnapshot(), ("vms", "clone"): VmClone(),
+    ("vms", "start"): VmStart(), ("vms", "snapshot"): VmSnapshotBody(), ("vms", "clone"): VmClone(),
     ("vms", "revert_snapshot"): VmRevert(), ("vms", "migrate"): VmMigrate(),
     ("hosts", "disable"): HostDisable(), ("hosts", "clean_shutdown"): HostCleanShutdown(),
     ("hosts", "clean_reboot"): HostCleanReboot(), ("hosts", "smart_reboot"): HostSmartReboot(),
