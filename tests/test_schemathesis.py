@@ -35,10 +35,16 @@ def _document():
 
 
 SCHEMA = schemathesis.openapi.from_dict(_document())
-OPERATIONS = [result.ok() for result in SCHEMA.get_all_operations()]
+#: Streams that last as long as their client (tested in test_events.py and test_tasks.py):
+#: every example would wait for its read timeout.
+ENDLESS = {("GET", "/events")}
+OPERATIONS = [op for op in (result.ok() for result in SCHEMA.get_all_operations())
+              if (op.method.upper(), op.path) not in ENDLESS]
 #: Checks left out: a filter, a sort, a cursor or a disk image has a grammar no JSON schema
 #: states, so a "schema-valid" one may rightly get the documented 400.
-EXCLUDED = [schemathesis.checks.positive_data_acceptance]
+EXCLUDED = [schemathesis.checks.positive_data_acceptance,
+            # replaced by not_a_crash: a documented 501 (an option xorest does not have) is an answer
+            schemathesis.checks.not_a_server_error]
 #: Every case run, per operation (the count is printed at the end).
 CASES = {}
 
@@ -88,6 +94,8 @@ def _steer(case, stack):
         case.headers.pop("Authorization", None)
     path = case.operation.path
     query = case.query if isinstance(case.query, dict) else None
+    if path == "/tasks" and query is not None:
+        query.pop("watch", None)  # a watch lasts as long as its client
     if path == "/selftest/stream" and query is not None:
         query["size"] = 4096  # the generated size may be 64 GiB, the pause an hour
         query["pause"] = 0
@@ -105,6 +113,13 @@ def _steer(case, stack):
         query["sr"] = _pick(query["sr"], stack.ids.get("srs"))
 
 
+def not_a_crash(response):
+    """No 5xx but 501 (documented, for options xorest does not implement): a 502 or 503 here
+    would be input the pool was handed and refused, or a pool that broke; both are bugs."""
+    assert response.status_code < 500 or response.status_code == 501, (
+        response.request.method, response.request.url, response.status_code, response.text[:500])
+
+
 @pytest.mark.parametrize("operation", OPERATIONS, ids=[op.label for op in OPERATIONS])
 def test_the_server_answers_as_documented(operation, fuzz_stack):
     @given(case=operation.as_strategy())
@@ -113,7 +128,8 @@ def test_the_server_answers_as_documented(operation, fuzz_stack):
     def run(case):
         CASES[operation.label] = CASES.get(operation.label, 0) + 1
         _steer(case, fuzz_stack)
-        case.call_and_validate(base_url=f"{fuzz_stack.url}/rest/v0", session=fuzz_stack.session, timeout=60,
-                               excluded_checks=EXCLUDED)
+        response = case.call_and_validate(base_url=f"{fuzz_stack.url}/rest/v0", session=fuzz_stack.session,
+                                          timeout=60, excluded_checks=EXCLUDED)
+        not_a_crash(response)
 
     run()

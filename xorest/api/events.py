@@ -29,6 +29,13 @@ POLL_SECONDS = 0.25
 PING_SECONDS = 30.0
 TOUCH_SECONDS = 60.0
 
+#: One event of the stream, as OpenAPI 3.1 describes server-sent events.
+SSE_EVENT = {"type": "object", "required": ["event", "data"], "properties": {
+    "event": {"type": "string", "enum": ["init", "ping", "add", "update", "remove", "error"]},
+    "data": {"type": "string", "contentMediaType": "application/json",
+             "description": "init: {id}; ping: {ping: ms}; add/update/remove: the object's subscribed fields "
+                            "and $subscription; error: {error}"}}}
+
 _open = 0
 _open_lock = threading.Lock()
 
@@ -46,7 +53,7 @@ def _project(xo_type, fields, obj):
 
 
 @operation(bp, "/events", permission="read", tags=("events",), summary="A stream of object changes (SSE)",
-           answers=(Answer(200, "text/event-stream: init, ping, add, update, remove, error", "text", (),
+           answers=(Answer(200, "text/event-stream: init, ping, add, update, remove, error", SSE_EVENT, (),
                            "text/event-stream"),
                     Answer(503, "too many event streams in this worker")))
 def open_stream():
