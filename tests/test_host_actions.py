@@ -104,7 +104,8 @@ def test_management_reconfigure_and_detach(pool):
     sim, api = pool()
     host = _evacuable(api, sim)
     pifs = [api.one("pifs", p) for p in host["PIFs"]]
-    storage = next(p for p in pifs if not p["management"])
+    # an interface with an address of its own (a storage VLAN, say): management can move there
+    storage = next(p for p in pifs if not p["management"] and not p["isBondSlave"] and p.get("mode") != "None")
     other = next(p for p in api.objects("pifs") if p["$host"] != host["id"])
     assert api.action("hosts", host["id"], "management_reconfigure", {"pif": other["id"]}).status_code == 422
     assert api.action("hosts", host["id"], "management_reconfigure", {"pif": storage["id"]}).status_code == 204
@@ -123,31 +124,32 @@ def test_management_reconfigure_and_detach(pool):
 def test_networks_of_a_pool(pool):
     sim, api = pool()
     pool_id = api.objects("pools")[0]["id"]
-    eth1 = next(p for p in api.objects("pifs") if p["device"] == "eth1")
+    # eth3: a NIC of no bond (the pool's own bond0 holds eth1 and eth2)
+    eth3 = next(p for p in api.objects("pifs") if p["device"] == "eth3")
     created = api.action("pools", pool_id, "create_network",
-                         {"name": "vlan 42", "pif": eth1["id"], "vlan": 42, "mtu": 1500, "nbd": True})
+                         {"name": "vlan 42", "pif": eth3["id"], "vlan": 42, "mtu": 1500, "nbd": True})
     assert created.status_code == 201 and created.headers["Location"] == f"/rest/v0/networks/{created.json()['id']}"
     network = api.one("networks", created.json()["id"])
     assert network["name_label"] == "vlan 42" and network["nbd"] and len(network["PIFs"]) == 3
     assert all(api.one("pifs", p)["vlan"] == 42 for p in network["PIFs"])
-    again = api.action("pools", pool_id, "create_network", {"name": "again", "pif": eth1["id"], "vlan": 42})
+    again = api.action("pools", pool_id, "create_network", {"name": "again", "pif": eth3["id"], "vlan": 42})
     assert again.status_code == 409 and again.json()["data"]["code"] == "PIF_VLAN_EXISTS"
     assert not [n for n in api.objects("networks") if n["name_label"] == "again"]  # undone
     internal = api.ok("pools", pool_id, "create_internal_network", {"name": "private", "description": "lab"})
     assert api.one("networks", internal["id"])["PIFs"] == []
-    eth0 = next(p for p in api.objects("pifs") if p["device"] == "eth0" and p["$host"] == eth1["$host"])
+    eth0 = next(p for p in api.objects("pifs") if p["device"] == "eth0" and p["$host"] == eth3["$host"])
     alone = api.action("pools", pool_id, "create_bonded_network",
-                       {"name": "bond", "pifIds": [eth1["id"]], "bondMode": "lacp"})
+                       {"name": "bond", "pifIds": [eth3["id"]], "bondMode": "lacp"})
     assert alone.json()["data"]["code"] == "PIF_BOND_NEEDS_MORE_MEMBERS"  # one interface per host
     bonded = api.ok("pools", pool_id, "create_bonded_network",
-                    {"name": "bond", "pifIds": [eth0["id"], eth1["id"]], "bondMode": "active-backup"})
+                    {"name": "bond", "pifIds": [eth0["id"], eth3["id"]], "bondMode": "active-backup"})
     bond = api.one("networks", bonded["id"])
     assert len(bond["PIFs"]) == 3 and bond["isBonded"]
     assert api.action("pools", pool_id, "create_network", {"name": "x", "vlan": 5}).status_code == 400
     for network_id in (created.json()["id"], internal["id"], bonded["id"]):
         assert api.request("DELETE", f"/rest/v0/networks/{network_id}").status_code == 204
         assert api.get(f"/rest/v0/networks/{network_id}").status_code == 404
-    assert api.request("DELETE", f"/rest/v0/networks/{eth1['$network']}").status_code == 409  # physical PIFs
+    assert api.request("DELETE", f"/rest/v0/networks/{eth3['$network']}").status_code == 409  # physical PIFs
 
 
 def test_create_vm_from_a_template(pool):
@@ -226,7 +228,7 @@ def test_add_host_joins_another_pool(pool, processes):
     joined = api.action("pools", pool_id, "add_host", {"host": joining["id"], "force": True})
     assert joined.status_code == 204, joined.text
     members = api.until(lambda: [h for h in api.objects("hosts") if h["$pool"] == pool_id
-                                 and h["name_label"] == joining["name_label"]], what="the host in the pool")
+                                 and h["uuid"] == joining["uuid"]], what="the host in the pool")
     assert members and len([h for h in api.objects("hosts") if h["$pool"] == pool_id]) == 4
     # the joined host now answers as a member: its own server shows why it is not connected
     lone_server = api.until(lambda: [s for s in api.objects("servers") if s["label"] == "lone"

@@ -68,7 +68,9 @@ def test_allowed_operations_follow_the_state(pool):
     assert {"clean_shutdown", "hard_shutdown", "pause", "suspend", "snapshot", "pool_migrate"} <= set(allowed)
     assert not {"start", "destroy", "clone"} & set(allowed)
     vbd = next(v for v in pool("VM.get_VBDs", vm) if pool("VBD.get_type", v) == "Disk")
-    assert pool("VBD.get_currently_attached", vbd) and "unplug" in pool("VBD.get_allowed_operations", vbd)
+    # a disk that is not unpluggable (a boot disk) offers unplug_force only
+    unplug = "unplug" if pool("VBD.get_unpluggable", vbd) else "unplug_force"
+    assert pool("VBD.get_currently_attached", vbd) and unplug in pool("VBD.get_allowed_operations", vbd)
     vdi = pool("VBD.get_VDI", vbd)
     assert "destroy" not in pool("VDI.get_allowed_operations", vdi)
     fails(pool, "VDI_IN_USE", "VDI.destroy", vdi)
@@ -279,6 +281,9 @@ def test_disk_and_device_operations(pool):
     vbd = next(v for v in pool("VM.get_VBDs", vm) if pool("VBD.get_type", v) == "Disk")
     vdi = pool("VBD.get_VDI", vbd)
     fails(pool, "DEVICE_ALREADY_ATTACHED", "VBD.plug", vbd)
+    if not pool("VBD.get_unpluggable", vbd):  # a boot disk: XAPI refuses to hot-unplug it
+        fails(pool, "VBD_NOT_UNPLUGGABLE", "VBD.unplug", vbd)
+        pool("VBD.set_unpluggable", vbd, True)
     pool("VBD.unplug", vbd)
     fails(pool, "DEVICE_ALREADY_DETACHED", "VBD.unplug", vbd)
     pool("VBD.plug", vbd)
@@ -326,7 +331,8 @@ def test_networks_vlans_and_bonds(pool):
     pool("network.destroy", network)
     bonded = pool("network.create", {"name_label": "bond", "MTU": "9000", "other_config": {}})
     host = pool("host.get_all")[0]
-    members = [p for p, r in records(pool, "PIF", physical=True, host=host).items()]
+    members = [p for p, r in records(pool, "PIF", physical=True, host=host).items()
+               if r["bond_slave_of"] == "OpaqueRef:NULL"]  # the pool's own bond keeps its NICs
     fails(pool, "PIF_BOND_NEEDS_MORE_MEMBERS", "Bond.create", bonded, members[:1], "", "lacp", {})
     bond = pool("Bond.create", bonded, members, "", "active-backup", {})
     assert sorted(pool("Bond.get_slaves", bond)) == sorted(members)

@@ -42,7 +42,7 @@ def join(op, master_address, username, password, force=False):
     with op.locked() as db:
         _prechecks(db, force)
         host = db.record("host", next(iter(db.tables["host"])))
-        member = {"name_label": host["name_label"], "hostname": host["hostname"], "address": host["address"],
+        member = {"uuid": host["uuid"], "name_label": host["name_label"], "hostname": host["hostname"], "address": host["address"],
                   "software_version": host["software_version"], "cpu_info": host["cpu_info"]}
     url = _master_url(master_address, op.api.scheme)
     # The simulators' certificates come from throwaway CAs the other one does not know.
@@ -75,6 +75,7 @@ def add_member(db, member):
                                          "last_updated": now()})
     stamp = str(int(time.time()))
     host = db.create("host", {
+        **({"uuid": member["uuid"]} if member.get("uuid") else {}),  # a host keeps its uuid as it joins
         "name_label": member.get("name_label", "joined host"), "hostname": member.get("hostname", ""),
         "address": member.get("address", ""), "enabled": True, "metrics": metrics,
         "software_version": dict(member.get("software_version") or {}), "cpu_info": dict(member.get("cpu_info") or {}),

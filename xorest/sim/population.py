@@ -39,6 +39,11 @@ DISK_SIZES = [512 * MiB, 1 * GiB, 2 * GiB, 4 * GiB]
 HOST_MEMORY = [256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192, 12288, 16384, 24576, 32768]
 DOM0_MEMORY = 8 * GiB
 POWER_STATES, POWER_WEIGHTS = ["Running", "Halted", "Suspended", "Paused"], [70, 95, 98, 100]
+#: (power state, on shared storage) of the first VMs after the hosts' own: even a small pool
+#: has each kind a client may act on (start, migrate, resume...) and hosts it can evacuate,
+#: whatever the seed.
+COVERAGE = [("Halted", True), ("Running", True), ("Halted", True), ("Running", False), ("Suspended", True),
+            ("Paused", True), ("Halted", False), ("Running", True), ("Halted", True)]
 GUEST_WEIGHTS = list(__import__("itertools").accumulate(g["weight"] for g in catalog.GUESTS))
 HOST_CPUS = 16
 VM_BIOS_STRINGS = {"bios-vendor": "Xen", "bios-version": "", "system-manufacturer": "Xen",
@@ -628,6 +633,12 @@ class PoolBuilder:
         host = self.host_refs[index] if index < self.hosts else rng.choice(self.host_refs)
         info = self.host_info[host]
         state = rng.choices(POWER_STATES, cum_weights=POWER_WEIGHTS)[0]
+        if index < self.hosts:
+            covered = ("Halted", False)  # on its host's local storage, without pinning the host
+        else:
+            covered = COVERAGE[index - self.hosts] if index - self.hosts < len(COVERAGE) else None
+        if covered:
+            state = covered[0]
         running = state in ("Running", "Paused")
         memory = rng.choice((2, 4, 8, 16) if windows else (1, 2, 4, 8, 16)) * GiB
         cpus = rng.choice((2, 4, 8) if windows else (1, 2, 4, 8))
@@ -712,6 +723,8 @@ class PoolBuilder:
             sr = self.local_srs[host]  # every host's local storage holds some VM's disks
         elif rng.random() < 0.08:
             sr = self.iscsi_sr
+        if covered:
+            sr = self.shared_sr if covered[1] else self.local_srs[host]
         devices = "abcefgh"
         disks = rng.choice((1, 1, 1, 2, 2, 3))
         vdis = []
