@@ -166,6 +166,13 @@ class Gateway:
         kw.setdefault("timeout", 30)
         return requests.get(self.url + path, **kw)
 
+    def small_disk(self, fields="*"):
+        """The smallest writable disk with content (ties broken by id: workers may list in
+        different orders); the pool's empty DVD drives, read-only ISOs and HA's
+        own disks are left out."""
+        disks = self.get(f"/rest/v0/vdis?fields={fields}&filter=VDI_type:user size:>0 !read_only? size:<600000000").json()
+        return min(disks, key=lambda v: (v["size"], v["href"]))
+
     def wait_loaded(self, timeout=30):
         """Every worker has loaded the pool (several requests, they land on any worker)."""
         deadline = time.monotonic() + timeout

@@ -51,7 +51,7 @@ def test_transfer_redirects_lead_only_to_the_pool_s_hosts(processes, tmp_path):
     sim = processes.sim("--vms", "4", "--seed", "51")
     gw = processes.add(Gateway(tmp_path, sim.url, workers=1))
     listener = Listener()
-    vdi = min(gw.get("/rest/v0/vdis?fields=size,read_only").json(), key=lambda v: v["size"])
+    vdi = gw.small_disk("size,read_only")
     cookies = {"authenticationToken": gw.token}
     try:
         sim_admin(sim.url, "faults", {"transfer_redirect": listener.url})

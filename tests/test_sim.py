@@ -668,5 +668,6 @@ def test_state_changing_operations_and_their_guards(processes):
     fails("MAP_DUPLICATE_KEY", "VM.add_to_other_config", vm, "k", "w")
     rpc("VM.remove_from_other_config", vm, "k")
     assert "k" not in rpc("VM.get_other_config", vm) and rpc("VM.get_name_label", vm) == "renamed"
-    rpc("VM.set_memory_static_max", vm, "8589934592")  # int64 given as a string, as npm sends it
-    assert rpc("VM.get_memory_static_max", vm) == 8589934592
+    larger = int(rpc("VM.get_memory_static_max", vm)) + 2**30
+    rpc("VM.set_memory_static_max", vm, str(larger))  # int64 given as a string, as npm sends it
+    assert rpc("VM.get_memory_static_max", vm) == larger

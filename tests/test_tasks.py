@@ -228,8 +228,10 @@ def test_a_restarted_pool_does_not_make_reads_wait(tmp_path):
         port = sim.port
         sim.stop()
         sim = start_sim(tmp_path, "--vms", "5", "--seed", "3", port=port, name="again")
-        api.until(lambda: api.get("/rest/v0/servers", fields="status").json()[0]["status"] == "connected"
-                  and "t0" not in api.one("vms", vm)["tags"], what="the fresh pool loaded", timeout=60)
+        # every worker has loaded the fresh pool: several answers in a row (any worker answers)
+        api.until(lambda: all(api.get("/rest/v0/servers", fields="status").json()[0]["status"] == "connected"
+                              and "t0" not in api.one("vms", vm)["tags"] for _ in range(6)),
+                  what="the fresh pool loaded", timeout=60)
         started = time.monotonic()
         for _ in range(4):
             api.one("vms", vm)

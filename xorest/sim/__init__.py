@@ -170,6 +170,7 @@ class Simulator:
         self.down_until = 0.0  # the master is down (rebooting, off) until then: no API
         self.stats = Stats(self.db, seed, sessions=lambda: len(self.sessions._sessions))
         self.updates = Updates(self.db, seed)
+        self.api.plugins["updater.py"] = self.updates.plugin
         self.perfmon = Perfmon(self, interval=perfmon_interval)
         self.calls = calls.register(self)
         self.faults = Faults()

@@ -67,6 +67,8 @@ class XapiApi:
         self.timing = timing or Timing()
         self.stopping = stopping or threading.Event()
         self.cancel_requests = set()
+        # host.call_plugin's plugins: name -> handler(op, host, function, args)
+        self.plugins = {"trim": storageops.trim_plugin}
         self.down_hosts = {}  # host ref -> key of its pending shutdown, while it is off
         self.slave_of = None  # the master's address once this pool's host joined another pool
         self.scheme = "http"

@@ -1,5 +1,5 @@
 """XAPI calls answered by the simulator's host-side parts rather than the database alone:
-the host clock, performance data sources (xcp-rrdd), host plugins, messages.
+the host clock, performance data sources (xcp-rrdd), messages.
 
 :func:`register` adds them to the API's dispatch table, next to the generic calls.
 """
@@ -23,7 +23,6 @@ def register(sim):
         ("VM", "record_data_source"): calls.vm_record,
         ("VM", "forget_data_source_archives"): calls.vm_forget,
         ("VM", "query_data_source"): calls.vm_query,
-        ("host", "call_plugin"): sim.updates.call,
         ("message", "create"): calls.message_create,
         ("message", "destroy"): calls.message_destroy,
         ("message", "destroy_many"): calls.message_destroy_many,

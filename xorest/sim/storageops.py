@@ -256,14 +256,22 @@ def vbd_eject(op, vbd):
 
 
 def call_plugin(op, host, plugin, function, args):
-    """``host.call_plugin``: the ``trim`` plugin (reclaim space) is simulated."""
+    """``host.call_plugin``: runs one of the plugins the simulated hosts have
+    (``op.api.plugins``: name -> ``handler(op, host, function, args)``)."""
     with op.locked() as db:
         db.record("host", host)
-        if plugin != "trim":
-            raise XapiFailure("XENAPI_MISSING_PLUGIN", plugin)
-        if function != "do_trim":
-            raise XapiFailure("UNKNOWN_XENAPI_PLUGIN_FUNCTION", function)
-        sr = next((r for r, s in db.tables["SR"].items() if s["uuid"] == (args or {}).get("sr_uuid")), None)
+    handler = op.api.plugins.get(plugin)
+    if handler is None:
+        raise XapiFailure("XENAPI_MISSING_PLUGIN", plugin)
+    return handler(op, host, function, args if isinstance(args, dict) else {})
+
+
+def trim_plugin(op, host, function, args):
+    """The ``trim`` plugin (reclaim space of an SR)."""
+    if function != "do_trim":
+        raise XapiFailure("UNKNOWN_XENAPI_PLUGIN_FUNCTION", function)
+    with op.locked() as db:
+        sr = next((r for r, s in db.tables["SR"].items() if s["uuid"] == args.get("sr_uuid")), None)
         if sr is None:
             raise XapiFailure("XENAPI_PLUGIN_FAILURE", "do_trim", "KeyError", "sr_uuid")
         thick = db.tables["SR"][sr]["type"] == "lvm"

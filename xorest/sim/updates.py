@@ -160,18 +160,14 @@ class Updates:
 
     # the plugin ---------------------------------------------------------------------------
 
-    def call(self, host, plugin, fn, args):
-        """``host.call_plugin(host, plugin, fn, args)``."""
-        self.db.record("host", host)
-        if plugin != "updater.py":
-            raise PluginFailure("XENAPI_MISSING_PLUGIN", plugin)
+    def plugin(self, op, host, fn, args):
+        """``host.call_plugin(host, "updater.py", fn, args)`` (a plugin of ``XapiApi.plugins``)."""
         handler = {"check_update": self.check_update, "update": self.update, "install": self.install,
                    "query_installed": self.query_installed, "get_proxies": self.get_proxies}.get(fn)
         if handler is None:
             raise PluginFailure("UNKNOWN_XENAPI_PLUGIN_FUNCTION", fn)
-        if not isinstance(args, dict):
-            args = {}
-        return handler(host, {str(k): str(v) for k, v in args.items()})
+        with op.locked():
+            return handler(host, {str(k): str(v) for k, v in args.items()})
 
     def _locked(self, host, operation):
         busy = self.busy.get(host)
