@@ -138,6 +138,9 @@ def test_deletions(stack):
     source = guest(api, "Halted", shared=None, exclude=blocked)  # a clone keeps its source's blocks
     template = api.ok("vms", source["id"], "clone", {"name_label": "tpl"})
     xapi(sim)("VM.set_is_a_template", api.one("vms", template["id"])["_xapiRef"], True)
+    # a change made behind xorest's back is seen once its event arrives, by each worker
+    api.until(lambda: all(api.get(f"/rest/v0/vm-templates/{template['id']}").status_code == 200 for _ in range(4)),
+              what="the new template listed")
     assert api.request("DELETE", f"/rest/v0/vm-templates/{template['id']}").status_code == 204
     other_snapshot = api.objects("vm-snapshots")[0]
     snapshot_disks = [api.one("vbds", b)["VDI"] for b in other_snapshot["$VBDs"]
