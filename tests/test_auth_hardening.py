@@ -80,6 +80,58 @@ def test_revocation_reaches_renewals_and_password_changes(gateway):
     assert gateway.get("/rest/v0/hosts", cookies=cookies_of(user_token)).status_code == 401
 
 
+def test_only_the_token_s_role_may_revoke_other_users_tokens(gateway):
+    """Revoking is decided on what the request may do (the token's role), not on its user's:
+    a read-only token of an admin revokes its own tokens only."""
+    cookies_of = lambda token: {"authenticationToken": token}  # noqa: E731
+    victim = gateway.cli("token", "create", "user@example.com").strip()
+    victim_id = gateway.get("/rest/v0/users/user@example.com/authentication_tokens").json()[-1]["id"]
+    reader = gateway.cli("token", "create", "admin@example.com", "--role", "read-only").strip()
+    for user in ("me", "user@example.com"):
+        answer = requests.delete(f"{gateway.url}/rest/v0/users/{user}/authentication_tokens/{victim_id}",
+                                 cookies=cookies_of(reader), timeout=10)
+        assert answer.status_code in (403, 404), answer.text
+    valid = "/rest/v0/users/me/authentication_tokens"  # the user has no role: its own tokens only
+    assert gateway.get(valid, cookies=cookies_of(victim)).status_code == 200
+    # a pool-admin's token revokes it, named under its owner...
+    wrong_owner = requests.delete(f"{gateway.url}/rest/v0/users/me/authentication_tokens/{victim_id}",
+                                  cookies=cookies_of(gateway.token), timeout=10)
+    assert wrong_owner.status_code == 404  # not the admin's own token
+    revoked = requests.delete(f"{gateway.url}/rest/v0/users/user@example.com/authentication_tokens/{victim_id}",
+                              cookies=cookies_of(gateway.token), timeout=10)
+    assert revoked.status_code == 204
+    assert gateway.get(valid, cookies=cookies_of(victim)).status_code == 401
+
+
+def test_tokens_made_with_a_token_go_with_it(gateway):
+    """A stolen token cannot outlive its revocation by making another first."""
+    cookies_of = lambda token: {"authenticationToken": token}  # noqa: E731
+    stolen = gateway.cli("token", "create", "admin@example.com").strip()
+    made = requests.post(gateway.url + "/rest/v0/users/me/authentication_tokens", json={"expiresIn": "1d"},
+                         cookies=cookies_of(stolen), timeout=10).json()["token"]["id"]
+    again = requests.post(gateway.url + "/rest/v0/users/me/authentication_tokens", json={},
+                          cookies=cookies_of(made), timeout=10).json()["token"]["id"]
+    assert gateway.get("/rest/v0/hosts", cookies=cookies_of(again)).status_code == 200
+    gateway.cli("token", "revoke", stolen)
+    for token in (stolen, made, again):
+        assert gateway.get("/rest/v0/hosts", cookies=cookies_of(token)).status_code == 401
+
+
+def test_a_password_changed_over_rest_revokes_the_user_s_tokens(gateway):
+    users = gateway.get("/rest/v0/users?fields=email").json()
+    user = next(u for u in users if u["email"] == "user@example.com")
+    token = gateway.cli("token", "create", "user@example.com").strip()
+    valid = "/rest/v0/users/me/authentication_tokens"
+    assert gateway.get(valid, cookies={"authenticationToken": token}).status_code == 200
+    changed = requests.patch(gateway.url + user["href"], json={"password": "another-password"},
+                             cookies={"authenticationToken": gateway.token}, timeout=10)
+    assert changed.status_code == 204
+    assert gateway.get(valid, cookies={"authenticationToken": token}).status_code == 401
+    assert _login(gateway, "user@example.com", "another-password").status_code == 201
+    requests.patch(gateway.url + user["href"], json={"password": "user-password"},
+                   cookies={"authenticationToken": gateway.token}, timeout=10)
+
+
 def _mount_tmpfs(path, size):
     path.mkdir()
     if os.geteuid() == 0 and shutil.which("mount"):

@@ -351,3 +351,26 @@ def test_absurd_token_requests_are_400(gateway, body):
                            headers={"Content-Type": "application/json"},
                            cookies={"authenticationToken": gateway.token}, timeout=10)
     assert answer.status_code == 400 and answer.json()["error"], answer.text
+
+
+#: Numbers with units as an attacker writes them: long runs of digits or spaces that make a
+#: backtracking pattern take time quadratic in their length (hours at a megabyte).
+_LONG_UNIT_TEXTS = ["1" * 1_000_000 + "!", "1" + " " * 1_000_000 + "x", "." + "1" * 1_000_000 + "."]
+
+
+@pytest.mark.parametrize("text", _LONG_UNIT_TEXTS, ids=["digits", "spaces", "dots"])
+def test_long_numbers_with_units_are_refused_at_once(gateway, text):
+    """Durations and sizes in bodies and queries are read in bounded time: a request whose
+    parse were quadratic would hold the worker (and the GIL) past the client's timeout."""
+    cookies = {"authenticationToken": gateway.token}
+    token = requests.post(gateway.url + "/rest/v0/users/me/authentication_tokens", json={"expiresIn": text},
+                          cookies=cookies, timeout=20)
+    assert token.status_code == 400 and "expiresIn" in token.text
+    vm = gateway.get("/rest/v0/vms?filter=power_state:Halted&limit=1").json()[0]
+    memory = requests.patch(gateway.url + vm, json={"memory": text}, cookies=cookies, timeout=20)
+    assert memory.status_code == 400 and "memory" in memory.text
+    # a query string of 1 MB: straight to gunicorn, whose head limit allows it
+    size = requests.get(gateway.url + "/rest/v0/selftest/stream", params={"size": text[:200_000] + text[-1]},
+                        cookies=cookies, timeout=20)
+    assert size.status_code == 400 and "size" in size.text
+    assert gateway.get("/rest/v0/hosts", timeout=20).status_code == 200  # the worker is well

@@ -100,6 +100,39 @@ def test_a_first_version_database_is_migrated_with_its_renewals_in_families(tmp_
     assert [t["id"] for t in store.list_tokens() if t["revoked_at"] is None] == ["t3"]
 
 
+def test_revoking_a_token_revokes_the_tokens_made_with_it(tmp_path):
+    store = SqliteStore(str(tmp_path / "db.sqlite3"))
+    auth = AuthService(store, config_module.load({"data_dir": str(tmp_path)}, environ={}))
+    user = auth.add_user("admin@example.com", "admin-password", "pool-admin")
+    parent, parent_row = auth.issue_token(user, 3600, "cli")
+    child, child_row = auth.issue_token(user, 3600, "made with the parent", creator=parent_row)
+    renewal, renewal_row = auth.issue_token(user, 3600, "the child's renewal", child_row["family_id"],
+                                            creator=child_row)
+    grandchild, _ = auth.issue_token(user, 3600, "made with the renewal", creator=renewal_row)
+    sibling, sibling_row = auth.issue_token(user, 3600, "made with the parent too", creator=parent_row)
+    # revoking a token made with another leaves its maker alone
+    assert auth.revoke_token(sibling_row["id"]) == 1
+    auth.authenticate(parent)
+    # revoking the maker reaches everything made from it, through renewals too
+    assert auth.revoke_token(parent) == 4
+    for token in (parent, child, renewal, grandchild):
+        with pytest.raises(Unauthorized):
+            auth.authenticate(token)
+
+
+def test_a_new_password_revokes_the_user_s_tokens_in_the_same_write(tmp_path):
+    store = SqliteStore(str(tmp_path / "db.sqlite3"))
+    auth = AuthService(store, config_module.load({"data_dir": str(tmp_path)}, environ={}))
+    user = auth.add_user("user@example.com", "user-password", "read-only")
+    tokens = [auth.issue_token(user, 3600, str(n))[0] for n in range(3)]
+    assert store.set_password_hash(user["id"], "new-hash") == 3
+    assert store.get_user(user["id"])["password_hash"] == "new-hash"
+    for token in tokens:
+        with pytest.raises(Unauthorized):
+            auth.authenticate(token)
+    assert store.set_password_hash("no-such-user", "hash") is None
+
+
 def test_revoking_any_token_of_a_family_revokes_them_all(tmp_path):
     store = SqliteStore(str(tmp_path / "db.sqlite3"))
     auth = AuthService(store, config_module.load({"data_dir": str(tmp_path)}, environ={}))

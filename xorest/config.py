@@ -11,17 +11,30 @@ from dataclasses import dataclass
 
 from .errors import ConfigError
 
-DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+#: Longest text the unit parsers read: longer is refused before any regex runs (npm ``ms``
+#: refuses over 100 characters too), so no input can make them slow.
+MAX_UNIT_TEXT = 100
+
+# Patterns run on stripped text of at most MAX_UNIT_TEXT characters: whatever the input,
+# a match costs a bounded number of steps.
+DURATION = re.compile(r"(\d+(?:\.\d+)?) *([smhdw]?)")
 UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _unit_text(text):
+    """``text`` stripped, or ``None`` when it is too long to be a number with a unit."""
+    text = str(text).strip()
+    return text if len(text) <= MAX_UNIT_TEXT else None
 
 
 def parse_duration(text):
     """Seconds from ``30``, ``90s``, ``15m``, ``12h``, ``7d`` or ``2w``."""
     if isinstance(text, (int, float)):
         return float(text)
-    match = DURATION.match(str(text))
+    stripped = _unit_text(text)
+    match = DURATION.fullmatch(stripped) if stripped is not None else None
     if not match:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 15m, 12h, 7d)")
+        raise ValueError(f"not a duration: {str(text)[:40]!r} (use e.g. 30s, 15m, 12h, 7d)")
     return float(match.group(1)) * UNITS[match.group(2)]
 
 
@@ -30,7 +43,7 @@ _MS_UNITS = {"ms": 0.001, "msec": 0.001, "msecs": 0.001, "millisecond": 0.001, "
              "minute": 60, "minutes": 60, "h": 3600, "hr": 3600, "hrs": 3600, "hour": 3600, "hours": 3600,
              "d": 86400, "day": 86400, "days": 86400, "w": 604800, "week": 604800, "weeks": 604800,
              "y": 31557600, "yr": 31557600, "yrs": 31557600, "year": 31557600, "years": 31557600}
-_MS_DURATION = re.compile(r"^(-?(?:\d+)?\.?\d+) *([a-z]*)$", re.IGNORECASE)
+_MS_DURATION = re.compile(r"(-?(?:\d+(?:\.\d*)?|\.\d+)) *([a-z]*)", re.IGNORECASE)
 
 
 def parse_client_duration(value):
@@ -40,10 +53,34 @@ def parse_client_duration(value):
         raise ValueError("must be a number of milliseconds or a duration such as 7d")
     if isinstance(value, (int, float)):
         return value / 1000
-    match = _MS_DURATION.match(value.strip())
+    stripped = _unit_text(value)
+    match = _MS_DURATION.fullmatch(stripped) if stripped is not None else None
     if not match or match.group(2).lower() not in ("", *_MS_UNITS):
-        raise ValueError(f"not a duration: {value!r} (use e.g. 7d, 12h, 30m, or milliseconds)")
+        raise ValueError(f"not a duration: {value[:40]!r} (use e.g. 7d, 12h, 30m, or milliseconds)")
     return float(match.group(1)) * _MS_UNITS.get(match.group(2).lower(), 0.001)
+
+
+_SIZE = re.compile(r"(\d{1,15}(?:\.\d{1,15})?) *([kmgt]?)(?:i?b)?", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(value):
+    """Bytes from a number or text with a binary unit (``512K``, ``64MiB``, ``4 GB``), as
+    Xen Orchestra's ``parseSize`` reads them.
+
+    :raises ValueError: not a size (booleans, negative or non-finite numbers included).
+    """
+    if isinstance(value, bool):
+        raise ValueError("not a size")
+    if isinstance(value, (int, float)):
+        if not value >= 0 or value == float("inf"):
+            raise ValueError("not a size")
+        return int(value)
+    stripped = _unit_text(value) if isinstance(value, str) else None
+    match = _SIZE.fullmatch(stripped) if stripped is not None else None
+    if not match:
+        raise ValueError("not a size")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
 
 
 def private_directory(folder):

@@ -199,7 +199,10 @@ def list_tokens(user):
            answers=(Answer(204, "revoked"), Answer(404, "no such token of yours, or already revoked")))
 def revoke_token(user, token_id):
     """Revoke one of your tokens (a pool-admin: anyone's), by id or by value, and its renewals."""
-    if user not in ("me", g.user["id"]):
+    if user in ("me", g.user["id"]):
+        owner = g.user
+    else:
         authorize_others()
-    services().auth.revoke_token(token_id, g.user)
+        owner = user
+    services().auth.revoke_token(token_id, owner)
     return "", 204

@@ -1,13 +1,12 @@
 """Query and body parameters, validated with marshmallow; errors become 400 here only."""
 import math
-import re
 
 import orjson
 from flask import request
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, validate
 
 from .. import filter as live_filter
-from ..config import parse_client_duration
+from ..config import MAX_UNIT_TEXT, parse_client_duration, parse_size
 from ..errors import BadRequest
 from ..services.permissions import ROLES
 
@@ -101,15 +100,13 @@ class VmImportQuery(Schema):
 
 
 class SizeField(fields.Field):
-    """Bytes as a number, or with a binary unit: ``512K``, ``64MiB``, ``4G``."""
-
-    UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    """Whole bytes as a number, or with a binary unit: ``512K``, ``64MiB``, ``4G``."""
 
     def _deserialize(self, value, attr, data, **kwargs):
-        match = re.fullmatch(r"\s*(\d{1,15})\s*([kmgt]?)(?:i?b)?\s*", str(value), re.IGNORECASE)
-        if not match:
-            raise ValidationError("must be a number of bytes, optionally with K, M, G or T (binary units)")
-        return int(match.group(1)) * self.UNITS[match.group(2).lower()]
+        try:
+            return parse_size(value if isinstance(value, str) else str(value))
+        except ValueError:
+            raise ValidationError("must be a number of bytes, optionally with K, M, G or T (binary units)") from None
 
 
 class SelftestQuery(Schema):
@@ -119,7 +116,8 @@ class SelftestQuery(Schema):
     size = SizeField(load_default=64 << 20, validate=validate.Range(min=0, max=64 << 30), metadata={
         "description": "bytes to send: a number, or with a binary unit (512K, 64M, 4GiB); at most 64 GiB",
         "anyOf": [{"type": "integer", "minimum": 0, "maximum": 64 << 30},
-                  {"type": "string", "pattern": r"^\s*\d{1,15}\s*[kmgtKMGT]?([iI]?[bB])?\s*$"}],
+                  {"type": "string", "maxLength": MAX_UNIT_TEXT,
+                   "pattern": r"^\s*\d{1,15}(\.\d{1,15})? *[kmgtKMGT]?([iI]?[bB])?\s*$"}],
         "default": "64M"})
     pause = fields.Float(load_default=0.0, validate=validate.Range(min=0, max=3600), metadata={
         "description": "seconds of silence halfway through"})
@@ -149,7 +147,8 @@ class TokenRequest(Schema):
                        "reads it (`7d`, `12h`, `2 days`; a bare number is milliseconds); more than 60 seconds "
                        "(default XOREST_TOKEN_TTL, at most XOREST_TOKEN_MAX_TTL)",
         "anyOf": [{"type": "number", "exclusiveMinimum": 60000},
-                  {"type": "string", "pattern": r"^\s*-?\d*\.?\d+ *[a-zA-Z]*\s*$"},
+                  {"type": "string", "maxLength": MAX_UNIT_TEXT,
+                   "pattern": r"^\s*-?(\d+(\.\d*)?|\.\d+) *[a-zA-Z]*\s*$"},
                   {"type": "null"}],
         "example": "7d"})
     description = fields.String(load_default="", validate=validate.Length(max=200),

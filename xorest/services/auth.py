@@ -1,8 +1,9 @@
 """Users, passwords and tokens: issue, verify, renew, revoke, with login throttling.
 
 Tokens are 32 random bytes in base64url (43 characters), stored only as SHA-256 hashes
-and compared in constant time.  A renewal joins the family of the token it renews;
-revoking any token revokes its family, and a new password revokes all of a user's tokens.
+and compared in constant time.  A renewal joins the family of the token it renews, and a
+token made with a token remembers it: revoking any token revokes its family and every token
+made with them; a new password revokes all of a user's tokens (in the same transaction).
 
 Password attempts are counted in the store *before* the password is checked, per account
 and client address (a pause after each failure, doubling, then a lock-out) and per client
@@ -105,8 +106,9 @@ class AuthService:
         what people do when they suspect a leak); returns how many were revoked."""
         user = self._user(email)
         _check_password(password)
-        self.store.set_password_hash(user["id"], generate_password_hash(password))
-        revoked = self.store.revoke_user_tokens(user["id"])
+        revoked = self.store.set_password_hash(user["id"], generate_password_hash(password))
+        if revoked is None:
+            raise NotFound(f"no such user {email}")
         log.info("password of user %s changed, %d tokens revoked", user["id"], revoked)
         return revoked
 
@@ -179,7 +181,8 @@ class AuthService:
         while token.startswith("-"):  # a leading dash reads as an option to command-line tools
             token = secrets.token_urlsafe(32)
         row = self.store.add_token(hash_token(token), user["id"], time.time() + ttl, description[:200],
-                                   family_id, role, scope.to_json() if scope else None)
+                                   family_id, role, scope.to_json() if scope else None,
+                                   parent_id=creator["id"] if creator is not None else None)
         log.info("token %s issued for user %s", row["id"], user["id"])
         return token, row
 
@@ -228,21 +231,23 @@ class AuthService:
         user_id = self._user(email)["id"] if email else None
         return [public_token(r) for r in self.store.list_tokens(user_id)]
 
-    def revoke_token(self, token_id, user=None):
-        """Revoke a token (by id, or by the token itself) and its renewals; returns the
-        number of tokens revoked.
+    def revoke_token(self, token_id, owner=None):
+        """Revoke a token (by id, or by the token itself), its renewals and the tokens made
+        with them; returns the number of tokens revoked.
 
-        :param user: the user asking; anyone but an admin may revoke only their own.
+        :param owner: the user (row, id or email) whose token it must be, as the caller is
+            allowed to revoke (``None``: anyone's; the caller checked it may).  Another
+            user's token is answered as if it did not exist.
         """
         row = self.store.get_token(token_id) or self.store.get_token_by_hash(hash_token(token_id))
-        if row is None:
+        if owner is not None and not isinstance(owner, dict):
+            owner = self._user(owner)
+        if row is None or (owner is not None and row["user_id"] != owner["id"]):
             raise NotFound("no such token")
-        if user is not None and user_role(user) != "pool-admin" and row["user_id"] != user["id"]:
-            raise NotFound("no such token")  # another user's token is not even named
         revoked = self.store.revoke_token(row["id"])
         if not revoked:
             raise NotFound(f"token {row['id']} is already revoked")
-        log.info("token %s revoked (%d with its renewals)", row["id"], revoked)
+        log.info("token %s revoked (%d with its renewals and the tokens made with them)", row["id"], revoked)
         return revoked
 
 

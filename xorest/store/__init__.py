@@ -53,12 +53,17 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def remove_user(self, user_id): ...
     @abc.abstractmethod
-    def set_password_hash(self, user_id, password_hash): ...
+    def set_password_hash(self, user_id, password_hash):
+        """Set the hash and revoke every token of the user, in one transaction (a new
+        password without the revocation would fail open); returns how many were revoked,
+        or ``None`` for an unknown user."""
 
     # tokens
     @abc.abstractmethod
-    def add_token(self, token_hash, user_id, expires_at, description, family_id=None, role=None, scope=None):
-        """``role``: at most the user's (``None``: the user's); ``scope``: JSON text or ``None``."""
+    def add_token(self, token_hash, user_id, expires_at, description, family_id=None, role=None, scope=None,
+                  parent_id=None):
+        """``role``: at most the user's (``None``: the user's); ``scope``: JSON text or ``None``;
+        ``parent_id``: the token it was made with."""
     @abc.abstractmethod
     def get_token_by_hash(self, token_hash): ...
     @abc.abstractmethod
@@ -66,7 +71,9 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def list_tokens(self, user_id=None): ...
     @abc.abstractmethod
-    def revoke_token(self, token_id): ...  # and every token of its family; returns how many
+    def revoke_token(self, token_id):
+        """Revoke a token, every token of its family (renewals), and, recursively, every
+        token made with any of them; returns how many were revoked."""
     @abc.abstractmethod
     def revoke_user_tokens(self, user_id): ...  # returns how many
     @abc.abstractmethod

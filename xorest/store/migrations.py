@@ -125,6 +125,12 @@ MIGRATIONS = [
     );
     ALTER TABLE servers ADD COLUMN enabled INTEGER NOT NULL DEFAULT 1;
     """,
+    # 6: the token a token was made with (revoking a token revokes the tokens made with it,
+    # whatever family they started)
+    """
+    ALTER TABLE tokens ADD COLUMN parent_id TEXT;
+    CREATE INDEX tokens_parent ON tokens(parent_id);
+    """,
 ]
 
 
@@ -139,5 +145,8 @@ def migrate(connection):
             connection.execute(f"PRAGMA user_version = {number}")
         connection.execute("COMMIT")
     except BaseException:
-        connection.execute("ROLLBACK")
+        # a failed COMMIT may have rolled back already: a second rollback would hide the
+        # real error behind "no transaction is active"
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
         raise

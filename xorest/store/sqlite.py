@@ -63,6 +63,21 @@ def _key(folder):
         return _key(folder)
 
 
+#: Revoke a token's family and, recursively, the families of the tokens made with any
+#: member (standard SQL: a recursive common table expression over families).
+REVOKE_TREE = """
+UPDATE tokens SET revoked_at = ? WHERE revoked_at IS NULL AND family_id IN (
+    WITH RECURSIVE doomed(family_id) AS (
+        SELECT family_id FROM tokens WHERE id = ?
+        UNION
+        SELECT child.family_id FROM tokens AS child JOIN tokens AS parent ON child.parent_id = parent.id
+        JOIN doomed ON parent.family_id = doomed.family_id
+    )
+    SELECT family_id FROM doomed
+)
+"""
+
+
 class SqliteStore(Store):
     """Everything persistent in one SQLite file."""
 
@@ -157,16 +172,21 @@ class SqliteStore(Store):
         return self._write("DELETE FROM users WHERE id = ?", (user_id,)) > 0
 
     def set_password_hash(self, user_id, password_hash):
-        return self._write("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id)) > 0
+        with self._transaction() as conn:
+            if not conn.execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id)).rowcount:
+                return None
+            return conn.execute("UPDATE tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+                                (time.time(), user_id)).rowcount
 
     # tokens ----------------------------------------------------------------
 
-    def add_token(self, token_hash, user_id, expires_at, description, family_id=None, role=None, scope=None):
+    def add_token(self, token_hash, user_id, expires_at, description, family_id=None, role=None, scope=None,
+                  parent_id=None):
         token_id = uuid.uuid4().hex[:16]
         self._write("INSERT INTO tokens (id, token_hash, user_id, description, created_at, expires_at, "
-                    "family_id, role, scope) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "family_id, role, scope, parent_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (token_id, token_hash, user_id, description, time.time(), expires_at, family_id or token_id,
-                     role, scope))
+                     role, scope, parent_id))
         return self.get_token(token_id)
 
     def get_token_by_hash(self, token_hash):
@@ -181,9 +201,7 @@ class SqliteStore(Store):
         return self._query("SELECT * FROM tokens WHERE user_id = ? ORDER BY created_at", (user_id,))
 
     def revoke_token(self, token_id):
-        """Revoke a token and its whole family (the token it renews, its renewals)."""
-        return self._write("UPDATE tokens SET revoked_at = ? WHERE revoked_at IS NULL AND family_id = "
-                           "(SELECT family_id FROM tokens WHERE id = ?)", (time.time(), token_id))
+        return self._write(REVOKE_TREE, (time.time(), token_id))
 
     def revoke_user_tokens(self, user_id):
         return self._write("UPDATE tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",

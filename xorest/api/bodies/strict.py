@@ -1,7 +1,8 @@
 """Strict fields for JSON bodies: JSON's own types only, sizes with units, ids."""
-import re
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
+from ...config import parse_size
 
 
 class Strict(Schema):
@@ -32,19 +33,13 @@ class Number(fields.Field):
 
 
 class Size(fields.Field):
-    """Bytes: a number, or a string such as ``"4 GiB"``, ``"512M"`` (Xen Orchestra's ``parseSize``)."""
-
-    UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    """Bytes: a number, or a string such as ``"4 GiB"``, ``"512M"`` (:func:`~xorest.config.parse_size`)."""
 
     def _deserialize(self, value, attr, data, **kwargs):
-        if isinstance(value, bool):
-            raise ValidationError("must be a size in bytes")
-        if isinstance(value, (int, float)) and value == value and value >= 0:
-            return int(value)
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", str(value), re.IGNORECASE)
-        if not isinstance(value, str) or not match:
-            raise ValidationError("must be a size in bytes, a number or text such as 4GiB")
-        return int(float(match.group(1)) * self.UNITS[match.group(2).lower()])
+        try:
+            return parse_size(value)
+        except ValueError:
+            raise ValidationError("must be a size in bytes, a number or text such as 4GiB") from None
 
 
 def Id(**kwargs):  # noqa: N802 (a field factory, named as the fields it makes)
