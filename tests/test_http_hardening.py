@@ -17,6 +17,7 @@ import psutil
 import pytest
 import requests
 
+from xorest.api.output import WHOLE_LISTING
 from xorest.serve import GUNICORN_SETTINGS
 
 from .conftest import NGINX, PYTHON, ROOT, Gateway, Nginx, free_port, start_sim
@@ -122,6 +123,26 @@ def test_demo_as_a_user_runs_it(tmp_path):
     assert not (empty / "var").exists()
 
 
+def test_large_listings_are_streamed_as_they_would_be_rendered_whole(pool, tmp_path):
+    gw = Gateway(tmp_path, pool.url, workers=1)
+    try:
+        whole = gw.get("/rest/v0/vms?fields=*")
+        assert len(whole.content) > WHOLE_LISTING and "Content-Length" not in whole.headers
+        lines = gw.get("/rest/v0/vms?fields=*&ndjson=true").text.splitlines()
+        assert whole.json() == [json.loads(line) for line in lines]
+        etag = whole.headers["ETag"]
+        assert etag.startswith('W/"')
+        assert gw.get("/rest/v0/vms?fields=*", headers={"If-None-Match": etag}).status_code == 304
+        small = gw.get("/rest/v0/vms?fields=name_label&limit=5")  # rendered whole: length, content tag
+        assert small.headers["Content-Length"] == str(len(small.content)) and not small.headers["ETag"].startswith("W/")
+        http10 = subprocess.run(["curl", "-sS", "-0", "-D-", "-o", "/dev/null", "-b",
+                                 f"authenticationToken={gw.token}", f"{gw.url}/rest/v0/vms?fields=*"],
+                                capture_output=True, text=True, timeout=60)
+        assert f"Content-Length: {len(whole.content)}" in http10.stdout  # HTTP/1.0 gets a length
+    finally:
+        gw.stop()
+
+
 def _slow_readers(gw, count, path):
     """Clients that ask for a big answer, then never read it."""
     sockets = []
@@ -157,10 +178,11 @@ def test_slow_readers_cannot_hold_workers(pool, tmp_path):
             time.sleep(3)
             return _rss(gw)
 
-        # A stalled answer holds its body (and, while rendering, its objects) until the
-        # client timeout, on each of the worker's 4 threads at most: a high-water mark...
+        # A stalled answer holds what it rendered ahead of the client (a large listing is
+        # rendered in pieces) until the client timeout, on each of the worker's 4 threads
+        # at most: a high-water mark below the listing's own size...
         first = stall(2)
-        assert first - before < 4 * 2 * len(body) + (32 << 20), (before, first)
+        assert first - before < 4 * 2 * WHOLE_LISTING + (8 << 20), (before, first)
         # ...that more stalled clients do not raise: nothing stays behind them.
         assert stall(4) - first < 32 << 20, (before, first, _rss(gw))
         assert "stopped reading" in gw.proc.output()

@@ -13,7 +13,7 @@ from flask import Blueprint, g, request
 from marshmallow import RAISE, Schema, fields
 
 from ..errors import BadRequest, Forbidden, Unauthorized
-from ..services import scopes
+from ..services import audit, scopes
 from ..services.auth import token_scope
 from ..services.permissions import authorize
 from . import BASE_URL, params, routes, services
@@ -24,6 +24,8 @@ bp = Blueprint("auth", __name__)
 
 COOKIE = "authenticationToken"
 EXPIRY_HEADER = "X-Token-Expires"
+#: What a route nobody declared needs (Flask's own ``static``...): the most there is.
+UNDECLARED = "pool.admin"
 
 
 def _credentials():
@@ -52,10 +54,12 @@ def authenticate():
     """Every request is checked against its operation's declared permission, through the
     one decision (:func:`~xorest.services.permissions.authorize`)."""
     scopes.use(None)  # a request thread serves many requests: never inherit a scope
+    audit.use(None)
     op = routes.current()
-    if op is None:
+    if op is None and request.endpoint is None:
         return  # unknown paths give a JSON 404 from the error handler
-    if op.permission == "public":
+    permission = op.permission if op is not None else UNDECLARED  # an undeclared route fails closed
+    if permission == "public":
         return
     svc = services()
     svc.start()
@@ -69,8 +73,20 @@ def authenticate():
         user = svc.auth.check_password(value[0], value[1], request.remote_addr or "-")
         g.token = None
     g.user = user
-    authorize(user, g.token, op.permission)
+    authorize(user, g.token, permission)
     scopes.use(token_scope(g.token))
+    if op is not None and _audited(op):
+        audit.use(_origin(svc))  # tasks the request starts record their end with it
+
+
+def _audited(op):
+    """Whether a request goes into the audit trail: every state-changing one, and exports."""
+    return request.method not in ("GET", "HEAD", "OPTIONS") or "exports" in op.tags
+
+
+def _origin(svc):
+    return audit.Origin(svc.audit, g.get("user"), g.get("token"), request.remote_addr or "-", request.method,
+                        request.path, request.endpoint)
 
 
 def authorize_others():
@@ -84,13 +100,11 @@ def record_audit(response):
     """Every state-changing request and every export goes into the audit trail, whatever
     its outcome (a refused one too)."""
     op = routes.current()
-    if op is not None and (request.method not in ("GET", "HEAD", "OPTIONS") or "exports" in op.tags):
+    if op is not None and _audited(op):
         error = None
         if response.status_code >= 400 and response.is_json:
             error = (response.get_json(silent=True) or {}).get("error")
-        services().audit.record(user=g.get("user"), token=g.get("token"), address=request.remote_addr or "-",
-                                method=request.method, path=request.path, operation=op.endpoint,
-                                status=response.status_code, error=error)
+        _origin(services()).record(response.status_code, error)
     return response
 
 
@@ -156,6 +170,8 @@ class TokenInfo(_Strict):
     revoked_at = fields.Float(required=True, allow_none=True, metadata={"description": "revocation, Unix seconds"})
     family_id = fields.String(required=True, metadata={
         "description": "the first token of its renewals (revoking one revokes them all)"})
+    parent_id = fields.String(required=True, allow_none=True, metadata={
+        "description": "the token this one was made with (revoking that one revokes this one), if any"})
     role = fields.String(required=True, allow_none=True, metadata={"description": _ROLE})
     scope = fields.Dict(required=True, metadata={"description": _SCOPE})
 

@@ -3,14 +3,15 @@ then JSON (render-cached, with an ETag), NDJSON or a Markdown table."""
 from urllib.parse import urlencode
 
 import orjson
-from flask import current_app, request
+from flask import Response, current_app, request
 
 from ..errors import BadRequest
 from ..services import scopes
 from ..services.schemas import object_schema
 from . import services
 from .routes import Answer, Listing
-from .output import RenderCache, body_response, json_response, ndjson_response, parse_fields, projector, render_json
+from .output import (RenderCache, body_response, json_listing_response, json_response, ndjson_response, parse_fields,
+                     projector, render_json)
 from .streaming import client_speaks_http10
 
 
@@ -55,17 +56,21 @@ def listing(name, query, within=None, scope=()):
     if query["markdown"]:
         body = markdown_table(list(items)).encode("utf-8")
         rendered = body, render_json(body.decode("utf-8"))[1]
+        response = _rendered(*rendered, markdown=True)
     else:
-        rendered = render_json(list(items))
-    if cacheable:
+        response, rendered = json_listing_response(items, key, whole=client_speaks_http10())
+    if cacheable and rendered is not None:
         _render_cache().put(key, *rendered, cursor)
-    return _link_next(_rendered(*rendered, query["markdown"]), cursor)
+    return _link_next(response, cursor)
 
 
 def _rendered(body, etag, markdown):
     if not markdown:
         return json_response(None, rendered=(body, etag))
-    response = body_response(body, mimetype="text/markdown")
+    if request.if_none_match.contains_weak(etag):
+        response = Response(status=304)
+    else:
+        response = body_response(body, mimetype="text/markdown")
     response.set_etag(etag)
     return response
 

@@ -1,5 +1,7 @@
 """Rendering objects: field projection, ``href``/``url``, JSON (2-space) and NDJSON streams."""
 import hashlib
+import itertools
+import os
 import threading
 from collections import OrderedDict
 
@@ -151,6 +153,69 @@ def json_response(value, status=200, rendered=None):
         response = body_response(body, status)
     response.set_etag(etag)
     return response
+
+
+#: A JSON listing up to this size is rendered whole (cached, content ETag, Content-Length);
+#: a larger one is rendered and written in pieces as the client reads, so an answer holds
+#: about this much memory whatever the number of objects it lists.
+WHOLE_LISTING = 4 << 20
+#: Objects rendered at a time in a listing.
+LISTING_BATCH = 256
+#: Names this process's renderings in weak ETags (generations are per process: the same
+#: generation elsewhere may list other objects).
+_PROCESS_NONCE = os.urandom(8).hex()
+
+
+def json_array_pieces(items):
+    """The bytes of ``render_json(list(items))``, in pieces of :data:`LISTING_BATCH` items
+    (byte for byte the same document: each batch is rendered as an array, then its
+    brackets are replaced by the separators of the whole)."""
+    first = True
+    iterator = iter(items)
+    while True:
+        batch = list(itertools.islice(iterator, LISTING_BATCH))
+        if not batch:
+            break
+        body = orjson.dumps(batch, option=orjson.OPT_INDENT_2)  # b"[\n  ...\n]"
+        yield (b"[\n" if first else b",\n") + body[2:-2]
+        first = False
+    yield b"[]\n" if first else b"\n]\n"
+
+
+def rendering_etag(key):
+    """The (weak) entity tag naming one rendering of a listing: its query and the cache generation it
+    was read from, in this process (used for answers too large to hash first)."""
+    return hashlib.blake2b(f"{_PROCESS_NONCE}:{key!r}".encode("utf-8"), digest_size=12).hexdigest()
+
+
+def json_listing_response(items, key, whole=False):
+    """A listing's JSON answer and, when it was rendered whole, ``(body, etag)`` to cache.
+
+    Up to :data:`WHOLE_LISTING` bytes (or always, with ``whole``: HTTP/1.0 clients need a
+    length), the body is rendered whole with a content ETag.  Beyond, it is streamed with
+    :func:`rendering_etag`; ``If-None-Match`` is checked against both.
+
+    :param key: what identifies the rendering (see :func:`rendering_etag`).
+    """
+    streamed_etag = rendering_etag(key)
+    if request.method in ("GET", "HEAD") and request.if_none_match.contains_weak(streamed_etag):
+        response = Response(status=304)
+        response.set_etag(streamed_etag, weak=True)
+        return response, None
+    pieces = json_array_pieces(items)
+    head, size = [], 0
+    for piece in pieces:
+        head.append(piece)
+        size += len(piece)
+        if size > WHOLE_LISTING and not whole:
+            break
+    else:
+        body = b"".join(head)
+        rendered = body, hashlib.blake2b(body, digest_size=12).hexdigest()
+        return json_response(None, rendered=rendered), rendered
+    response = Response(itertools.chain(head, pieces), mimetype="application/json", direct_passthrough=True)
+    response.set_etag(streamed_etag, weak=True)
+    return response, None
 
 
 def ndjson_response(items, whole=False):
