@@ -135,9 +135,12 @@ class Config:
     login_failure_window: float = 900.0
     regex_timeout: float = 0.1
     audit_retention: float = 90 * 86400.0  # audit entries older than this are dropped
-    jsonrpc_max_connections: int = 8  # WebSockets at /api/ per worker (each holds a thread)
+    jsonrpc_max_connections: int = 1000  # WebSockets at /api/ per worker (one thread serves them all)
     jsonrpc_idle_timeout: float = 300.0  # a WebSocket client silent this long (no pong either) is closed
+    jsonrpc_signin_timeout: float = 60.0  # a WebSocket not signed in after this is closed
     jsonrpc_max_message: int = 1 << 20  # bytes of one JSON-RPC message from a client
+    jsonrpc_max_buffer: int = 4 << 20  # bytes of answers a WebSocket client has not read; beyond, it is closed
+    jsonrpc_call_threads: int = 8  # JSON-RPC calls running at once per worker (more wait their turn)
     events_max_streams: int = 8  # /rest/v0/events streams per worker (each holds a thread)
     sync_wait: float = 10.0  # how long a read waits for the pool's events to show a write
     task_wait: float = 60.0  # GET /tasks/<id>?wait=true answers after this even if the task runs on
@@ -153,7 +156,8 @@ _CONVERTERS = {
     "token_ttl": parse_duration, "token_max_ttl": parse_duration,
     "login_failure_window": parse_duration, "export_idle_timeout": parse_duration,
     "client_timeout": parse_duration, "client_head_timeout": parse_duration, "audit_retention": parse_duration,
-    "jsonrpc_idle_timeout": parse_duration, "sync_wait": parse_duration, "task_wait": parse_duration,
+    "jsonrpc_idle_timeout": parse_duration, "jsonrpc_signin_timeout": parse_duration,
+    "sync_wait": parse_duration, "task_wait": parse_duration,
     "trusted_proxies": _list,
 }
 

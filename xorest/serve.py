@@ -10,6 +10,7 @@ import errno
 import json
 import logging
 import multiprocessing
+import socket
 import time
 
 from gunicorn import glogging, util
@@ -147,6 +148,13 @@ class ClientSocket:
 
     def send(self, data, flags=0):
         return self._sock.send(data, flags)
+
+    def detach(self):
+        """Hand the connection over to the app (a WebSocket served by one thread of its
+        own for all of them): the request's thread is free at once, and gunicorn's end
+        of the request closes an unconnected stand-in, not the connection."""
+        sock, self._sock = self._sock, socket.socket()
+        return sock
 
 
 def _peer(peer):

@@ -81,14 +81,16 @@ class ActionService:
             raise NotFound(hint or f"no action {name!r} on {collection}", actions=names)
         return action
 
-    def start(self, collection, name, key, body, user, sync=False):
+    def start(self, collection, name, key, body, user, sync=False, title=None):
         """Start an action on the object ``key`` (404 before any task if it is unknown).
 
+        :param title: the task's name (default ``REST API: <the action's title>``; the
+            JSON-RPC API names its calls' tasks as Xen Orchestra: ``API call: vm.start``).
         :returns: an :class:`Outcome`; a synchronous run raises the action's error.
         """
         action = self.find(collection, name)
         obj = self.collections.get(collection, key)
-        task = self.tasks.begin(f"REST API: {action.title}", object_id=obj["id"],
+        task = self.tasks.begin(title or f"REST API: {action.title}", object_id=obj["id"],
                                 object_type=_xo_type(obj) or COLLECTIONS.get(collection),
                                 user_id=user.get("id") if user else None, params=body or None)
         context = Context(self.collections, self.pools, self.store, obj, task, self.tasks)
