@@ -13,7 +13,9 @@ from .edits import EditService
 from .events import EventService
 from .exports import ExportService
 from .imports import ImportService
+from .patches import PatchService
 from .pools import PoolService
+from .stats import StatsService
 from .sweeper import Sweeper
 from .tasks import TaskService
 
@@ -39,6 +41,8 @@ class Services:
         self.sweeper = Sweeper(self.pools)
         self.dashboard = DashboardService(self.collections)
         self.events = EventService(self.store, self.cache, self.collections)
+        self.stats = StatsService(self.collections, self.pools, config)
+        self.patches = PatchService(self.collections, self.pools)
 
     @classmethod
     def from_mapping(cls, mapping=None):

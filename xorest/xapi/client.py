@@ -183,12 +183,20 @@ class XapiClient:
                                   "its hosts: refused")
         return f"{location.scheme}://{location.netloc}"
 
-    def get_stream(self, path, query, read_timeout):
+    def get_stream(self, path, query, read_timeout, host=None):
         """``GET`` a transfer handler as a stream, following redirects to the pool's
         hosts (XAPI sends a transfer to the host holding the disk); returns the
         ``requests`` response.  The caller (:mod:`.streams`) owns and closes it.
+
+        ``host`` is the address of the pool member to ask (on the pool's scheme and port)
+        instead of the pool's URL: some handlers (``/rrd_updates``) answer only for the
+        host they run on.  It must be one of the pool's hosts.
         """
         base = None
+        if host is not None:
+            if host not in self.members():
+                raise XapiUnreachable(f"{host} is not one of the pool's hosts: refused")
+            base = _replace_host(self.url, host)
         for _ in range(MAX_REDIRECTS + 1):
             response = self._handler("GET", path, query, read_timeout, base=base, stream=True)
             if not response.is_redirect:
