@@ -166,9 +166,74 @@ def test_through_the_nginx_site(sim, tmp_path):
             assert c.call("xo.getAllObjects", limit=2)["result"]
         finally:
             c.close()
+        _xo_lib_through_nginx(gw, nginx, sim, tmp_path)
     finally:
         nginx.stop()
         gw.stop()
+
+
+#: npm's xo-lib through the nginx site: sign in with a token, create a token and use it,
+#: delete it, read objects with a filter, start a VM and see it change in the notifications.
+XO_LIB_NGINX_SCRIPT = r"""
+const Xo = require('xo-lib').default
+const [url, token, vmId] = process.argv.slice(2)
+const out = { notified: [] }
+const connect = async credentials => {
+  const xo = new Xo({ url })
+  await xo.open()
+  try { await xo.signIn(credentials) } catch (error) { await xo.close(); throw error }
+  return xo
+}
+const within = (promise, what) => Promise.race([promise, new Promise((_, reject) => setTimeout(() => reject(new Error(what)), 30000).unref())])
+;(async () => {
+  const xo = await connect({ token })
+  let running
+  const started = new Promise(resolve => { running = resolve })
+  xo.on('notification', ({ method, params }) => {
+    if (method !== 'all') return
+    out.notified.push(...Object.keys(params.items))
+    const vm = params.items[vmId]
+    if (params.type === 'enter' && vm && vm.power_state === 'Running') running()
+  })
+  out.user = xo.user.email
+  out.created = await xo.call('token.create', { description: 'xo-lib through nginx', expiresIn: '1h' })
+  const other = await connect({ token: out.created })
+  out.createdReads = Object.keys(await other.call('xo.getAllObjects', { filter: 'type:host' })).length
+  await other.close()
+  out.halted = Object.keys(await xo.call('xo.getAllObjects', { filter: { type: 'VM', power_state: 'Halted' } }))
+  out.started = await xo.call('vm.start', { id: vmId })
+  await within(started, 'no notification of the VM running')
+  out.deleted = await xo.call('token.deleteOwn', { tokens: [out.created] })
+  try { await connect({ token: out.created }) } catch (error) { out.afterDelete = error.code }
+  console.log(JSON.stringify(out))
+  await xo.close()
+})().catch(error => { console.error(error); process.exit(1) })
+"""
+
+
+def _xo_lib_through_nginx(gw, nginx, sim, tmp_path):
+    node, folder = npm_package("xo-lib@0.9.0", "xo-lib")
+    script = os.path.join(folder, "xo-lib-nginx-test.js")
+    with open(script, "w") as fh:
+        fh.write(XO_LIB_NGINX_SCRIPT)
+    vm = _halted_vm(gw)
+    env = {**os.environ, "NODE_EXTRA_CA_CERTS": nginx.ca}
+    try:
+        done = subprocess.run([node, script, nginx.url, gw.token, vm["id"]], cwd=folder, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        out = json.loads(done.stdout.strip().splitlines()[-1])
+        task = next(t for t in gw.get(f"/rest/v0/vms/{vm['id']}/tasks?fields=properties,status").json()
+                    if t["properties"]["name"] == "API call: vm.start")
+    finally:
+        _halt(sim, vm["id"])
+    assert out["user"] == "admin@example.com" and out["createdReads"] > 0 and out["started"] is True
+    assert vm["id"] in out["halted"] and out["deleted"] is True and out["afterDelete"] == 3
+    assert requests.get(gw.url + "/rest/v0/vms", headers={"Authorization": f"Bearer {out['created']}"},
+                        timeout=10).status_code == 401
+    # the task, in the log and as Xen Orchestra notifies it (XAPI's task among the objects)
+    assert task["status"] == "success"
+    assert {t["id"] for t in task["properties"]["xapiTasks"]} <= set(out["notified"])
 
 
 XO_LIB_SCRIPT = r"""
@@ -187,7 +252,7 @@ const seen = new Promise(resolve => xo.on('notification', message => {
   out.vms = Object.keys(await xo.call('xo.getAllObjects', { filter: { type: 'VM' } }))
   try { await xo.call('no.such.method') } catch (error) { out.error = { code: error.code, message: error.message } }
   console.log('ready')
-  const changed = await Promise.race([seen, new Promise((_, reject) => setTimeout(() => reject(new Error('no notification')), 20000))])
+  const changed = await Promise.race([seen, new Promise((_, reject) => setTimeout(() => reject(new Error('no notification')), 20000).unref())])
   out.changed = Object.keys(changed.items)
   console.log(JSON.stringify(out))
   await xo.close()
