@@ -13,6 +13,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from .conftest import NGINX, Gateway, Nginx, npm_package
+from .management import reset_timing, seconds
 from .test_sim import JsonRpc
 
 
@@ -368,6 +369,17 @@ def test_vm_actions_are_tasks_audited_and_notified(gateway, client, sim):
         assert client.call("vm.set", id=vm["id"], name_description="set over JSON-RPC")["result"] is True
         assert gateway.get(f"/rest/v0/vms/{vm['id']}").json()["name_description"] == "set over JSON-RPC"
         assert client.call("vm.set", id=vm["id"], videoram=3)["error"]["code"] == 10  # PATCH's checks
+        # a clean shutdown still running after forceShutdownDelay ms is aborted, the VM powered off
+        seconds(sim, VM_clean_shutdown=60)
+        try:
+            assert client.call("vm.stop", id=vm["id"], forceShutdownDelay=300)["result"] is True
+        finally:
+            reset_timing(sim)
+        assert gateway.get(f"/rest/v0/vms/{vm['id']}").json()["power_state"] == "Halted"
+        stops = [t for t in gateway.get(f"/rest/v0/vms/{vm['id']}/tasks?fields=properties,status").json()
+                 if t["properties"]["name"] == "API call: vm.stop"]
+        assert [t["status"] for t in stops[-2:]] == ["failure", "success"]
+        assert client.call("vm.start", id=vm["id"])["result"] is True
         assert client.call("vm.stop", id=vm["id"], force=True)["result"] is True
         assert gateway.get(f"/rest/v0/vms/{vm['id']}").json()["power_state"] == "Halted"
         assert client.call("vm.snapshot", id=vm["id"], saveMemory=True)["error"]["code"] == 0  # not implemented

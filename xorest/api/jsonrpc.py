@@ -53,7 +53,7 @@ def api_socket():
     ``token.create``, ``xo.getAllObjects``, ``vm.start``... (``system.getMethodsInfo`` lists
     them); authentication happens inside the protocol, with the REST API's rules."""
     sock = client_socket()
-    if sock is None or not hasattr(sock, "detach"):
+    if getattr(sock, "stopping", None) is None:  # only xorest's worker can hand a connection over
         raise Unsupported("WebSocket connections need xorest's own server (xorest serve, gunicorn)")
     svc = services()
     hub = _hub(svc.config)

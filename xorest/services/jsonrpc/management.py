@@ -84,8 +84,9 @@ def _vm_stop(session, id, force=False, forceShutdownDelay=0, bypassBlockedOperat
     if task["status"] == "pending":
         with contextlib.suppress(Conflict):  # it may have ended meanwhile
             tasks.abort(started.task_id)
-        tasks.wait(started.task_id, session.services.config.task_wait)
-        return _run(session, "vm.stop", "vms", "hard_shutdown", id)
+        if tasks.wait(started.task_id, session.services.config.task_wait)["status"] != "success":
+            return _run(session, "vm.stop", "vms", "hard_shutdown", id)
+        return None
     if task["status"] != "success":
         result = task.get("result") or {}
         raise RpcError(-32000, result.get("message", "the clean shutdown failed"), result, result.get("status", 502))

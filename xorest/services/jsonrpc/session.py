@@ -78,10 +78,10 @@ class RpcSession:
                 if self.user is None:
                     raise unauthorized(found.permission)
                 self._check_still_valid()
+            if found.permission != "public":  # as Xen Orchestra: the permission, then the parameters
+                authorize(self.user, self.token, found.permission)
             params = check_params(name, found.params, params)
             scopes.use(token_scope(self.token) if self.token else None)
-            if found.permission != "public":
-                authorize(self.user, self.token, found.permission)
             return found.fn(self, **params)
         except XorestError as error:
             outcome = from_xorest(error, self._object_id)
