@@ -17,6 +17,7 @@ from .conftest import Gateway
 from .test_jsonrpc import Client
 
 IDLE_SOCKETS = 2000
+SILENT_TCP = 500
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,8 @@ def limited(sim, tmp_path_factory):
     gw = Gateway(tmp_path_factory.mktemp("limited"), sim.url, workers=1, threads=4,
                  env={"XOREST_JSONRPC_MAX_CONNECTIONS": str(IDLE_SOCKETS), "XOREST_JSONRPC_SIGNIN_TIMEOUT": "2",
                       "XOREST_JSONRPC_IDLE_TIMEOUT": "4", "XOREST_JSONRPC_MAX_BUFFER": "65536",
-                      "XOREST_LOGIN_MAX_FAILURES": "3", "XOREST_LOGIN_DELAY_BASE": "0.02"})
+                      "XOREST_LOGIN_MAX_FAILURES": "3", "XOREST_LOGIN_DELAY_BASE": "0.02",
+                      "XOREST_CLIENT_HEAD_TIMEOUT": "2"})
     yield gw
     gw.stop()
 
@@ -60,15 +62,17 @@ def _close_frame(data):
 
 
 def test_thousands_of_idle_sockets_hold_no_thread(limited):
-    """2000 WebSockets that stay silent: the REST API is served meanwhile (4 threads),
-    one more WebSocket is a 503, and the silent ones are closed with a reason; then a
-    client that signs in is served."""
-    sockets = []
+    """2000 WebSockets that stay silent, and 500 connections that never send a request
+    head: the REST API is served meanwhile (4 threads), one more WebSocket is a 503, the
+    silent ones are closed (the WebSockets with a reason); then a client that signs in is
+    served."""
+    sockets, silent_tcp = [], []
     try:
         for _ in range(IDLE_SOCKETS):
             sock, head = _open_silent_websocket(limited.port)
             assert head.startswith(b"HTTP/1.1 101"), head
             sockets.append(sock)
+        silent_tcp = [socket.create_connection(("127.0.0.1", limited.port)) for _ in range(SILENT_TCP)]
         assert limited.get("/rest/v0/hosts", timeout=10).status_code == 200
         with pytest.raises(Exception) as refused:
             Client(_ws_url(limited))
@@ -88,6 +92,9 @@ def test_thousands_of_idle_sockets_hold_no_thread(limited):
             reasons[reason] = reasons.get(reason, 0) + 1
             assert code == 1008
         assert reasons == {"not signed in within 2 s": IDLE_SOCKETS}
+        for sock in silent_tcp:  # after XOREST_CLIENT_HEAD_TIMEOUT
+            sock.settimeout(max(0.1, deadline - time.monotonic()))
+            assert sock.recv(4096) == b""
         assert time.monotonic() - opened < 60  # (a bound against a hang, not a measure)
         # their places are free again: a client signs in and is served
         client = Client(_ws_url(limited))
@@ -98,7 +105,7 @@ def test_thousands_of_idle_sockets_hold_no_thread(limited):
             client.close()
         assert limited.get("/rest/v0/vms?limit=1", timeout=10).status_code == 200
     finally:
-        for sock in sockets:
+        for sock in sockets + silent_tcp:
             sock.close()
 
 

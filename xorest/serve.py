@@ -15,6 +15,7 @@ import time
 
 from gunicorn import glogging, util
 from gunicorn.app.base import BaseApplication
+from gunicorn.workers import gthread
 from gunicorn.workers.gthread import ThreadWorker
 
 from . import config as config_module
@@ -185,6 +186,11 @@ class Worker(ThreadWorker):
         super().init_process()
 
     def handle(self, conn):
+        # gunicorn would wait up to 5 s in this thread for a new connection's first bytes:
+        # clients that connect and say nothing would hold every thread.  The poller waits
+        # for them instead (see finish_request for how long).
+        if not conn.initialized and not conn.data_ready and not conn.wait_for_data(0):
+            return gthread._DEFER
         if not isinstance(conn.sock, ClientSocket):
             conn.sock = ClientSocket(conn.sock, conn.client)
         conn.sock.head_deadline = time.monotonic() + self.head_timeout
@@ -193,6 +199,13 @@ class Worker(ThreadWorker):
         # graceful reload waits for running requests, and a watcher would never end.
         conn.sock.stopping = lambda: not self.alive
         return super().handle(conn)
+
+    def finish_request(self, conn, fs):
+        super().finish_request(conn, fs)
+        if self.pending_conns and self.pending_conns[-1] is conn:
+            # a connection that has sent nothing yet is dropped after the head timeout, not
+            # after keep-alive's (every pending one gets the same delay: the queue stays in order)
+            conn.timeout = min(conn.timeout, time.monotonic() + self.head_timeout)
 
     def handle_request(self, req, conn):
         conn.sock.head_deadline = None
