@@ -20,13 +20,14 @@ DEMO_PID_FILE = "demo.pid"
 
 def _services(ctx, create=True):
     """The instance's services; with ``create=False`` (commands that only read), a data
-    directory with no database is an error instead of a new, empty database."""
+    directory with no database is an error instead of a new, empty database (a PostgreSQL
+    database is the instances' shared one: there is no file to look for)."""
     from . import config as config_module
     from .services.registry import Services
 
     if "services" not in ctx.obj:
         settings = config_module.load(ctx.obj.get("overrides"))
-        if not create and not os.path.exists(settings.database_path):
+        if not create and not settings.database_url and not os.path.exists(settings.database_path):
             _fail(f"no xorest database in {os.path.abspath(settings.data_dir)}: nothing is set up there "
                   "(`xorest user add` or `xorest server add` create it; --data-dir or XOREST_DATA_DIR "
                   "choose another directory)")
@@ -61,8 +62,17 @@ def _choose_data_dir():
         click.echo(f"(using the running demo's data directory {os.path.abspath(DEMO_DATA_DIR)})", err=True)
 
 
+def _shown(text):
+    """``text`` as printed: control characters escaped (as in log lines), so that nothing
+    read from pools, servers or other users (labels, descriptions, error texts) can drive
+    the terminal of the admin reading it."""
+    from .logs import escape_controls
+
+    return escape_controls(str(text))
+
+
 def _fail(error):
-    click.echo(f"error: {error}", err=True)
+    click.echo(f"error: {_shown(error)}", err=True)
     sys.exit(1)
 
 
@@ -77,6 +87,29 @@ def _reported():
         _fail(exc.message)
     except ValueError as exc:
         _fail(exc)
+
+
+@contextlib.contextmanager
+def _audited(svc, command, operation, status=204):
+    """A command changing users or tokens, recorded in the audit trail whatever its outcome
+    (as the local account running it, from ``cli``).  Yields the entry's outcome
+    (``status``, ``error``, ``command``), which the command may complete."""
+    from .errors import XorestError
+
+    outcome = {"status": status, "error": None, "command": command}
+    try:
+        yield outcome
+    except XorestError as exc:
+        outcome.update(status=exc.status, error=exc.message)
+        raise
+    except ValueError as exc:
+        outcome.update(status=400, error=str(exc))
+        raise
+    except BaseException:
+        outcome.update(status=500, error="interrupted")
+        raise
+    finally:
+        svc.audit.record_cli(outcome["command"], operation, outcome["status"], outcome["error"])
 
 
 def _read_password(stdin, prompt="Password: ", confirm=False):
@@ -171,8 +204,10 @@ def user_add(ctx, email, role, admin, password_stdin):
     if admin and role not in (None, "pool-admin"):
         _fail("--admin is --role pool-admin: give one of them")
     password = _read_password(password_stdin, confirm=not password_stdin)
-    with _reported():
-        row = _services(ctx).auth.add_user(email, password, "pool-admin" if admin else role)
+    svc = _services(ctx)
+    role = "pool-admin" if admin else role
+    with _reported(), _audited(svc, f"xorest user add {email} --role {role or 'none'}", "cli.user_add", 201):
+        row = svc.auth.add_user(email, password, role)
     click.echo(row["id"])
 
 
@@ -182,8 +217,9 @@ def user_add(ctx, email, role, admin, password_stdin):
 @click.pass_context
 def user_set(ctx, email, role):
     """Change a user's role (``none``: only their own tokens)."""
-    with _reported():
-        _services(ctx, create=False).auth.update_user(email, role=None if role == "none" else role)
+    svc = _services(ctx, create=False)
+    with _reported(), _audited(svc, f"xorest user set {email} --role {role}", "cli.user_set"):
+        svc.auth.update_user(email, role=None if role == "none" else role)
 
 
 @user.command("list")
@@ -201,8 +237,9 @@ def user_list(ctx, as_json):
 @click.pass_context
 def user_remove(ctx, email):
     """Remove a user (and the user's tokens)."""
-    with _reported():
-        _services(ctx, create=False).auth.remove_user(email)
+    svc = _services(ctx, create=False)
+    with _reported(), _audited(svc, f"xorest user remove {email}", "cli.user_remove"):
+        svc.auth.remove_user(email)
 
 
 @user.command("passwd")
@@ -211,10 +248,12 @@ def user_remove(ctx, email):
 @click.pass_context
 def user_passwd(ctx, email, password_stdin):
     """Set a user's password; every token of the user is revoked."""
-    with _reported():
-        revoked = _services(ctx, create=False).auth.set_password(
-            email, _read_password(password_stdin, confirm=not password_stdin))
-    click.echo(f"password changed; {revoked} token{'s' if revoked != 1 else ''} of {email} revoked", err=True)
+    svc = _services(ctx, create=False)
+    password = _read_password(password_stdin, confirm=not password_stdin)
+    with _reported(), _audited(svc, f"xorest user passwd {email}", "cli.user_passwd"):
+        revoked = svc.auth.set_password(email, password)
+    click.echo(f"password changed; {revoked} token{'s' if revoked != 1 else ''} of {_shown(email)} revoked",
+               err=True)
 
 
 # tokens ---------------------------------------------------------------------------
@@ -237,16 +276,19 @@ def token_create(ctx, email, expires, description, role, scope_filter, pools):
     """Create a token for EMAIL; prints only the token on standard output (its id goes to
     standard error, for `token revoke`)."""
     from .config import parse_duration
+    from .errors import NotFound
     from .services.scopes import Scope
 
     svc = _services(ctx, create=False)
-    with _reported():
+    command = f"xorest token create {email}"
+    with _reported(), _audited(svc, command, "cli.token_create", 201) as outcome:
         row = svc.store.get_user(email)
         if row is None:
-            _fail(f"no such user {email}")
+            raise NotFound(f"no such user {email}")
         ttl = parse_duration(expires) if expires else None
         scope = Scope.requested({"pools": list(pools), "filter": scope_filter}) if pools or scope_filter else None
         value, token_row = svc.auth.issue_token(row, ttl, description, role=role, scope=scope)
+        outcome["command"] = f"{command}: token {token_row['id']}"
     click.echo(f"token id {token_row['id']}, expires {_when(token_row['expires_at'])} UTC", err=True)
     click.echo(value)
 
@@ -282,8 +324,14 @@ def _scope_text(scope):
 @click.pass_context
 def token_revoke(ctx, token):
     """Revoke TOKEN (its id from `token list`, or the token itself) and its renewals."""
-    with _reported():
-        revoked = _services(ctx, create=False).auth.revoke_token(token)
+    from .services.auth import hash_token
+
+    svc = _services(ctx, create=False)
+    # the trail names the token by its id, never by its value (nor by a mistyped one)
+    row = svc.store.get_token(token) or svc.store.get_token_by_hash(hash_token(token))
+    with _reported(), _audited(svc, f"xorest token revoke {row['id'] if row else '(no such token)'}",
+                               "cli.token_revoke"):
+        revoked = svc.auth.revoke_token(token)
     click.echo(f"revoked {revoked} token{'s' if revoked != 1 else ''} (the token and its renewals)", err=True)
 
 
@@ -299,10 +347,11 @@ def _table(rows, columns, as_json):
         for row in rows:
             click.echo(json.dumps(row))
         return
-    widths = {c: max([len(c), *(len(str(r[c])) for r in rows)]) for c in columns}
+    rows = [{c: _shown(row[c]) for c in columns} for row in rows]
+    widths = {c: max([len(c), *(len(r[c]) for r in rows)]) for c in columns}
     click.echo("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
     for row in rows:
-        click.echo("  ".join(str(row[c]).ljust(widths[c]) for c in columns).rstrip())
+        click.echo("  ".join(row[c].ljust(widths[c]) for c in columns).rstrip())
 
 
 @main.command("create-token")
@@ -336,10 +385,10 @@ def create_token(url, email, password_stdin, expires, description, ca_file, inse
         except ValueError:
             message = response.text[:200]
         _fail(f"HTTP {response.status_code}: {message}")
-    click.echo(f"Successfully logged with {email}", err=True)
+    click.echo(f"Successfully logged with {_shown(email)}", err=True)
     click.echo("Authentication token created", err=True)
     click.echo("", err=True)
-    click.echo(response.json()["token"]["id"])
+    click.echo(_shown(response.json()["token"]["id"]))
 
 
 # servers --------------------------------------------------------------------------
@@ -372,9 +421,20 @@ def server_add(ctx, url, username, password_stdin, ca_file, insecure, label, no_
         click.echo(f"Connecting to {url}...", err=True)
         with _reported():
             name = probe_server(url, username, password, ca_path, insecure)
-        click.echo(f"Logged in to pool {name!r}", err=True)
-    server_id = _services(ctx).store.add_server(url, username, password, ca_path, insecure, label)
+        click.echo(f"Logged in to pool '{_shown(name)}'", err=True)
+    svc = _services(ctx)
+    with _audited(svc, f"xorest server add {_without_credentials(url)}", "cli.server_add", 201) as outcome:
+        server_id = svc.store.add_server(url, username, password, ca_path, insecure, label)
+        outcome["command"] += f": server {server_id}"
     click.echo(server_id)
+
+
+def _without_credentials(url):
+    """``url`` without a ``user:password@`` part (never recorded)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
 
 
 @server.command("list")
@@ -393,8 +453,12 @@ def server_list(ctx, as_json):
 @click.pass_context
 def server_remove(ctx, server_id):
     """Remove a pool; a running xorest disconnects from it within seconds."""
-    if not _services(ctx, create=False).store.remove_server(server_id):
-        _fail(f"no such server {server_id}")
+    from .errors import NotFound
+
+    svc = _services(ctx, create=False)
+    with _reported(), _audited(svc, f"xorest server remove {server_id}", "cli.server_remove"):
+        if not svc.store.remove_server(server_id):
+            raise NotFound(f"no such server {server_id}")
 
 
 # VMs of a running xorest ------------------------------------------------------------
@@ -427,9 +491,9 @@ def _vm_run(key, action, body, no_wait, url, token, ca_file, insecure):
         target = remote.find_vm(key)
         result = remote.action("vms", target["id"], action, body, wait=not no_wait)
     if no_wait:
-        click.echo(result)
+        click.echo(_shown(result))
     elif result and "id" in result:
-        click.echo(result["id"])
+        click.echo(_shown(result["id"]))
 
 
 _no_wait = click.option("--no-wait", is_flag=True, help="Print the task's id instead of waiting for the end.")
@@ -488,7 +552,8 @@ def vm_delete(key, yes, url, token, ca_file, insecure):
         remote = Remote(url, token, ca_file, insecure)
         target = remote.find_vm(key)
         if not yes:
-            click.confirm(f"Delete the VM {target['name_label']!r} ({target['id']}) and its disks?", abort=True)
+            click.confirm(f"Delete the VM '{_shown(target['name_label'])}' ({_shown(target['id'])}) and its "
+                          "disks?", abort=True)
         remote.delete("vms", target["id"])
 
 

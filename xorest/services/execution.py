@@ -5,7 +5,9 @@ second), so other processes show it as it goes.  XAPI calls made through the tas
 linked to it (their uuids in ``properties.xapiTasks``; the ones running now in the
 store, so that any process can cancel them), report their progress, and stop when an
 abort is requested.  Before a task succeeds, the pools it wrote to are settled: a read
-that follows its end shows what it changed.
+that follows its end shows what it changed.  A task acts for the call that started it,
+in whichever thread it runs: within that call's token scope, and its end goes into the
+audit trail with that call (:mod:`.audit`).
 """
 import contextlib
 import logging
@@ -18,6 +20,7 @@ import orjson
 from ..errors import Conflict, XorestError
 from ..xapi import XapiError, XapiUnreachable
 from ..xapi.tasks import AsyncCall
+from . import audit, scopes
 from .failures import translate
 from .sweeper import TASK_MARK, owner_mark
 
@@ -102,6 +105,7 @@ class RunningTask:
         self._links = []
         self._lock = threading.RLock()
         self._saved_at, self._abort_checked_at, self._aborted = 0.0, 0.0, False
+        self.scope, self.origin = scopes.current(), audit.current()  # the starting call's
         self.store.add_task(task_id, owner_mark(), "pending", properties.get("objectId"), self._body(), start / 1000)
         service.notify()
 
@@ -236,20 +240,27 @@ class RunningTask:
         self.log["properties"]["progress"] = 100
         if result is not None:
             self.log["result"] = result
-        self._save()
-        self.service.prune()
+        self._ended()
 
     def fail(self, exc):
         if self.written:
             self.service.pools.settle(self.written)  # a failure may have changed things too
         self.log.update(status="failure", end=now_ms(), result=error_result(exc))
+        self._ended()
+
+    def _ended(self):
+        """Every end of a task comes here: saved, audited with its starting call, pruned."""
         self._save()
+        if self.origin is not None:
+            self.origin.task_ended(self.log)
         self.service.prune()
 
     def execute(self, function):
-        """Run ``function(self)`` as this task; returns its result, raises its error."""
+        """Run ``function(self)`` as this task, within its starting call's scope; returns
+        its result, raises its error."""
         try:
-            result = function(self)
+            with scopes.applied(self.scope):
+                result = function(self)
         except BaseException as exc:
             if not isinstance(exc, XorestError):
                 log.exception("task %s (%s) failed", self.id, self.log["properties"].get("name"))

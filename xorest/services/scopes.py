@@ -8,6 +8,7 @@ Under a VM filter, objects that are not a VM's (hosts, SRs, networks, pools...) 
 scope; under a pools scope, whatever belongs to those pools is in.  The request's own
 filter is applied apart from the scope's, each parsed (never joined as text).
 """
+import contextlib
 import contextvars
 import json
 import threading
@@ -95,6 +96,17 @@ def use(scope):
 def current():
     """The current request's scope, or ``None``."""
     return _current.get()
+
+
+@contextlib.contextmanager
+def applied(scope):
+    """``scope`` is the current one inside the block (work done for a request elsewhere:
+    a task in its own thread, a stream's body), the previous one after it."""
+    token = _current.set(scope if scope else None)
+    try:
+        yield
+    finally:
+        _current.reset(token)
 
 
 def cache_key():

@@ -145,10 +145,10 @@ class TaskService:
         self.store.delete_tasks([task_id])
         self.notify()
 
-    def delete_ended(self):
-        """Delete every ended task; returns how many."""
+    def delete_ended(self, task_ids=None):
+        """Delete every ended task (of ``task_ids``, when given); returns how many."""
         self.tasks()  # interrupted tasks are ended too
-        deleted = self.store.delete_tasks()
+        deleted = self.store.delete_tasks(task_ids)
         self.notify()
         return len(deleted)
 
