@@ -130,6 +130,24 @@ def test_watch_streams_updates_and_removals(pair):
     a.ok("vms", vm, "hard_shutdown")  # one more line, so the watcher's loop sees stop
 
 
+def test_a_watcher_s_costly_filter_ends_its_stream_visibly(pair):
+    """A watcher's filter runs under the same time budget as a listing's: a pattern that would
+    backtrack for hours on a task's text ends the stream with an error line instead."""
+    sim, a, b, _ = pair
+    response = requests.get(b.url + "/rest/v0/tasks", params={"watch": "true", "ndjson": "true",
+                                                              "filter": "/^(a|a)+$/"},
+                            cookies={"authenticationToken": b.token}, stream=True, timeout=30)
+    try:
+        time.sleep(0.5)
+        vm = _halted(a)
+        a.ok("vms", vm, "snapshot", {"name_label": "a" * 40 + "!"})  # the task's params carry the name
+        lines = [json.loads(line) for line in response.iter_lines() if line]  # the stream ends by itself
+    finally:
+        response.close()
+    assert lines and lines[-1][0] == "error" and "too costly" in lines[-1][1]["error"], lines
+    assert b.get("/rest/v0/hosts").status_code == 200
+
+
 def test_a_watcher_does_not_hold_a_graceful_stop(pair, tmp_path):
     sim, a, b, gw = pair
     port = free_port()

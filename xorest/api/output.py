@@ -225,4 +225,8 @@ def ndjson_response(items, whole=False):
     lines = (orjson.dumps(item, option=orjson.OPT_APPEND_NEWLINE) for item in items)
     if whole:
         return body_response(b"".join(lines), mimetype="application/x-ndjson")
-    return Response(lines, mimetype="application/x-ndjson")
+    # An empty first piece sends the headers at once: a watcher waiting for its first
+    # change still learns that its request was accepted.
+    response = Response(itertools.chain((b"",), lines), mimetype="application/x-ndjson")
+    response.headers["X-Accel-Buffering"] = "no"  # nginx passes each line on as it comes
+    return response
