@@ -132,10 +132,23 @@ def test_a_killed_worker_leaves_nothing_half_made(processes, tmp_path):
     rpc = JsonRpc(sim.url)
     sr = next(s for s in gw.get("/rest/v0/srs?fields=name_label,content_type").json()
               if "Local" in s["name_label"] or s.get("content_type") == "user")
-    for attempt in ("import", "export"):
+    vms_before = set(rpc("VM.get_all"))
+    halted = gw.get("/rest/v0/vms?filter=power_state:Halted&fields=$pool").json()[0]
+    with gw.get(f"{halted['href']}.xva", stream=True) as export:
+        xva_head = next(export.iter_content(4 << 20))
+    earlier_tasks = set(gw.get("/rest/v0/tasks").json())
+    for attempt in ("import", "xva", "export"):
         worker = _worker(gw)
         sock = socket.create_connection(("127.0.0.1", gw.port))
-        if attempt == "import":
+        if attempt == "xva":  # an XVA cut by the worker's death: the pool makes no VM of it
+            sock.sendall(f"POST /rest/v0/pools/{halted['$pool']}/vms HTTP/1.1\r\nHost: x\r\n"
+                         f"Cookie: authenticationToken={gw.token}\r\nContent-Length: {64 << 20}\r\n\r\n".encode())
+            sock.sendall(xva_head)
+            deadline = time.monotonic() + 20
+            while not _xorest_leftovers(rpc, "half-made")[1]:
+                assert time.monotonic() < deadline, "the import did not start"
+                time.sleep(0.1)
+        elif attempt == "import":
             size = 64 << 20
             sock.sendall(f"POST {sr['href']}/vdis?raw&name_label=half-made HTTP/1.1\r\nHost: x\r\n"
                          f"Cookie: authenticationToken={gw.token}\r\nContent-Length: {size}\r\n\r\n".encode())
@@ -160,3 +173,20 @@ def test_a_killed_worker_leaves_nothing_half_made(processes, tmp_path):
             assert time.monotonic() < deadline, _xorest_leftovers(rpc, "half-made")
             time.sleep(0.5)
     assert "removed what a dead xorest process left" in gw.proc.output()
+    assert set(rpc("VM.get_all")) == vms_before  # no VM from the cut XVA either
+    killed = [t for t in gw.get("/rest/v0/tasks?fields=status,properties").json() if t["href"] not in earlier_tasks]
+    assert len(killed) == 3 and all(t["status"] == "interrupted" for t in killed), killed
+
+
+def test_a_reused_process_id_is_not_its_former_owner():
+    """Marks name their process by id and the time they were written: a process that started
+    after the mark was written (the id given again, as containers do) is not the owner."""
+    import psutil
+
+    from xorest.services.sweeper import owner_is_gone, owner_mark
+
+    me = psutil.Process()
+    assert not owner_is_gone(owner_mark())
+    before_i_started = int(me.create_time()) - 60
+    assert owner_is_gone(f"{socket.gethostname()}:{me.pid}:{before_i_started}")
+    assert not owner_is_gone(f"another-host:{me.pid}:{before_i_started}")  # other machines' marks stay

@@ -33,13 +33,19 @@ def owner_mark():
 
 
 def owner_is_gone(mark):
-    """Whether ``mark`` names a process of this machine that no longer exists."""
+    """Whether ``mark`` names a process of this machine that no longer exists.
+
+    A process id may have been given to another process since (containers restart their
+    ids from 1): a process that started after the mark was written is not its owner.
+    """
     host, _, rest = (mark or "").partition(":")
-    pid = rest.partition(":")[0]
-    return host == socket.gethostname() and pid.isdigit() and not _alive(int(pid))
+    pid, _, written = rest.partition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    return not _alive(int(pid), int(written) if written.isdigit() else None)
 
 
-def _alive(pid):
+def _alive(pid, marked_at=None):
     if pid <= 0:
         return False
     try:
@@ -47,8 +53,22 @@ def _alive(pid):
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    started = process_start_time(pid)
+    # marks are written after their process started, to the second: a later start is another process
+    return started is None or marked_at is None or started <= marked_at + 1
+
+
+def process_start_time(pid):
+    """When process ``pid`` started (Unix time), from ``/proc``; ``None`` where unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()  # after the command name, which may hold spaces
+        with open("/proc/stat", "rb") as fh:
+            boot = next(int(line.split()[1]) for line in fh if line.startswith(b"btime "))
+        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: start time in clock ticks
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
 
 
 def destroy_vm_with_disks(conn, ref, attempts=240):
