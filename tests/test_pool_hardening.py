@@ -6,6 +6,7 @@ import signal
 import socket
 import threading
 import time
+from urllib.parse import urlsplit
 
 import psutil
 import pytest
@@ -64,6 +65,17 @@ def test_transfer_redirects_lead_only_to_the_pool_s_hosts(processes, tmp_path):
             assert "OpaqueRef" not in answer.text
         assert listener.seen == []  # neither the body nor the session ever reached it
         assert b"EVIL" not in download.content
+        # a member the transfer may go to, but which does not answer (host 2's address: the
+        # simulator serves the master's only): the error names where, never the session
+        member = f"http://127.0.0.2:{urlsplit(sim.url).port}"
+        sim_admin(sim.url, "faults", {"transfer_redirect": member})
+        download = requests.get(f"{gw.url}{vdi['href']}.raw", cookies=cookies, timeout=30)
+        upload = requests.put(f"{gw.url}{vdi['href']}.raw", data=b"x" * 4096, cookies=cookies, timeout=30)
+        for answer in (download, upload):
+            assert answer.status_code == 503, answer.text[:300]
+            assert "127.0.0.2" in answer.json()["error"]
+            assert "session_id=" not in answer.text or "session_id=<redacted>" in answer.text
+            assert "OpaqueRef" not in answer.text
     finally:
         sim_admin(sim.url, "faults", {"reset": True})
         listener.close()

@@ -69,7 +69,7 @@ class XapiClient:
         except requests.exceptions.SSLError as exc:
             raise XapiUnreachable(f"TLS verification failed for {self.url}: {exc}") from None
         except requests.exceptions.RequestException as exc:
-            raise XapiUnreachable(f"{self.url}: {type(exc).__name__}: {exc}") from None
+            raise XapiUnreachable(f"{self.url}: {_cause(exc)}") from None
         return response
 
     def _rpc(self, method, params, timeout=None):
@@ -153,7 +153,7 @@ class XapiClient:
                                          timeout=(self.timeout[0], read_timeout), allow_redirects=False,
                                          **kwargs)
         except requests.exceptions.RequestException as exc:
-            raise XapiUnreachable(f"{base or self.url}{path}: {type(exc).__name__}: {exc}") from None
+            raise XapiUnreachable(f"{base or self.url} ({path}): {_cause(exc)}") from None
         if response.status_code == 401:
             response.close()
             raise AuthenticationFailed("SESSION_INVALID", [path])
@@ -222,6 +222,20 @@ class XapiClient:
         ``requests`` response (XAPI answers before reading; the task has the outcome).
         """
         return self._handler("PUT", path, query, read_timeout, base=base, data=body)
+
+
+def _cause(exc):
+    """What went wrong in a transport failure, without the request's URL (its query holds
+    the session and the objects' references): the innermost error urllib3 wrapped."""
+    cause = exc
+    for _ in range(8):  # requests' error -> urllib3's MaxRetryError -> its reason...
+        inner = getattr(cause, "reason", None)
+        if not isinstance(inner, BaseException) and cause.args and isinstance(cause.args[0], BaseException):
+            inner = cause.args[0]
+        if not isinstance(inner, BaseException) or inner is cause:
+            break
+        cause = inner
+    return f"{type(cause).__name__}: {cause}"
 
 
 __all__ = ["XapiClient", "AuthenticationFailed"]
