@@ -112,10 +112,16 @@ class XapiStream(_Transfer):
         return self.response.headers
 
     def __iter__(self):
+        length = self.response.headers.get("Content-Length")
+        length = int(length) if length and length.isdigit() else None
         try:
             for chunk in self.response.raw.stream(CHUNK_SIZE, decode_content=False):
                 if chunk:
                     self.bytes += len(chunk)
+                    if self.bytes == length:
+                        # complete before the last piece goes out: a client that leaves as
+                        # soon as it has it must not be taken for one that left midway
+                        self.body_complete = True
                     yield chunk
         except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             if self.aborted:
