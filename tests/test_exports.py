@@ -523,6 +523,20 @@ def test_import_refuses_what_it_cannot_do_whole(stack):
     assert requests.put(f"{url}.raw", data=b"x", timeout=30).status_code == 401
 
 
+def test_a_storage_fault_is_the_pool_s_failure_not_the_body_s(stack):
+    """XAPI answers VDI_IO_ERROR for a VHD it cannot parse and for failing storage: raw
+    content is never parsed, so there it is a 502, never the client's 400."""
+    sim, gw = stack
+    _, target = _two_disks_of_one_size(gw)
+    sim_admin(sim.url, "faults", {"storage_io_error": True})
+    try:
+        raw = requests.put(f"{gw.url}/rest/v0/vdis/{target['id']}.raw", data=b"x" * 4096,
+                           cookies={"authenticationToken": gw.token}, timeout=30)
+    finally:
+        sim_admin(sim.url, "faults", {"reset": True})
+    assert raw.status_code == 502 and raw.json()["data"]["code"] == "VDI_IO_ERROR", raw.text
+
+
 def test_client_leaving_mid_upload_cancels_the_import(stack):
     import socket
 

@@ -23,8 +23,11 @@ from .execution import tracked
 from .pools import pool_failures
 from .sweeper import IMPORT_MARK, TASK_MARK, owner_mark
 
-#: XAPI's codes for an upload it could not read: the body was wrong, not the pool.
-BAD_BODY_CODES = ("IMPORT_ERROR", "IMPORT_INCOMPATIBLE_VERSION", "VDI_IO_ERROR")
+#: XAPI's codes for an upload it could not read, per format: the body was wrong, not the
+#: pool.  ``VDI_IO_ERROR`` is what XAPI answers for a VHD it cannot parse, and also for a
+#: storage fault: only a parsed format (VHD) blames the body with it; raw content is never
+#: parsed, so there it is the pool's failure.
+BAD_BODY_CODES = {"xva": ("IMPORT_ERROR", "IMPORT_INCOMPATIBLE_VERSION"), "vhd": ("VDI_IO_ERROR",), "raw": ()}
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +154,7 @@ class ImportService:
             raise BadRequest(f"{exc}; the import was cancelled", received=exc.sent, expected=exc.length) from None
         except XapiError as exc:
             log.warning("import into %s failed after %d bytes: %s", name, upload.bytes, exc)
-            if exc.code in BAD_BODY_CODES:
+            if exc.code in BAD_BODY_CODES[query.get("format", "xva")]:
                 raise BadRequest(f"the pool could not read the body: {exc}", code=exc.code,
                                  params=exc.params) from None
             raise UpstreamError(f"the pool failed the import: {exc}", code=exc.code, params=exc.params) from None

@@ -13,6 +13,7 @@ class Faults:
     export_html_error_after: int = -1  # bytes after which XAPI's 500 page is written in-band
     export_rate: float = 0.0  # bytes per second an export body is held to (0: as fast as it goes)
     transfer_redirect: str = ""  # a base URL every transfer is redirected to (a compromised host)
+    storage_io_error: bool = False  # disk writes of uploads fail as a broken storage fails them
 
     refuse_until: float = 0.0  # monotonic deadline derived from ``refuse``
 

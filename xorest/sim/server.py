@@ -614,6 +614,8 @@ class SimRequestHandler(BaseHTTPRequestHandler):
             sim.api.finish_task(task, "")
             return
         disk = sim.disks.get(vdi)
+        if sim.faults.storage_io_error:  # tapdisk's answer to a failing device
+            raise XapiFailure("VDI_IO_ERROR", "Device I/O errors")
         if fmt == "raw":  # written as it arrives, as XAPI does: a cancelled upload stops midway
             received = 0
             for block in self._upload_blocks(length, task):
