@@ -270,3 +270,79 @@ def test_huge_limit_and_cookie_injection(gateway):
     user_token = gateway.cli("token", "create", "user@example.com").strip()
     injected = gateway.get("/rest/v0/vms?limit=1", cookies={"authenticationToken": user_token + "; admin=1"})
     assert injected.status_code == 403  # the smuggled cookie is just another cookie
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.one_of(st.text(max_size=60), st.lists(st.text(alphabet='W/"*, abcdef0123456789', max_size=30), max_size=4)
+                 .map(", ".join)),
+       st.sampled_from(["/rest/v0/vms", "/rest/v0/vms?fields=*", "/rest/v0/vms?markdown=true", "/rest/v0/vms/id-1",
+                        "/rest/v0"]))
+def test_if_none_match_never_500(client, header, path):
+    """Entity tags as clients send them, well or badly formed: a 200 or a 304."""
+    response = client.get(path, headers={"If-None-Match": header})
+    assert response.status_code in (200, 304), response.data
+
+
+#: Numbers with units as an attacker writes them (see test_http_hardening for the timing side).
+unit_texts = st.one_of(st.from_regex(r"\A *-?[0-9. ]{0,300}[a-zA-Z ]{0,20}\Z", fullmatch=True),
+                       st.integers(1, 5000).map(lambda n: "1" * n + "x"),
+                       st.integers(1, 5000).map(lambda n: "1" + " " * n + "x"))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(unit_texts)
+def test_durations_and_sizes_never_500(client, text):
+    token = client.post("/rest/v0/users/me/authentication_tokens", json={"expiresIn": text})
+    assert token.status_code in (201, 400), token.data
+    selftest = client.get("/rest/v0/selftest/stream", query_string={"size": text, "pause": "0"}, buffered=False)
+    try:
+        assert selftest.status_code in (200, 400), selftest.data
+    finally:
+        selftest.close()
+
+
+def _xva_like(draw_bytes, kind):
+    """Bodies that look more or less like an XVA or a VHD, so the checks past the first
+    bytes are reached: a tar header naming another member, gzip or zstd magic followed by
+    noise, a VHD footer with a random size."""
+    import tarfile
+
+    if kind == "tar":
+        member = tarfile.TarInfo("Ref:1/00000000")
+        member.size = len(draw_bytes)
+        return member.tobuf() + draw_bytes
+    if kind == "ova":
+        member = tarfile.TarInfo("ova.xml")
+        member.size = len(draw_bytes)
+        return member.tobuf() + draw_bytes + b"\0" * 1024
+    if kind == "gzip":
+        return b"\x1f\x8b\x08\x00" + draw_bytes
+    if kind == "zstd":
+        return b"\x28\xb5\x2f\xfd" + draw_bytes
+    if kind == "vhd":
+        return b"conectix" + draw_bytes.ljust(600, b"\0")
+    return draw_bytes
+
+
+@pytest.mark.stack
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=2048), st.sampled_from(["tar", "ova", "gzip", "zstd", "vhd", "plain"]),
+       st.sampled_from(["pool-vms", "sr-vdis-vhd", "vdi-vhd"]))
+def test_upload_bodies_through_the_stack_never_500(gateway, noise, kind, target):
+    """Bodies that reach the pool's own checks (real disks, SRs and pools of the simulator):
+    the client's mistake is a 400, never a 5xx."""
+    import requests
+
+    body = _xva_like(noise, kind)
+    pool = gateway.get("/rest/v0/pools").json()[0]
+    sr = gateway.get("/rest/v0/srs?filter=content_type:user&limit=1").json()[0]
+    cookies = {"authenticationToken": gateway.token}
+    if target == "pool-vms":
+        response = requests.post(f"{gateway.url}{pool}/vms", data=body, cookies=cookies, timeout=60)
+    elif target == "sr-vdis-vhd":
+        response = requests.post(f"{gateway.url}{sr}/vdis", data=body, cookies=cookies, timeout=60)
+    else:
+        disk = gateway.small_disk("size")
+        response = requests.put(f"{gateway.url}{disk['href']}.vhd", data=body, cookies=cookies, timeout=60)
+    assert response.status_code in (400, 413), (response.status_code, response.text[:300])
+    assert "error" in response.json()

@@ -1,4 +1,7 @@
 """``/import``: an XVA becomes a new halted VM with its disks, as XAPI's import does."""
+import xmlrpc.client
+from xml.parsers.expat import ExpatError
+
 from .disks import MiB
 from .rpc import XapiFailure, parse_xml_value
 from .state import NULL_REF, now
@@ -28,9 +31,9 @@ def import_vm(db, disks, ova_xml, chunks, sr, typed):
         for item in objects:
             by_class.setdefault(item["class"], []).append(item)
         (vm_item,) = by_class["VM"]
-    except (ValueError, KeyError, TypeError) as exc:
+        vm_fields = typed("VM", {k: vm_item["snapshot"][k] for k in VM_FIELDS if k in vm_item["snapshot"]})
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError, xmlrpc.client.Error, ExpatError) as exc:
         raise XapiFailure("IMPORT_ERROR", f"unusable ova.xml: {exc}") from None
-    vm_fields = typed("VM", {k: vm_item["snapshot"][k] for k in VM_FIELDS if k in vm_item["snapshot"]})
     vm_fields.update(power_state="Halted", metrics=db.create("VM_metrics", {"install_time": now()}))
     vm = db.create("VM", vm_fields)
     new_vdis = {}

@@ -437,7 +437,13 @@ class SimRequestHandler(BaseHTTPRequestHandler):
                 self.sim.db.update("task", task, allowed_operations=["cancel"])
                 self.sim.db.commit()
         try:
-            handler(query, task)
+            try:
+                handler(query, task)
+            except XapiFailure:
+                raise
+            except Exception as exc:  # XAPI fails the task of a handler that raised, it never leaves it pending
+                log.exception("the %s handler failed", handler.__name__)
+                raise XapiFailure("INTERNAL_ERROR", f"{type(exc).__name__}: {exc}") from None
         except XapiFailure as failure:
             api.finish_task(task, failure=failure)
             if not getattr(self, "_headers_sent", False):
