@@ -13,11 +13,13 @@ $(STAMP): setup.cfg setup.py
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# nginx, qemu-img, zstd and chromium (the docs page's browser test) are needed by the
-# integration tests; install them when missing.
+# nginx, qemu-img, zstd, chromium (the docs page's browser test) and PostgreSQL's server
+# (the store's tests and two instances on one database) are needed by the integration
+# tests; install them when missing.
 system-deps:
 	@missing=""; \
 	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	command -v qemu-img >/dev/null 2>&1 || missing="$$missing qemu-utils"; \
 	command -v zstd >/dev/null 2>&1 || missing="$$missing zstd"; \

@@ -197,6 +197,29 @@ def gateway(sim, tmp_path_factory):
     gw.stop()
 
 
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """A throwaway PostgreSQL server (Debian's binaries, installed when missing and we may)
+    on a loopback port, for the whole session; skipped, saying why, when there is none."""
+    from .postgres import PostgresCluster, install_server
+
+    reason = install_server()
+    if reason:
+        pytest.skip(reason)
+    try:
+        cluster = PostgresCluster(free_port())
+    except KeyError:
+        pytest.skip("running as root, and there is no postgres user to run PostgreSQL's server as")
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster):
+    """The URL of a new, empty PostgreSQL database (``XOREST_DATABASE_URL``)."""
+    return postgres_cluster.new_database()
+
+
 def nginx_available():
     return NGINX is not None
 

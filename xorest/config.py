@@ -114,6 +114,7 @@ class Config:
 
     data_dir: str = "./var"
     database: str = ""  # default: <data_dir>/xorest.sqlite3
+    database_url: str = ""  # postgresql://user:password@host/db: one database for several instances
     listen: str = "127.0.0.1:8080"
     token_ttl: float = 30 * 86400.0
     token_max_ttl: float = 182 * 86400.0
@@ -219,6 +220,8 @@ def load(mapping=None, environ=None, path=None):
     config = Config(**{name: _convert(name, value) for name, value in values.items()})
     if config.compression not in ("auto", "host", "gateway"):
         raise ConfigError("XOREST_COMPRESSION must be auto, host or gateway")
+    if config.database_url and not config.database_url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError("XOREST_DATABASE_URL must be a postgresql:// URL (none: SQLite in the data directory)")
     if config.token_ttl > config.token_max_ttl:
         raise ConfigError("XOREST_TOKEN_TTL exceeds XOREST_TOKEN_MAX_TTL")
     return config

@@ -1,9 +1,11 @@
 """Persistent state: users, tokens, pool servers, login throttling and the task log.
 
-:class:`Store` is the interface; :class:`~xorest.store.sqlite.SqliteStore` the default
-backend (one file, WAL, safe across gunicorn workers and threads).  Another backend
-implements the same methods.  A backend that cannot read or write raises
-:class:`~xorest.errors.StoreUnavailable` (a 503), never its own exceptions.
+:class:`Store` is the interface; :class:`~xorest.store.sql.SqlStore` holds its queries
+for both backends: :class:`~xorest.store.sqlite.SqliteStore`, the default (one file, WAL,
+safe across gunicorn workers and threads of one machine), and
+:class:`~xorest.store.postgres.PostgresStore` (one database for several instances).  A
+backend that cannot read or write raises :class:`~xorest.errors.StoreUnavailable` (a
+503), never its own exceptions.
 """
 import abc
 from typing import NamedTuple
@@ -163,7 +165,13 @@ class Store(abc.ABC):
 
 
 def open_store(config):
-    """The store configured for this instance (SQLite in the data directory)."""
+    """The store configured for this instance: PostgreSQL when ``XOREST_DATABASE_URL`` is
+    set (several instances share it), else SQLite in the data directory.  The key that
+    encrypts pool passwords is ``<data dir>/secret.key`` either way."""
+    if config.database_url:
+        from .postgres import PostgresStore
+
+        return PostgresStore(config.database_url, secret_path=config.data_dir)
     from .sqlite import SqliteStore
 
     return SqliteStore(config.database_path, secret_path=config.data_dir)

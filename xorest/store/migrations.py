@@ -1,4 +1,9 @@
-"""Numbered schema steps, applied in order and recorded in ``PRAGMA user_version``."""
+"""Numbered schema steps, applied in order at start-up, the same list for every backend.
+
+The scripts are written in SQLite's SQL; a backend translates the few words that differ
+(:meth:`~xorest.store.sql.SqlStore._schema_statements`: PostgreSQL's types, its identity
+column, its case-insensitive collation) and records the version its own way.
+"""
 
 MIGRATIONS = [
     # 1: initial schema
@@ -131,22 +136,31 @@ MIGRATIONS = [
     ALTER TABLE tokens ADD COLUMN parent_id TEXT;
     CREATE INDEX tokens_parent ON tokens(parent_id);
     """,
+    # 7: a value encrypted with the instance's key: an instance whose key differs (several
+    # instances on one database need the same key) is refused at start-up, before it fails
+    # to decrypt a pool password
+    """
+    CREATE TABLE key_check (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        token TEXT NOT NULL
+    );
+    """,
 ]
 
 
-def migrate(connection):
-    """Bring a database to the latest schema; safe to run from several processes at once."""
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        version = connection.execute("PRAGMA user_version").fetchone()[0]
-        for number, script in enumerate(MIGRATIONS[version:], version + 1):
-            for statement in filter(str.strip, script.split(";")):
-                connection.execute(statement)
-            connection.execute(f"PRAGMA user_version = {number}")
-        connection.execute("COMMIT")
-    except BaseException:
-        # a failed COMMIT may have rolled back already: a second rollback would hide the
-        # real error behind "no transaction is active"
-        if connection.in_transaction:
-            connection.execute("ROLLBACK")
-        raise
+def statements(script):
+    """The statements of a migration script (none holds a ``;`` of its own)."""
+    return [statement for statement in script.split(";") if statement.strip()]
+
+
+def migrate(store, target=None):
+    """Bring the store's database to the latest schema (or to ``target``), in one
+    transaction; safe to run from several processes and instances at once (the backend's
+    ``_migration`` lets one of them at a time in)."""
+    target = len(MIGRATIONS) if target is None else target
+    with store._migration() as conn:
+        version = store._schema_version(conn)
+        for number in range(version + 1, target + 1):
+            for statement in store._schema_statements(MIGRATIONS[number - 1]):
+                conn.execute(statement)
+            store._set_schema_version(conn, number)
