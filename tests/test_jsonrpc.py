@@ -185,7 +185,8 @@ const connect = async credentials => {
   try { await xo.signIn(credentials) } catch (error) { await xo.close(); throw error }
   return xo
 }
-const within = (promise, what) => Promise.race([promise, new Promise((_, reject) => setTimeout(() => reject(new Error(what)), 30000).unref())])
+const within = (promise, what) => Promise.race([promise, new Promise((_, reject) =>
+  setTimeout(() => reject(new Error(what)), 30000).unref())])
 ;(async () => {
   const xo = await connect({ token })
   let running
@@ -253,7 +254,8 @@ const seen = new Promise(resolve => xo.on('notification', message => {
   out.vms = Object.keys(await xo.call('xo.getAllObjects', { filter: { type: 'VM' } }))
   try { await xo.call('no.such.method') } catch (error) { out.error = { code: error.code, message: error.message } }
   console.log('ready')
-  const changed = await Promise.race([seen, new Promise((_, reject) => setTimeout(() => reject(new Error('no notification')), 20000).unref())])
+  const changed = await Promise.race([seen, new Promise((_, reject) =>
+    setTimeout(() => reject(new Error('no notification')), 20000).unref())])
   out.changed = Object.keys(changed.items)
   console.log(JSON.stringify(out))
   await xo.close()
