@@ -391,6 +391,10 @@ def test_vm_actions_are_tasks_audited_and_notified(gateway, client, sim):
     assert {"method": "RPC", "path": "/api/", "status": 200, "user_email": "admin@example.com"} in [
         {k: entry[k] for k in ("method", "path", "status", "user_email")} for entry in audit]
     assert any(entry["status"] == 409 for entry in audit)
+    # the tasks the calls started record their end under the call that started them
+    ends = gateway.get("/rest/v0/audit?filter=method:TASK operation:vm.start&fields=path,status").json()
+    assert ends and {entry["status"] for entry in ends} <= {200, 409}
+    assert all(entry["path"].startswith("/rest/v0/tasks/") for entry in ends)
     assert client.call("vm.copy", id=vm["id"])["error"]["code"] == -32601  # not served: method not found
     assert client.call("vm.start", id="no-such-vm")["error"]["code"] == 1
 

@@ -5,7 +5,7 @@ import time
 
 from ... import filter as live_filter
 from ...errors import XorestError
-from .. import scopes
+from .. import audit, scopes
 from ..auth import token_scope
 from ..permissions import authorize
 from .core import METHODS, RpcError, check_params, from_xorest, invalid_parameters, invalid_request, \
@@ -82,6 +82,8 @@ class RpcSession:
                 authorize(self.user, self.token, found.permission)
             params = check_params(name, found.params, params)
             scopes.use(token_scope(self.token) if self.token else None)
+            if found.audit:  # tasks the call starts record their end with it, as REST requests' do
+                audit.use(self._origin(name))
             return found.fn(self, **params)
         except XorestError as error:
             outcome = from_xorest(error, self._object_id)
@@ -98,11 +100,12 @@ class RpcSession:
             raise outcome from None
         finally:
             scopes.use(None)
+            audit.use(None)
             if found.audit:
-                self.services.audit.record(user=self.user, token=self.token, address=self.address, method="RPC",
-                                           path="/api/", operation=name,
-                                           status=outcome.status if outcome else 200,
-                                           error=outcome.message if outcome else None)
+                self._origin(name).record(outcome.status if outcome else 200, outcome.message if outcome else None)
+
+    def _origin(self, name):
+        return audit.Origin(self.services.audit, self.user, self.token, self.address, "RPC", "/api/", name)
 
     def _check_still_valid(self):
         """A token revoked or expired since sign-in ends the session (as on the REST API)."""
