@@ -166,6 +166,24 @@ class Gateway:
         kw.setdefault("timeout", 30)
         return requests.get(self.url + path, **kw)
 
+    def _children(self):
+        """``(process, is the pools daemon)`` of the master's live children."""
+        import psutil
+
+        for child in psutil.Process(self.proc.process.pid).children():
+            try:
+                yield child, "poold" in child.cmdline()
+            except psutil.Error:  # gone, or a zombie not reaped yet
+                continue
+
+    def workers(self):
+        """The gunicorn workers (``psutil.Process``) of this instance."""
+        return [child for child, daemon in self._children() if not daemon]
+
+    def daemon(self):
+        """The instance's pools daemon (``psutil.Process``), or ``None``."""
+        return next((child for child, daemon in self._children() if daemon), None)
+
     def small_disk(self, fields="*"):
         """The smallest writable disk with content (ties broken by id: workers may list in
         different orders); the pool's empty DVD drives, read-only ISOs and HA's

@@ -104,7 +104,10 @@ def worker_pids(master_pid):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/stat") as fh:
-                    if int(fh.read().rsplit(")", 1)[1].split()[1]) == master_pid:
+                    if int(fh.read().rsplit(")", 1)[1].split()[1]) != master_pid:
+                        continue
+                with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                    if b"poold" not in fh.read():  # the instance's pools daemon is no worker
                         pids.append(int(entry))
             except (OSError, IndexError, ValueError):
                 pass

@@ -13,14 +13,13 @@ import subprocess
 import threading
 import time
 
-import psutil
 import pytest
 import requests
 
 from xorest.api.output import WHOLE_LISTING
 from xorest.serve import GUNICORN_SETTINGS
 
-from .conftest import NGINX, PYTHON, ROOT, Gateway, Nginx, free_port, start_sim
+from .conftest import NGINX, PYTHON, Gateway, Nginx, free_port, start_sim
 from .test_fuzz import raw_http
 from .test_sim import JsonRpc
 
@@ -53,7 +52,7 @@ def _paused_downloads(url, token, count, pause=30):
 def test_plain_serve_runs_the_documented_defaults(pool, tmp_path):
     gw = Gateway(tmp_path, pool.url, workers=None, threads=None)
     try:
-        workers = psutil.Process(gw.proc.process.pid).children()
+        workers = gw.workers()
         assert len(workers) == GUNICORN_SETTINGS["workers"]
         streams = _paused_downloads(gw.url, gw.token, 2 * len(workers) + 2)
         try:
@@ -156,7 +155,7 @@ def _slow_readers(gw, count, path):
 
 
 def _rss(gw):
-    return sum(child.memory_info().rss for child in psutil.Process(gw.proc.process.pid).children())
+    return sum(child.memory_info().rss for child in gw.workers())
 
 
 def test_slow_readers_cannot_hold_workers(pool, tmp_path):

@@ -8,7 +8,6 @@ import threading
 import time
 from urllib.parse import urlsplit
 
-import psutil
 import pytest
 import requests
 
@@ -128,7 +127,7 @@ def gateway_sim(gateway):
 
 
 def _worker(gw):
-    (worker,) = psutil.Process(gw.proc.process.pid).children()
+    (worker,) = gw.workers()
     return worker
 
 

@@ -93,6 +93,21 @@ class ObjectCache:
                 self._log.append((generation, {key: name for key, (name, _) in upserts.items()}, removed))
                 self._changed.notify_all()
 
+    def applied(self, pool_key, token):
+        """A pool's batches reached XAPI's event ``token`` (nothing to do here; a cache
+        that feeds other processes passes it on)."""
+
+    def pool_keys(self):
+        """The pools that have objects here."""
+        with self._lock:
+            return set(self._owned)
+
+    def pool_objects(self, pool_key):
+        """``id -> (collection, object)`` of one pool: its complete state."""
+        with self._lock:
+            collections = self._snapshot.collections
+            return {key: (name, collections[name][key]) for key, name in self._owned.get(pool_key, {}).items()}
+
     def remove_pool(self, pool_key):
         """Forget every object of a pool (its server was removed)."""
         self.apply(pool_key, {}, (), reset=True)

@@ -157,7 +157,21 @@ def serve(listen, workers, threads):
     logging.getLogger().setLevel(settings.log_level)
     binds = list(listen) or [address.strip() for address in settings.listen.split(",") if address.strip()]
     GunicornServer(create_app, {"bind": binds, "workers": workers,
-                                "threads": threads, "loglevel": settings.log_level.lower()}).run()
+                                "threads": threads, "loglevel": settings.log_level.lower()},
+                   pools_daemon=settings.pools_daemon).run()
+
+
+@main.command(hidden=True)
+@click.argument("socket_path")
+def poold(socket_path):
+    """The pools daemon of a `xorest serve` instance (started by it)."""
+    from . import config as config_module
+    from .logs import configure as configure_logging
+    from .services.poold import run
+
+    settings = config_module.load()
+    configure_logging(settings.log_level)
+    run(settings, socket_path)
 
 
 @main.command()

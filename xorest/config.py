@@ -147,6 +147,10 @@ class Config:
     task_wait: float = 60.0  # GET /tasks/<id>?wait=true answers after this even if the task runs on
     task_keep: int = 1000  # ended tasks kept in the log (older ones are deleted)
     log_level: str = "INFO"
+    # Set by ``xorest serve`` for its workers: the socket of the instance's pools daemon,
+    # which watches the pools for them (empty: this process watches them itself).
+    pools_socket: str = ""
+    pools_daemon: bool = True  # ``xorest serve`` runs one (false: each worker watches the pools)
 
     @property
     def database_path(self):

@@ -10,7 +10,13 @@ import errno
 import json
 import logging
 import multiprocessing
+import os
+import shutil
 import socket
+import subprocess
+import sys
+import tempfile
+import threading
 import time
 
 from gunicorn import glogging, util
@@ -66,14 +72,60 @@ def start_services(app):
         services.start()
 
 
+class PoolsDaemon:
+    """The instance's pools daemon (:mod:`xorest.services.poold`), a child of gunicorn's
+    master: started before the workers, which find its socket in ``XOREST_POOLS_SOCKET``,
+    restarted if it dies, stopped with the master.  Its socket lives in a private
+    temporary directory (short: Unix socket paths are limited to 107 bytes)."""
+
+    RESTART_DELAY = 1.0
+
+    def __init__(self):
+        self.folder = tempfile.mkdtemp(prefix="xorest-")  # 0700
+        self.path = os.path.join(self.folder, "pools.sock")
+        self.process = None
+        self._stopping = threading.Event()
+
+    def start(self, arbiter=None):
+        os.environ["XOREST_POOLS_SOCKET"] = self.path  # the workers, forked later, read it
+        self._spawn()
+        threading.Thread(target=self._supervise, name="pools-daemon", daemon=True).start()
+
+    def _spawn(self):
+        env = {key: value for key, value in os.environ.items() if key != "XOREST_POOLS_SOCKET"}
+        self.process = subprocess.Popen([sys.executable, "-m", "xorest", "poold", self.path], env=env)
+
+    def _supervise(self):
+        while not self._stopping.is_set():
+            code = self.process.wait()
+            if self._stopping.wait(self.RESTART_DELAY):
+                return
+            log.error("the pools daemon exited (%s); starting it again", code)
+            self._spawn()
+
+    def stop(self, arbiter=None):
+        self._stopping.set()
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
 class GunicornServer(BaseApplication):
     """gunicorn with :data:`GUNICORN_SETTINGS`, overridden by the ``options`` that are set
-    (``None`` means "not given": the default stays)."""
+    (``None`` means "not given": the default stays); with ``pools_daemon``, the pools are
+    watched by one process of the instance (:class:`PoolsDaemon`), not by each worker."""
 
-    def __init__(self, app_factory, options=None):
+    def __init__(self, app_factory, options=None, pools_daemon=False):
         self.app_factory = app_factory
         given = {key: value for key, value in (options or {}).items() if value is not None}
         self.options = {**GUNICORN_SETTINGS, **given}
+        if pools_daemon:
+            daemon = PoolsDaemon()
+            self.options.update(on_starting=daemon.start, on_exit=daemon.stop)
         super().__init__()
 
     def load_config(self):
@@ -221,4 +273,4 @@ class Logger(glogging.Logger):
         make_safe(self.error_log.handlers + self.access_log.handlers)
 
 
-__all__ = ["GUNICORN_SETTINGS", "GunicornServer", "Worker", "Logger"]
+__all__ = ["GUNICORN_SETTINGS", "GunicornServer", "PoolsDaemon", "Worker", "Logger"]

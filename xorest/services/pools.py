@@ -2,7 +2,9 @@
 
 Watchers start lazily in the serving process (after gunicorn forks, never before) and a
 reconciler thread follows the store, so ``xorest server add/remove`` takes effect in a
-running server without a restart.
+running server without a restart.  Under ``xorest serve``, one process of the instance
+(the pools daemon, :mod:`.poold`) watches and maps the pools, and its workers' caches are
+fed from it (:mod:`.feed`): their connections only make calls.
 """
 import contextlib
 import gc
@@ -68,9 +70,13 @@ class PoolConnection:
         self.id_of = {}  # ref -> XO id in the cache
         self.pool_uuid = None
         self.config = config
-        self.watcher = Watcher(self._client(), self.on_batch, event_timeout=config.event_timeout,
-                               max_delay=config.reconnect_max_delay, name=server["id"][:8])
+        self.watcher = self._watcher()
         self.rpc = self._client()  # for request threads; the watcher's client blocks in event.from
+
+    def _watcher(self):
+        return Watcher(self._client(), self.on_batch, event_timeout=self.config.event_timeout,
+                       max_delay=self.config.reconnect_max_delay, name=self.key[:8],
+                       on_applied=lambda token: self.cache.applied(self.key, token))
 
     def _client(self):
         server, config = self.server, self.config
@@ -171,6 +177,46 @@ class PoolConnection:
             gc.freeze()
 
 
+class FedPoolConnection(PoolConnection):
+    """A configured server as a worker of a ``xorest serve`` instance sees it: the pools
+    daemon watches it and feeds this process's cache (:mod:`.feed`); this process only
+    makes calls (actions, transfers) with its own XAPI client."""
+
+    def __init__(self, server, cache, config, feed):
+        self.feed = feed
+        super().__init__(server, cache, config)
+
+    def _watcher(self):
+        return self.feed.watcher(self.key)
+
+    @property
+    def pool_uuid(self):
+        return self.watcher.pool_uuid
+
+    @pool_uuid.setter
+    def pool_uuid(self, value):  # set by the daemon's state only
+        pass
+
+    def _pool(self):
+        return next((p for p in self.cache.snapshot().collection("pools").values()
+                     if p["id"] == self.pool_uuid), None)
+
+    def member_addresses(self):
+        """The pool's hosts' addresses, from its host objects."""
+        return {host.get("address") for host in self.cache.snapshot().collection("hosts").values()
+                if host.get("$pool") == self.pool_uuid and host.get("address")}
+
+    def pool_ref(self):
+        pool = self._pool()
+        return pool.get("_xapiRef") if pool else None
+
+    def stop(self):
+        self.rpc.close()  # the pool's objects stay until the daemon says it is gone
+
+    def on_batch(self, events, reset):
+        raise RuntimeError("a worker's pools are fed by the pools daemon")
+
+
 class PoolService:
     """All pool connections of this process.
 
@@ -180,10 +226,11 @@ class PoolService:
 
     RECONCILE_SECONDS = 2.0
 
-    def __init__(self, store, cache, config):
+    def __init__(self, store, cache, config, feed=None):
         self.store = store
         self.cache = cache
         self.config = config
+        self.feed = feed  # a FeedClient: the pools are watched by this instance's pools daemon
         self._connections = {}
         self._lock = threading.Lock()
         self._reconciling = threading.Lock()  # the reconciler thread and requests (connect, add...)
@@ -207,6 +254,8 @@ class PoolService:
                 return False
             self._connections = {}  # inherited from a parent process: not ours
             self._pid = os.getpid()
+            if self.feed is not None:
+                self.feed.start()
             self.reconcile()
             self._initial = list(self._connections.values())
             self._initial_done, self._started_at = False, time.monotonic()
@@ -235,13 +284,18 @@ class PoolService:
         for key, server in wanted.items():
             if key not in self._connections:
                 log.info("connecting server %s (%s)", key, server["url"])
-                self._connections[key] = PoolConnection(server, self.cache, self.config).start()
+                if self.feed is None:
+                    self._connections[key] = PoolConnection(server, self.cache, self.config).start()
+                else:
+                    self._connections[key] = FedPoolConnection(server, self.cache, self.config, self.feed)
 
     def stop(self):
         self._stop.set()
         for conn in list(self._connections.values()):
             conn.stop()
         self._connections = {}
+        if self.feed is not None:
+            self.feed.stop()
 
     def statuses(self):
         """``server id -> status dict`` for the servers collection."""
@@ -280,6 +334,8 @@ class PoolService:
     def _reconcile_and_wait(self, deadline):
         """Reconcile now, and wait (until ``deadline``) for the first load of new pools."""
         before = set(self._connections)
+        if self.feed is not None:  # the daemon connects them
+            self.feed.reconcile(max(0.0, deadline - time.monotonic()))
         self.reconcile()
         for key in set(self._connections) - before:
             self._connections[key].watcher.first_attempt.wait(max(0.0, deadline - time.monotonic()))
@@ -328,6 +384,8 @@ class PoolService:
         if self._initial_done:
             return True
         deadline = min(time.monotonic() + timeout, self._started_at + timeout)
+        if self.feed is not None and not self.feed.ready.wait(max(0.0, deadline - time.monotonic())):
+            return False
         for conn in self._initial:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not conn.watcher.first_attempt.wait(remaining):

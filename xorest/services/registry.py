@@ -12,6 +12,7 @@ from .deletions import DeletionService
 from .edits import EditService
 from .events import EventService
 from .exports import ExportService
+from .feed import FeedClient
 from .imports import ImportService
 from .patches import PatchService
 from .pools import PoolService
@@ -29,7 +30,8 @@ class Services:
         self.cache = ObjectCache()
         self.auth = AuthService(self.store, config)
         self.audit = AuditService(self.store, config)
-        self.pools = PoolService(self.store, self.cache, config)
+        feed = FeedClient(config.pools_socket, self.cache) if config.pools_socket else None
+        self.pools = PoolService(self.store, self.cache, config, feed)
         self.tasks = TaskService(self.store, self.pools, config)
         self.collections = CollectionService(self.cache, self.pools, self.store, config, self.tasks)
         self.exports = ExportService(self.collections, self.pools, config, self.tasks)
@@ -51,7 +53,7 @@ class Services:
     def start(self):
         """Connect the pools in this process (idempotent, fork-aware) and wait, a bounded
         time, for their first load."""
-        if self.pools.ensure_started():
+        if self.pools.ensure_started() and self.pools.feed is None:  # else the pools daemon sweeps
             self.sweeper.start()
         self.pools.wait_first_attempts(self.config.initial_load_wait)
 

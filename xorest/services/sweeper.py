@@ -54,21 +54,24 @@ def _alive(pid, marked_at=None):
         return False
     except PermissionError:
         pass
-    started = process_start_time(pid)
+    state, started = _process_state(pid)
+    if state == b"Z":  # exited, not reaped yet by its parent
+        return False
     # marks are written after their process started, to the second: a later start is another process
     return started is None or marked_at is None or started <= marked_at + 1
 
 
-def process_start_time(pid):
-    """When process ``pid`` started (Unix time), from ``/proc``; ``None`` where unknown."""
+def _process_state(pid):
+    """``(state letter, start time)`` of process ``pid`` from ``/proc`` (``(None, None)``
+    where unknown): ``Z`` for a process that exited but was not reaped yet."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             fields = fh.read().rsplit(b")", 1)[1].split()  # after the command name, which may hold spaces
         with open("/proc/stat", "rb") as fh:
             boot = next(int(line.split()[1]) for line in fh if line.startswith(b"btime "))
-        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: start time in clock ticks
+        return fields[0], boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")  # fields 3 and 22
     except (OSError, ValueError, IndexError, StopIteration):
-        return None
+        return None, None
 
 
 def destroy_vm_with_disks(conn, ref, attempts=240):
@@ -146,6 +149,12 @@ class Sweeper:
         self.pools = pools
         self.interval = interval
         self._thread = None
+        self._wake = threading.Event()
+
+    def sweep_soon(self):
+        """Sweep every pool now (a process of this instance just died), not at the next
+        interval: what it was doing in the pools is stopped before it completes."""
+        self._wake.set()
 
     def start(self):
         """Start the background sweep (once per process)."""
@@ -157,6 +166,9 @@ class Sweeper:
     def _run(self):
         last = {}  # connection key -> monotonic time of its last sweep
         while True:
+            if self._wake.is_set():
+                self._wake.clear()
+                last = {}
             for conn in self.pools.connections():
                 due = last.get(conn.key, float("-inf")) + self.interval
                 if conn.watcher.synced.is_set() and time.monotonic() >= due:
@@ -169,4 +181,4 @@ class Sweeper:
                         log.info("removed what a dead xorest process left in pool %s: %s", conn.pool_uuid,
                                  ", ".join(f"{n} {kind}" for kind, n in removed.items() if n))
                     last[conn.key] = time.monotonic()
-            time.sleep(1.0)
+            self._wake.wait(1.0)

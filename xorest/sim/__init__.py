@@ -270,10 +270,13 @@ class Simulator:
         return time.monotonic() < self.down_until
 
     def summary(self):
-        """Record counts per class and the current generation (admin endpoint, tests)."""
+        """Record counts per class, the current generation, the sessions following events
+        and how many whole loads were served (admin endpoint, tests)."""
+        watching = {s for s in list(self.api.event_sessions) if self.sessions.is_valid(s)}
         with self.db.lock:
             return {"generation": self.db.generation, "redirects": self.redirects,
-                    "counts": {cls: len(t) for cls, t in self.db.tables.items()}}
+                    "counts": {cls: len(t) for cls, t in self.db.tables.items()},
+                    "event_sessions": len(watching), "full_loads": self.api.full_loads}
 
 
 def run(listen="127.0.0.1:0", **options):

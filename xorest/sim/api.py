@@ -67,6 +67,8 @@ class XapiApi:
         self.timing = timing or Timing()
         self.stopping = stopping or threading.Event()
         self.cancel_requests = set()
+        self.event_sessions = set()  # sessions that called event.from
+        self.full_loads = 0  # event.from calls from the empty token: whole pools sent
         # host.call_plugin's plugins: name -> handler(op, host, function, args)
         self.plugins = {"trim": storageops.trim_plugin}
         self.down_hosts = {}  # host ref -> key of its pending shutdown, while it is off
@@ -293,8 +295,9 @@ class XapiApi:
         return ""
 
     def _task_destroy(self, ref):
+        """XAPI destroys an ended task; one still running (or cancelling) is only marked."""
         record = self.db.record("task", ref)
-        if record["status"] == "pending":
+        if record["status"] in ("pending", "cancelling"):
             self.db.update("task", ref, current_operations={**record["current_operations"],
                                                              ref: "destroy"})
         else:
@@ -339,6 +342,9 @@ class XapiApi:
             except ValueError:
                 raise XapiFailure("EVENT_FROM_TOKEN_PARSE_FAILURE", token) from None
         wanted = {str(c).lower() for c in classes}
+        if session is not None:  # who follows the events (observed by tests, as a pool's admin would)
+            self.event_sessions.add(session)
+            self.full_loads += since is None
         deadline = time.monotonic() + max(0.0, min(timeout, 3600.0))
         while True:
             if session is not None and not self.sessions.is_valid(session):

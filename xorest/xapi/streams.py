@@ -7,6 +7,7 @@ a connection cut at any point, an idle timeout, or a failed task raises, so a
 truncated download can never look like a complete one.
 """
 import logging
+import threading
 import time
 
 import requests
@@ -18,6 +19,10 @@ log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 1024 * 1024
 TASK_SETTLE_SECONDS = 10.0
+#: How long a cancelled transfer's task is waited for, to be destroyed once it ended.
+TASK_CLEANUP_SECONDS = 120.0
+#: XAPI's statuses of a task that ended (``cancelling`` has not).
+ENDED = ("success", "failure", "cancelled")
 
 
 class _Transfer:
@@ -75,6 +80,28 @@ class _Transfer:
             pass
 
     def _destroy_task(self):
+        """Destroy the task once it has ended: XAPI only marks a running (or cancelling)
+        task for destruction and leaves it behind; a task not ended yet is destroyed by a
+        background thread when it ends, so the caller's thread is not held."""
+        if self._ended():
+            self._destroy_now()
+        else:
+            threading.Thread(target=self._destroy_when_ended, name="xapi-task-cleanup", daemon=True).start()
+
+    def _ended(self):
+        record = self._task_record()
+        return record is None or record.get("status") in ENDED
+
+    def _destroy_when_ended(self):
+        deadline = time.monotonic() + TASK_CLEANUP_SECONDS
+        while not self._ended():
+            if time.monotonic() > deadline:
+                log.warning("task %s did not end in %g s; left to the pool", self.task, TASK_CLEANUP_SECONDS)
+                return
+            time.sleep(0.1)
+        self._destroy_now()
+
+    def _destroy_now(self):
         try:
             self.client.call("task.destroy", self.task, timeout=(2.0, 2.0))
         except (XapiError, XapiUnreachable):

@@ -54,11 +54,13 @@ class Watcher:
     :param on_batch: ``callable(events, reset)``; events are XAPI event structs.
     :param event_timeout: seconds ``event.from`` may block.
     :param max_delay: cap of the reconnection backoff.
+    :param on_applied: ``callable(token)``, told each ``event.from`` token reached.
     """
 
-    def __init__(self, client, on_batch, *, event_timeout=30.0, max_delay=30.0, name="pool"):
+    def __init__(self, client, on_batch, *, event_timeout=30.0, max_delay=30.0, name="pool", on_applied=None):
         self.client = client
         self.on_batch = on_batch
+        self.on_applied = on_applied  # called with each token reached, after its batch
         self.event_timeout = event_timeout
         self.max_delay = max_delay
         self.status = PoolStatus()
@@ -85,6 +87,8 @@ class Watcher:
                                           timeout)
 
     def _applied_up_to(self, token):
+        if self.on_applied is not None:
+            self.on_applied(token)
         with self._applied:
             self.token = token
             self._applied.notify_all()
