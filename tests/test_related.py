@@ -1,5 +1,9 @@
 """Sub-collections, ping, the dashboard, the ``users/me`` alias and Markdown listings,
 through gunicorn against the simulator."""
+import json
+import os
+import re
+
 import requests
 
 
@@ -47,8 +51,6 @@ def test_dashboard_counts_what_the_collections_hold(gateway):
     assert size["available"] == size["total"] - size["used"]
     assert board["poolsStatus"] == {"connected": 1, "disconnected": 0, "unreachable": 0, "unknown": 0, "total": 1}
     lines = gateway.get("/rest/v0/dashboard?ndjson=true").text.splitlines()
-    import json
-
     assert [next(iter(json.loads(line))) for line in lines] == list(board)
 
 
@@ -72,11 +74,40 @@ def test_markdown_listings(gateway):
     assert both.status_code == 400 and "markdown" in both.json()["error"]
 
 
-def test_readme_lists_every_collection_and_its_fields():
-    """The README's collection list is the mapping's: a field added or renamed shows here."""
-    import os
-    import re
+def _served_collections():
+    """``({collection: its object schema in the document}, [sub-collection names])`` of
+    what the app serves, read from its OpenAPI document: a collection is a path without
+    variables whose GET answers a JSON listing of objects; a sub-collection is a GET
+    ``/{collection}/{key}/<name>``."""
+    from flask import Flask
 
+    from xorest.api import openapi, register
+
+    app = Flask("xorest")  # the routes alone, as `make docs` builds the document
+    register(app)
+    document = openapi.build(app)
+    collections, subs = {}, []
+    for path, item in document["paths"].items():
+        if "get" not in item:
+            continue
+        if re.fullmatch(r"/\{collection\}/\{key\}/[a-z-]+", path):
+            subs.append(path.rsplit("/", 1)[1])
+            continue
+        if "{" in path:
+            continue
+        answer = item["get"]["responses"].get("200", {}).get("content", {}).get("application/json", {})
+        items = answer.get("schema", {}).get("items", {})
+        refs = [a["$ref"].rsplit("/", 1)[1] for a in items.get("anyOf", ()) if "$ref" in a]
+        if answer.get("schema", {}).get("type") == "array" and refs:
+            collections[path[1:]] = document["components"]["schemas"][refs[0]]
+    return collections, subs
+
+
+def test_readme_lists_every_collection_and_its_fields():
+    """The README lists every collection the app serves (its OpenAPI document says which)
+    with every field its object schema declares (``xorest/objects/schemas.py``; ``href`` and
+    ``url`` are said once for all), in the order objects have them (the golden pool's
+    objects, then the fields those lack in the schema's order); and every sub-collection."""
     from xorest import objects
 
     from . import golden
@@ -86,10 +117,16 @@ def test_readme_lists_every_collection_and_its_fields():
     section = text.split("Collections and their fields\n", 1)[1].split("\nSub-collections", 1)[0]
     documented = {m.group(1): re.findall(r"``([^`]+)``", m.group(2))
                   for m in re.finditer(r"^``([a-z-]+)``\n((?:    .*\n)+)", section, re.M)}
+    collections, subs = _served_collections()
+    assert set(objects.COLLECTIONS) <= set(collections), "the document lacks collections of pool objects"
+    assert sorted(documented) == sorted(collections), "README vs served collections"
     served, _ = golden.map_records()
-    assert set(documented) == set(objects.COLLECTIONS) | {"servers", "users"}
-    for name, items in served.items():
+    for name, schema in collections.items():
         keys = []
-        for obj in items.values():
+        for obj in served.get(name, {}).values():
             keys += [k for k in obj if k not in keys]
+        keys += [k for k in schema["properties"] if k not in keys and k not in ("href", "url")]
         assert documented[name] == keys, name
+    sentence = text.split("\nSub-collections", 1)[1].split("\n\n", 1)[0]
+    named = set(re.findall(r"``/<collection>/<id>/([a-z-]+)``", sentence))
+    assert subs and named == set(subs), "README's sub-collections vs served ones"
