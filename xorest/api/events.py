@@ -17,6 +17,7 @@ from ..errors import Unavailable
 from ..services import scopes
 from ..services.auth import token_scope
 from ..services.events import FellBehind
+from ..services.metrics import instruments
 from . import params, services
 from .output import json_response, parse_fields, projector
 from .routes import Answer, operation
@@ -71,6 +72,7 @@ def open_stream():
         with _open_lock:
             _open -= 1
         raise
+    instruments().event_streams.inc()
     set_client_timeout(config.client_timeout)
     response = Response(_stream(services(), stream_id, token_scope(g.token), client_socket()),
                         mimetype="text/event-stream", direct_passthrough=True)
@@ -123,6 +125,7 @@ def _stream(svc, stream_id, scope, sock):
     finally:
         with _open_lock:
             _open -= 1
+        instruments().event_streams.dec()
         try:
             events.close(stream_id)
         except Exception:  # the store may be unavailable; the stream is gone either way

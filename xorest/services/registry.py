@@ -13,7 +13,9 @@ from .edits import EditService
 from .events import EventService
 from .exports import ExportService
 from .imports import ImportService
+from .metrics import MetricsService
 from .patches import PatchService
+from .poolmetrics import PoolMetrics
 from .pools import PoolService
 from .stats import StatsService
 from .sweeper import Sweeper
@@ -43,6 +45,8 @@ class Services:
         self.events = EventService(self.store, self.cache, self.collections)
         self.stats = StatsService(self.collections, self.pools, config)
         self.patches = PatchService(self.collections, self.pools)
+        self.pool_metrics = PoolMetrics(self.collections, self.pools, self.stats, config)
+        self.metrics = MetricsService(self.collections, self.pools, self.store, self.pool_metrics)
 
     @classmethod
     def from_mapping(cls, mapping=None):
@@ -53,7 +57,9 @@ class Services:
         time, for their first load."""
         if self.pools.ensure_started():
             self.sweeper.start()
+            self.pool_metrics.start()
         self.pools.wait_first_attempts(self.config.initial_load_wait)
 
     def stop(self):
+        self.pool_metrics.stop()
         self.pools.stop()

@@ -301,6 +301,8 @@ class SimRequestHandler(BaseHTTPRequestHandler):
             return self._raw(["HTTP/1.1 400 Bad Request", "Connection: close", NO_CACHE])
         if not self._authenticate(query):
             return self._html_error(401, "Unauthorised", [("WWW-Authenticate", 'Basic realm="xapi"')])
+        if sim.faults.rrd_latency:
+            time.sleep(sim.faults.rrd_latency)
         json_output = stats.client_prefers_json(self.headers.get("Accept"), query)
         content_type = "content-type: application/json" if json_output else "content-type: text/xml"
         address, is_master = self.server.server_address[0], self.server.role == "master"
