@@ -3,9 +3,9 @@
 The parts and their rules are Xen Orchestra's: hosts and VMs by state, the resources of
 pools, hosts and writable SRs, the storage used by replicas (VMs a backup job made), and
 the pools' connection states.  xorest has no backup engine and no backup repositories,
-so those parts are ``{"isEmpty": true}``; missing patches need the hosts' updater plugin
-and are not computed yet (``{"hasAuthorization": false}``, as Xen Orchestra says without
-the feature).
+so those parts are ``{"isEmpty": true}``; missing patches would need every host's updater
+plugin at every request and are left out (``{"hasAuthorization": false}``, as Xen Orchestra
+says without the feature; see :meth:`DashboardService.parts`).
 """
 
 EMPTY = {"isEmpty": True}
@@ -35,21 +35,28 @@ class DashboardService:
         return {obj["id"]: obj for obj in self.collections.select(name)[0]}
 
     def parts(self):
-        """``[(name, value)]`` in Xen Orchestra's order."""
+        """``[(name, value)]`` in the order of Xen Orchestra's JSON answer (``XoaDashboard``).
+
+        Missing patches stay ``{"hasAuthorization": false}`` (Xen Orchestra's answer without
+        the feature): counting them means calling every host's updater plugin, which asks
+        yum's repositories, at every request (:mod:`.patches` does that for
+        ``/missing_patches``, one host or pool at a time), so a dashboard would hold its
+        request thread for every host's check in turn, retried while a plugin is busy.
+        """
         pools = list(self._all("pools").values())
         hosts = list(self._all("hosts").values())
         srs = [sr for sr in self._all("srs").values() if _writable(sr)]
         return [
             ("nPools", len(pools)),
             ("nHosts", len(hosts)),
-            ("hostsStatus", self._hosts_status(hosts)),
+            ("backupRepositories", dict(EMPTY)),
             ("resourcesOverview", self._resources(pools, hosts, srs)),
-            ("vmsStatus", self._vms_status(self._all("vms").values())),
-            ("storageRepositories", self._storage(srs)),
             ("poolsStatus", self._pools_status({pool["id"] for pool in pools})),
             ("missingPatches", {"hasAuthorization": False}),
-            ("backupRepositories", dict(EMPTY)),
+            ("storageRepositories", self._storage(srs)),
             ("backups", dict(EMPTY)),
+            ("hostsStatus", self._hosts_status(hosts)),
+            ("vmsStatus", self._vms_status(self._all("vms").values())),
         ]
 
     @staticmethod
