@@ -12,14 +12,18 @@ from .deletions import DeletionService
 from .edits import EditService
 from .events import EventService
 from .exports import ExportService
+from .hostlogs import HostLogService
 from .imports import ImportService
 from .metrics import MetricsService
 from .patches import PatchService
+from .pooldashboard import PoolDashboardService
 from .poolmetrics import PoolMetrics
 from .pools import PoolService
+from .smt import SmtService
 from .stats import StatsService
 from .sweeper import Sweeper
 from .tasks import TaskService
+from .vmdashboard import VmDashboardService
 
 
 class Services:
@@ -45,6 +49,10 @@ class Services:
         self.events = EventService(self.store, self.cache, self.collections)
         self.stats = StatsService(self.collections, self.pools, config)
         self.patches = PatchService(self.collections, self.pools)
+        self.vm_dashboard = VmDashboardService(self.collections)
+        self.pool_dashboard = PoolDashboardService(self.collections, self.pools, self.patches, self.stats)
+        self.host_logs = HostLogService(self.collections, self.pools, config, self.tasks)
+        self.smt = SmtService(self.collections, self.pools)
         self.pool_metrics = PoolMetrics(self.collections, self.pools, self.stats, config)
         self.metrics = MetricsService(self.collections, self.pools, self.store, self.pool_metrics)
 
