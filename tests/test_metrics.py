@@ -1,7 +1,9 @@
 """``GET /rest/v0/metrics`` through gunicorn (two workers, as ``xorest serve`` starts them)
 against a simulator whose every host is reachable: read with prometheus_client's own
 parser, compared with the stats endpoint, the workers' shared counters and the simulator."""
+import json
 import os
+import re
 import time
 
 import psutil
@@ -10,7 +12,7 @@ import requests
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import Gateway, sim_admin, start_sim
+from .conftest import ROOT, Gateway, sim_admin, start_sim
 
 ROUTE = "/rest/v0/{collection}/{key}"
 
@@ -36,6 +38,7 @@ def _scrape(gw, **kw):
     answer = requests.get(gw.url + "/rest/v0/metrics", timeout=30, **kw)
     assert answer.status_code == 200, answer.text
     assert answer.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert answer.headers["Content-Encoding"] == "gzip"  # requests asks for it, as Prometheus does
     return _families(answer.text)
 
 
@@ -105,22 +108,28 @@ def test_a_vms_cpu_is_its_stats(stack):
     assert "xorest_tasks" in families and "xorest_transfers_running" in families
 
 
-def _per_worker(gw, route):
-    """``pid -> requests to route`` from each worker's own file of the shared folder."""
+def worker_values(gw, name, kind="counter", **labels):
+    """``pid -> value`` of the samples ``name`` with ``labels``, from each worker's own file
+    (``kind``: ``counter``, ``gauge_livesum``...) of the folder they share their values in."""
     # the folder the master made (after its own start: not in /proc's environ): where the
     # workers' files are open
     folder = next(os.path.dirname(f.path) for worker in _workers(gw) for f in worker.open_files()
                   if os.path.basename(f.path).startswith("counter_"))
-    counts = {}
-    for name in os.listdir(folder):
-        if not name.startswith("counter_"):
+    values = {}
+    for file in os.listdir(folder):
+        if not file.startswith(kind + "_"):
             continue
-        pid = int(name[len("counter_"):-len(".db")])
-        for metric in MultiProcessCollector.merge([os.path.join(folder, name)], accumulate=False):
-            counts[pid] = counts.get(pid, 0) + sum(
+        pid = int(file[len(kind) + 1:-len(".db")])
+        for metric in MultiProcessCollector.merge([os.path.join(folder, file)], accumulate=False):
+            values[pid] = values.get(pid, 0) + sum(
                 s.value for s in metric.samples
-                if s.name == "xorest_http_requests_total" and s.labels.get("route") == route)
-    return counts
+                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+    return values
+
+
+def _per_worker(gw, route):
+    """``pid -> requests to route``."""
+    return worker_values(gw, "xorest_http_requests_total", route=route)
 
 
 def test_request_counters_add_up_across_workers(stack):
@@ -147,6 +156,9 @@ def test_request_counters_add_up_across_workers(stack):
 
 def test_credentials(stack):
     assert requests.get(stack.url + "/rest/v0/metrics", timeout=30).status_code == 401
+    plain = requests.get(stack.url + "/rest/v0/metrics", cookies={"authenticationToken": stack.token}, timeout=30,
+                         headers={"Accept-Encoding": "identity"})
+    assert "Content-Encoding" not in plain.headers and "xorest_http_requests_total" in plain.text
     # Prometheus' authorization setting: a Bearer token
     families = _scrape(stack, cookies={}, headers={"Authorization": f"Bearer {stack.token}"})
     assert "xorest_http_requests" in families
@@ -191,3 +203,13 @@ def test_a_scrape_never_waits_for_the_pool(stack):
 def test_the_metrics_route_is_documented(stack):
     operation = stack.get("/rest/v0/openapi.json").json()["paths"]["/metrics"]["get"]
     assert "text/plain; version=0.0.4; charset=utf-8" in operation["responses"]["200"]["content"]
+
+
+def test_the_grafana_dashboard_uses_served_names(stack):
+    """Every metric deploy/grafana/xorest.json queries is in a scrape."""
+    dashboard = json.load(open(os.path.join(ROOT, "deploy", "grafana", "xorest.json")))
+    queries = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", ())]
+    used = {name for query in queries for name in re.findall(r"\b(?:xen|xorest)_[a-z_]+", query)}
+    served = {sample.name for family in _pool_series(stack).values() for sample in family.samples}
+    served |= {family.name for family in _pool_series(stack).values()}  # families without samples yet
+    assert len(used) > 15 and used <= served, used - served

@@ -2,6 +2,7 @@
 layer that counts every request: by route template (``/rest/v0/{collection}/{key}``, not the
 URL: one series per route, whatever the ids), method and status, with its latency to the
 answer's last byte; exports' and imports' bytes and how many run."""
+import gzip
 import re
 import time
 
@@ -18,6 +19,8 @@ _VARIABLE = re.compile(r"<(?:[^<>]*:)?(\w+)>")  # <any(vms, hosts):collection> -
 #: Blueprints whose requests are transfers, and their kind.
 TRANSFERS = {"exports": "export", "imports": "import"}
 UNMATCHED = "unmatched"  # requests no route took (404s, 405s)
+#: zlib's fastest level: 8x smaller series for a fraction of the rendering's time.
+GZIP_LEVEL = 1
 
 
 @operation(bp, "/metrics", permission="read", tags=("metrics",), summary="Metrics for Prometheus",
@@ -29,8 +32,15 @@ def get_metrics():
     ``XOREST_METRICS_INTERVAL`` by one collector per instance; SRs' size and usage):
     scrapes never wait for a pool.  A scoped token gets only the series of its objects.
     ``Authorization: Bearer <token>`` is how Prometheus sends a token (its ``authorization``
-    scrape setting)."""
-    return Response(services().metrics.scrape(), content_type=CONTENT_TYPE)
+    scrape setting).  Compressed (gzip) for clients that accept it, as Prometheus does."""
+    body = services().metrics.scrape()
+    response = Response(content_type=CONTENT_TYPE)
+    response.vary.add("Accept-Encoding")
+    if request.accept_encodings["gzip"]:  # Prometheus asks for it: a 10k-VM pool is tens of MiB
+        body = gzip.compress(body, compresslevel=GZIP_LEVEL)
+        response.content_encoding = "gzip"
+    response.set_data(body)
+    return response
 
 
 class _CountedInput:
