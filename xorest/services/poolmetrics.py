@@ -201,6 +201,7 @@ class PoolMetrics:
         self._lock_file = None
         self._cached = {}  # file name -> (stat key, content)
         self.collections_made = 0
+        self._failing = set()  # hosts whose last reading failed
 
     # the collector -------------------------------------------------------------------
 
@@ -261,9 +262,13 @@ class PoolMetrics:
                     now = self.stats.server_time(conn, host)
                     updates = self.stats.updates(conn, host, now - ROWS * STEP, STEP, host=True, json_output=True)
                 except (XapiError, XapiUnreachable, UpstreamError) as exc:
-                    log.info("pool %s: no metrics from host %s: %s", pool["id"], host["id"], exc)
+                    # said once, not every interval (xen_host_rrd_up says it meanwhile)
+                    (log.debug if host["id"] in self._failing else log.info)(
+                        "pool %s: no metrics from host %s: %s", pool["id"], host["id"], exc)
+                    self._failing.add(host["id"])
                     reading.add(HOST_UP, "host", base, 0.0)
                     continue
+                self._failing.discard(host["id"])
                 reading.read_host(snapshot, pool, host, updates)
                 reading.add(HOST_UP, "host", base, 1.0)
         return reading
