@@ -213,3 +213,23 @@ def test_the_grafana_dashboard_uses_served_names(stack):
     served = {sample.name for family in _pool_series(stack).values() for sample in family.samples}
     served |= {family.name for family in _pool_series(stack).values()}  # families without samples yet
     assert len(used) > 15 and used <= served, used - served
+
+
+def test_transfers_are_counted(stack):
+    """An export's bytes sent and an import's bytes received, whichever worker served them;
+    none is running once they are done."""
+    def transferred():
+        families = _scrape(stack)
+        return ({s.labels["kind"]: s.value for s in _samples(families, "xorest_transfer_bytes_total")},
+                {s.labels["kind"]: s.value for s in _samples(families, "xorest_transfers_running")})
+    before, _ = transferred()
+    disk = stack.small_disk("id,size")
+    exported = stack.get(f"/rest/v0/vdis/{disk['id']}.raw").content
+    data = os.urandom(1 << 20)
+    put = requests.put(f"{stack.url}/rest/v0/vdis/{disk['id']}.raw", data=data, timeout=60,
+                       cookies={"authenticationToken": stack.token})
+    assert put.status_code == 204, put.text
+    after, running = transferred()
+    assert after["export"] - before["export"] == len(exported) == disk["size"]
+    assert after["import"] - before["import"] == len(data)
+    assert running == {"export": 0, "import": 0}

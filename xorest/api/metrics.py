@@ -60,7 +60,13 @@ class _CountedInput:
         return data
 
     def readinto(self, buffer):
-        size = self.stream.readinto(buffer)
+        reader = getattr(self.stream, "readinto", None)
+        if reader is None:  # a WSGI input needs only read(): werkzeug asks for readinto when it is there
+            data = self.stream.read(len(buffer))
+            buffer[:len(data)] = data
+            size = len(data)
+        else:
+            size = reader(buffer)
         self.count += size or 0
         return size
 
