@@ -18,6 +18,10 @@ def scan(ctx, sr, body):
 
 def reclaim_space(ctx, sr, body):
     """Give the SR's free blocks back to its storage (the ``trim`` plugin on the master)."""
+    pbds = ctx.collections.cache.snapshot().collection("pbds")
+    if not any((pbds.get(pbd) or {}).get("attached") for pbd in sr.get("$PBDs") or ()):
+        # what SR.scan answers too: the plugin would fail to reach the storage
+        raise Conflict(f"SR {sr['id']} is not attached to any host", code="SR_NOT_ATTACHED", params=[sr["_xapiRef"]])
     pool = ctx.collections.get("pools", sr["$pool"])
     master = ctx.get("hosts", pool["master"])
     result = ctx.run("host.call_plugin", master["_xapiRef"], "trim", "do_trim", {"sr_uuid": sr["uuid"]})
