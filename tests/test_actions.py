@@ -233,8 +233,8 @@ def test_disk_and_device_actions(stack, api):
         assert local_trim.json()["data"]["code"] == "UnsupportedSRForTrim"
     assert any(api.action("srs", sr["id"], "reclaim_space").status_code == 204
                for sr in api.objects("srs") if sr["SR_type"] == "lvm")
-    nfs_trim = api.action("srs", nfs["id"], "reclaim_space")
-    assert nfs_trim.status_code == 502 and nfs_trim.json()["data"]["code"] == "UnsupportedSRForTrim"
+    nfs_trim = api.action("srs", nfs["id"], "reclaim_space")  # not thick LVM: the SR cannot be trimmed
+    assert nfs_trim.status_code == 409 and nfs_trim.json()["data"]["code"] == "UnsupportedSRForTrim"
 
 
 def _catalogue():
@@ -297,11 +297,12 @@ def _new_sr(api, name, device):
     return created.json()["id"]
 
 
-def _running(api):
-    """A new running VM of shared disks: a fast clone of a halted one, started (the tests
-    below change the state of what they are given: they must never run out of guests)."""
+def _running(api, host=None):
+    """A new running VM of shared disks (on ``host``, if given): a fast clone of a halted one,
+    started (the tests below change the state of what they are given: they must never run
+    out of guests)."""
     clone = api.ok("vms", guest(api, "Halted")["id"], "clone", {"name_label": "test guest"})["id"]
-    api.ok("vms", clone, "start")
+    api.ok("vms", clone, "start", {"hostId": host} if host else None)
     return api.one("vms", clone)
 
 
@@ -467,8 +468,8 @@ def test_storage_and_device_refusals_keep_xapi_s_code(stack, api):
     refused(api.action("srs", sr, "scan"), "SR_NOT_ATTACHED")
     refused(api.action("srs", sr, "reclaim_space"), "SR_NOT_ATTACHED")
     api.ok("pbds", pbd, "plug")
-    # a disk of the SR in use by a running VM: the SR cannot be unplugged, hence not forgotten
-    vm = _running(api)
+    # a disk of the SR in use by a VM running on its host: the SR cannot be unplugged, hence not forgotten
+    vm = _running(api, host=api.one("pbds", pbd)["host"])
     disk = api.request("POST", "/rest/v0/vdis", json={"srId": sr, "virtual_size": 1 << 30, "name_label": "in use"})
     vbd = api.request("POST", "/rest/v0/vbds", json={"VM": vm["id"], "VDI": disk.json()["id"]}).json()["id"]
     assert api.one("vbds", vbd)["attached"]
