@@ -61,8 +61,9 @@ class HostLogService:
         a client that accepts ``Content-Encoding: gzip``), named as Xen Orchestra names it."""
         host = self._running(key)
         date = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
-        export = self._open(host, AUDIT_PATH, "download audit log", safe_filename(
-            f"{host.get('name_label') or host['id']}-{date}", "txt")[:-4] + "-audit.txt", "application/octet-stream")
+        export = self._open(host, AUDIT_PATH, "download audit log",
+                            safe_filename(f"{host.get('name_label') or host['id']}-{date}-audit", "txt"),
+                            "application/octet-stream")
         if gzip:
             export.chunks = _gzip(export.chunks)
         return export
@@ -95,7 +96,8 @@ class HostLogService:
             task.fail(exc)
             raise
         xapi_task = self._task_uuid(conn, stream.task)
-        task.link(xapi_task, path)
+        if xapi_task:
+            task.link(xapi_task, path)
 
         def end():
             if stream.done:
