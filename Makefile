@@ -33,8 +33,10 @@ system-deps:
 demo: $(STAMP)
 	$(BIN)/xorest demo --listen 127.0.0.1:$(PORT)
 
+# Test artefacts (the docs page's screenshot) are kept here.
+ARTIFACTS_DIR ?= $(CURDIR)/build/artifacts
 test: $(STAMP) system-deps
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	ARTIFACTS_DIR=$(ARTIFACTS_DIR) $(BIN)/python -m pytest -q -p no:cacheprovider
 
 # The OpenAPI document, as the running API serves it at /rest/v0/openapi.json.
 docs: $(STAMP)

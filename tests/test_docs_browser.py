@@ -2,7 +2,8 @@
 gunicorn against the simulator. The page lists every operation, authorises with a token
 (cookie, then Bearer) and "Try it out" of GET /rest/v0/vms shows the pool's VMs.
 
-A screenshot is kept under the test's tmp path, and copied to ``$ARTIFACTS_DIR`` when set.
+A screenshot is kept under the test's tmp path, and copied to ``$ARTIFACTS_DIR`` when set
+(``make test`` sets it to ``build/artifacts``).
 """
 import os
 import shutil

@@ -84,7 +84,9 @@ def test_other_edits(stack):
                                                       "size": vdi["size"] * 2}).status_code == 204
     after = api.one("vdis", vdi["id"])
     assert (after["name_label"], after["name_description"], after["size"]) == ("data", "d", vdi["size"] * 2)
-    assert patch(api, f"/rest/v0/vdis/{vdi['id']}", {"size": 1}).status_code == 422
+    shrink = patch(api, f"/rest/v0/vdis/{vdi['id']}", {"size": 1})
+    assert shrink.status_code == 422 and shrink.json()["data"]["parameter"] == "size", shrink.text
+    assert "422" in api.get("/rest/v0/openapi.json").json()["paths"]["/vdis/{key}"]["patch"]["responses"]
     vif = api.objects("vifs")[0]
     assert patch(api, f"/rest/v0/vifs/{vif['id']}", {"allowedIpv4Addresses": ["10.0.0.5"], "rateLimit": 1000,
                                                       "txChecksumming": False}).status_code == 204
@@ -244,3 +246,80 @@ def test_servers_registered_over_rest(stack, tmp_path):
         assert api.get(f"/rest/v0/servers/{server['id']}").status_code == 404 and len(api.objects("pools")) == 1
     finally:
         other.stop()
+
+
+NOWHERE = "00000000-0000-0000-0000-000000000000"
+#: Every collection with a PATCH, and a body each accepts.
+EDITABLE = {"vms": {"nameLabel": "x"}, "vm-templates": {"name_label": "x"}, "vm-snapshots": {"name_label": "x"},
+            "vdis": {"name_label": "x"}, "vdi-snapshots": {"name_label": "x"}, "vifs": {"txChecksumming": True},
+            "hosts": {"name_label": "x"}, "pools": {"name_label": "x"}, "srs": {"name_label": "x"},
+            "networks": {"name_label": "x"}}
+TAGGED = ("vms", "vm-snapshots", "vm-templates", "vm-controllers", "vdis", "vdi-snapshots", "srs", "pools", "networks",
+          "hosts")
+
+
+@pytest.mark.parametrize("collection", EDITABLE)
+def test_edits_of_missing_objects_and_bad_bodies(stack, collection):
+    sim, api = stack
+    missing = patch(api, f"/rest/v0/{collection}/{NOWHERE}", EDITABLE[collection])
+    assert missing.status_code == 404 and missing.json()["data"]["id"] == NOWHERE, missing.text
+    obj = api.objects(collection)[0]
+    unknown = patch(api, f"/rest/v0/{collection}/{obj['id']}", {**EDITABLE[collection], "colour": "red"})
+    assert unknown.status_code == 400 and "colour" in unknown.json()["data"]["errors"], unknown.text
+    field = next(iter(EDITABLE[collection]))
+    typed = patch(api, f"/rest/v0/{collection}/{obj['id']}", {field: ["not", "a", "scalar"]})
+    assert typed.status_code == 400 and field in typed.json()["data"]["errors"], typed.text
+    not_json = api.request("PATCH", f"/rest/v0/{collection}/{obj['id']}", json=["a list"])
+    assert not_json.status_code == 400
+
+
+@pytest.mark.parametrize("collection", TAGGED)
+def test_tags_of_missing_objects(stack, collection):
+    sim, api = stack
+    for method in ("PUT", "DELETE"):
+        response = api.request(method, f"/rest/v0/{collection}/{NOWHERE}/tags/web")
+        assert response.status_code == 404 and response.json()["data"]["id"] == NOWHERE, (method, response.text)
+
+
+def test_deleting_an_attached_vbd_unplugs_it_first(stack):
+    """As Xen Orchestra's VBD_destroy: unplugged (made unpluggable if it was not), then destroyed;
+    the disk stays."""
+    sim, api = stack
+    vm = guest(api, "Running")
+    vbd = next(api.one("vbds", b) for b in vm["$VBDs"] if not api.one("vbds", b)["is_cd_drive"]
+               and api.one("vbds", b)["attached"])
+    assert api.request("DELETE", f"/rest/v0/vbds/{vbd['id']}").status_code == 204
+    assert api.get(f"/rest/v0/vbds/{vbd['id']}").status_code == 404
+    assert vbd["id"] not in api.one("vms", vm["id"])["$VBDs"]
+    assert api.one("vdis", vbd["VDI"])["$VBDs"] == []  # the disk stays, attached to nothing
+    assert api.request("DELETE", f"/rest/v0/vbds/{NOWHERE}").status_code == 404
+
+
+def test_creations_refused(stack):
+    sim, api = stack
+    vm = guest(api, "Halted", shared=None)
+    nfs = next(s for s in api.objects("srs") if s["name_label"] == "NFS shared storage")
+    disk = api.request("POST", "/rest/v0/vdis", json={"srId": nfs["id"], "virtual_size": GiB,
+                                                      "name_label": "spare"}).json()["id"]
+    used = next(api.one("vbds", b)["position"] for b in vm["$VBDs"])
+    for body, status in (({"VM": NOWHERE, "VDI": disk}, 404), ({"VM": vm["id"], "VDI": NOWHERE}, 404),
+                         ({"VM": vm["id"]}, 400), ({"VM": vm["id"], "VDI": disk, "mode": "rw"}, 400),
+                         ({"VM": vm["id"], "VDI": disk, "userdevice": used}, 409)):
+        response = api.request("POST", "/rest/v0/vbds", json=body)
+        assert response.status_code == status, (body, response.text)
+        if status == 409:
+            assert response.json()["data"]["code"] == "DEVICE_ALREADY_EXISTS"
+    network = api.objects("networks")[0]["id"]
+    device = api.one("vifs", vm["VIFs"][0])["device"]
+    for body, status in (({"vmId": NOWHERE, "networkId": network}, 404), ({"vmId": vm["id"], "networkId": NOWHERE}, 404),
+                         ({"vmId": vm["id"]}, 400), ({"vmId": vm["id"], "networkId": network, "MTU": 10}, 400),
+                         ({"vmId": vm["id"], "networkId": network, "device": device}, 409)):
+        response = api.request("POST", "/rest/v0/vifs", json=body)
+        assert response.status_code == status, (body, response.text)
+        if status == 409:
+            assert response.json()["data"]["code"] == "DEVICE_ALREADY_EXISTS"
+    unknown_host = api.request("POST", "/rest/v0/srs", json={"hostId": NOWHERE, "SR_type": "lvm", "name_label": "x",
+                                                             "device_config": {"device": "/dev/sdq"}})
+    assert unknown_host.status_code == 404 and unknown_host.json()["data"]["id"] == NOWHERE
+    assert not [s for s in api.objects("srs") if s["name_label"] == "x"]
+    assert api.request("DELETE", f"/rest/v0/vdis/{disk}").status_code == 204

@@ -5,17 +5,22 @@ object of every collection xorest serves must equal what xo-server 5.207.2's
 ``xapi-object-to-xo`` (and the REST API's ``parseAlarm``) made of them.
 
 Objects one side lacks are differences too.  The only differences allowed are in
-:data:`ALLOWED`, each with its reason.  Run with ``-s`` to see the fields compared.
+:data:`ALLOWED`, each with its reason.  Run with ``-s`` to see the fields compared.  The data
+itself is held to the team's reference by its recorded hashes (:data:`GOLDEN_SHA256`).
 """
 import fnmatch
+import hashlib
 import json
+import os
 
 import pytest
+import zstandard
 
 from xorest import objects
 from xorest.xapi.watcher import WATCHED_CLASSES
 
 from . import golden
+from .conftest import ROOT
 
 #: (collection, field path, kind) -> why xorest differs from Xen Orchestra there.  Paths
 #: are fnmatch patterns over ``.field.sub[0]`` paths; kinds are extra, missing, value, length.
@@ -33,6 +38,16 @@ ALLOWED = {
 }
 
 _SUMMARY = {}
+
+#: sha256 of each data file of the team's reference (shared/reference/xo-golden, computed
+#: there): the repository's copies, once uncompressed, must be these bytes.  The reference's
+#: README.md is not copied (tests/data/xo-golden/README.rst is this repository's own account).
+GOLDEN_SHA256 = {
+    "records.json": "dc1bea41629cf4c77793e4d04d5be7d3abf2ee8db469584e99caa1de31c38aab",
+    "xo-objects.json": "5899479a267cbcf3e7ab9db1ba0ea63f954ef4922c89eb6bf2f16b7fbe23538c",
+}
+#: Where the team's reference is; absent on a fresh clone (CI), where only the copy is checked.
+SHARED_GOLDEN = os.path.join(ROOT, "..", "shared", "reference", "xo-golden")
 
 
 @pytest.fixture(scope="module")
@@ -156,3 +171,34 @@ def test_summary():
         print(f"{collection:{width}}  {count:7}  {fields:6}  {values:6}")
     totals = [sum(v[i] for v in _SUMMARY.values()) for i in range(3)]
     print(f"{'total':{width}}  {totals[0]:7}  {totals[1]:6}  {totals[2]:6}")
+
+
+def _sha256_uncompressed(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream, zstandard.ZstdDecompressor().stream_reader(stream) as reader:
+        while chunk := reader.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN_SHA256))
+def test_golden_copy_is_the_reference_byte_for_byte(name):
+    """The repository's golden data is the team's reference, byte for byte: a change to the
+    copy (even one that would make the differential test pass) fails here."""
+    assert _sha256_uncompressed(os.path.join(golden.FOLDER, name + ".zst")) == GOLDEN_SHA256[name]
+    readme = open(os.path.join(golden.FOLDER, "README.rst"), encoding="utf-8").read()
+    assert f"{name:<20}{GOLDEN_SHA256[name]}" in readme, "README.rst states another hash"
+
+
+def test_golden_copy_holds_every_reference_file():
+    """The copy's files are the reference's data files (nothing missing, nothing extra); where
+    the reference itself is on this machine, its files still hash as recorded."""
+    copied = {n[:-len(".zst")] for n in os.listdir(golden.FOLDER) if n.endswith(".zst")}
+    assert copied == set(GOLDEN_SHA256)
+    if not os.path.isdir(SHARED_GOLDEN):
+        return  # a fresh clone: the recorded hashes are the reference
+    shared = {n for n in os.listdir(SHARED_GOLDEN) if n.endswith(".json")}
+    assert shared == set(GOLDEN_SHA256), "the reference has other data files: copy them and record them"
+    for name in shared:
+        with open(os.path.join(SHARED_GOLDEN, name), "rb") as fh:
+            assert hashlib.file_digest(fh, "sha256").hexdigest() == GOLDEN_SHA256[name], name

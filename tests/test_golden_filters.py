@@ -6,15 +6,19 @@ objects, run over xorest's objects (``?fields=*``: the whole object; filters see
 the same records.  With xorest's engine on both sides, the selections must be equal; the
 only disagreements allowed come from the extra fields of test_golden's allow-list (a bare
 word may match them), and each must vanish once those fields are removed.  The reference
-complex-matcher (npm, run by node) then runs the same filters over Xen Orchestra's
-objects, against xorest's engine in the same (0.7.0) comparison mode.
+complex-matcher (run by node) then runs the same filters over Xen Orchestra's objects:
+0.7.0 (npm) against xorest's engine in that version's mode (``coerce=False``), and 1.x (what
+Xen Orchestra runs) against xorest's production mode (``parse(text)``).  Without node, npm or
+a 1.x to install, those tests are skipped with the reason, never passed.
 """
 import fnmatch
 import json
 import os
 import random
 import re
+import shutil
 import subprocess
+import tempfile
 
 import pytest
 
@@ -179,22 +183,90 @@ def node_matcher():
     return npm_package("complex-matcher@0.7.0", "complex-matcher")
 
 
-def test_complex_matcher_agrees_on_xen_orchestra_objects(sides, node_matcher):
-    """complex-matcher itself over Xen Orchestra's objects selects what xorest's engine
-    selects over xorest's (comparisons as in 0.7.0, the version on npm)."""
-    node, folder = node_matcher
-    cases = _filters(sides) + [("vms", text) for text in REPORTED]
+#: complex-matcher 1.x (what xo-server 5.207.2 runs, and xorest's default semantics: comparisons
+#: coerce their operand). npm's registry is asked first; a registry without 1.x (npm's
+#: public one ends at 0.7.0; 1.x ships inside Xen Orchestra's monorepo) falls back to the
+#: monorepo's package at the golden data's commit, when a clone of it is on this machine.
+CM1_SPEC = "complex-matcher-1@npm:complex-matcher@^1.1.1"
+XO_REPO = os.environ.get("XO_SOURCE_REPO", "/work/.mirror/vatesfr+xen-orchestra/repo")
+XO_COMMIT = "9ef53890b8f5166539ca34654d8e7e77c0b218f1"  # xo-server 5.207.2 (tests/data/xo-golden)
+
+
+def _complex_matcher_from_monorepo(folder):
+    """Install complex-matcher 1.x from Xen Orchestra's monorepo (a bare clone) into
+    ``folder/node_modules/complex-matcher-1`` with its dependency from npm: a reason to skip
+    when that cannot be done, else ``None``.  Nothing of it enters this repository."""
+    target = os.path.join(folder, "node_modules", "complex-matcher-1")
+    if os.path.isfile(os.path.join(target, "index.js")):
+        return None
+    if not os.path.isdir(XO_REPO):
+        return f"no clone of Xen Orchestra's monorepo at {XO_REPO} (XO_SOURCE_REPO)"
+    files = {}
+    for name in ("package.json", "index.js"):
+        shown = subprocess.run(["git", "-C", XO_REPO, "show", f"{XO_COMMIT}:packages/complex-matcher/{name}"],
+                               capture_output=True, timeout=60)
+        if shown.returncode != 0:
+            return f"{XO_REPO} has no complex-matcher at {XO_COMMIT}: {shown.stderr.decode()[-200:]}"
+        files[name] = shown.stdout
+    version = json.loads(files["package.json"])["version"]
+    if not version.startswith("1."):
+        return f"the monorepo's complex-matcher is {version}, not 1.x"
+    installed = subprocess.run(["npm", "install", "--silent", "--prefix", folder, "lodash@^4.17.21"],
+                               capture_output=True, text=True, timeout=600)
+    if installed.returncode != 0:
+        return f"npm could not install lodash for complex-matcher {version}: {installed.stderr[-300:]}"
+    os.makedirs(target, exist_ok=True)
+    for name, content in files.items():
+        with open(os.path.join(target, name), "wb") as out:
+            out.write(content)
+    return None
+
+
+@pytest.fixture(scope="module")
+def node_matcher_1x():
+    """``(node, folder)`` with complex-matcher 1.x as module ``complex-matcher-1``, or skip
+    saying why (no node or npm, no 1.x on the registry and no monorepo to take it from)."""
+    try:
+        return npm_package(CM1_SPEC, "complex-matcher-1")
+    except pytest.skip.Exception as exc:
+        registry = str(exc)
+    node = shutil.which("node")
+    if node is None or shutil.which("npm") is None:
+        pytest.skip(registry)
+    folder = os.path.join(tempfile.gettempdir(), "xorest-npm-complex-matcher-1")
+    reason = _complex_matcher_from_monorepo(folder)
+    if reason:
+        pytest.skip(f"complex-matcher 1.x: {registry}; and {reason}")
+    return node, folder
+
+
+def test_the_1x_reference_is_1x(node_matcher_1x):
+    """What runs as ``complex-matcher-1`` is a 1.x (npm's alias or the monorepo's copy)."""
+    _, folder = node_matcher_1x
+    with open(os.path.join(folder, "node_modules", "complex-matcher-1", "package.json")) as fh:
+        assert json.load(fh)["version"].startswith("1.")
+
+
+def _run_reference(matcher, module, sides, cases):
+    """The reference's answer per case (``{ok, matches}`` or ``{ok: false, message}``)."""
+    node, folder = matcher
     payload = {"collections": {n: sides[n][1] for n in {c for c, _ in cases}},
                "cases": [{"collection": n, "filter": t} for n, t in cases]}
-    result = subprocess.run([node, ORACLE], input=json.dumps(payload), capture_output=True, text=True,
+    result = subprocess.run([node, ORACLE, module], input=json.dumps(payload), capture_output=True, text=True,
                             cwd=folder, env=dict(os.environ, NODE_PATH=os.path.join(folder, "node_modules")),
                             timeout=600, check=True)
     answers = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(answers) == len(cases)
+    return answers
+
+
+def _disagreements(sides, cases, answers, coerce):
+    """Cases where xorest's engine (in the given mode) selects other objects than the
+    reference did, over Xen Orchestra's objects and over xorest's (without its allowed extras)."""
     wrong = []
     for (name, text), answer in zip(cases, answers):
         try:
-            ours = parse(text, coerce=False)
+            ours = parse(text, coerce=coerce)
         except FilterError:
             if answer["ok"]:
                 wrong.append((name, text, "xorest refuses it"))
@@ -205,5 +277,25 @@ def test_complex_matcher_agrees_on_xen_orchestra_objects(sides, node_matcher):
         mine, theirs = sides[name]
         expected = [theirs[i]["id"] for i in answer["matches"]]
         if _select(ours, theirs) != expected or _select(ours, _without_extras(name, mine)) != expected:
-            wrong.append((name, text, len(expected)))
+            wrong.append((name, text, len(expected), len(_select(ours, theirs))))
+    return wrong
+
+
+def test_complex_matcher_agrees_on_xen_orchestra_objects(sides, node_matcher):
+    """complex-matcher 0.7.0 (npm) over Xen Orchestra's objects selects what xorest's engine
+    selects over xorest's in the same mode (``coerce=False``: comparisons of numbers only)."""
+    cases = _filters(sides) + [("vms", text) for text in REPORTED]
+    wrong = _disagreements(sides, cases, _run_reference(node_matcher, "complex-matcher", sides, cases), False)
     assert not wrong, f"{len(wrong)} of {len(cases)} differ: {wrong[:10]}"
+
+
+def test_complex_matcher_1x_agrees_on_xen_orchestra_objects(sides, node_matcher_1x):
+    """complex-matcher 1.x, what Xen Orchestra runs, over Xen Orchestra's objects selects what
+    xorest's production engine (``parse(text)``: comparisons coerce like JavaScript) selects
+    over xorest's objects, for the same 200 random filters."""
+    cases = _filters(sides) + [("vms", text) for text in REPORTED]
+    answers = _run_reference(node_matcher_1x, "complex-matcher-1", sides, cases)
+    wrong = _disagreements(sides, cases, answers, True)
+    assert not wrong, f"{len(wrong)} of {len(cases)} differ: {wrong[:10]}"
+    old = _disagreements(sides, cases, answers, False)
+    print(f"\ncomplex-matcher 1.x: {len(cases)} filters agree; xorest's 0.7.0 mode differs on {old}")

@@ -1,5 +1,10 @@
 """Sub-collections, ping, the dashboard, the ``users/me`` alias and Markdown listings,
 through gunicorn against the simulator."""
+import json
+import os
+import re
+
+import pytest
 import requests
 
 
@@ -47,9 +52,71 @@ def test_dashboard_counts_what_the_collections_hold(gateway):
     assert size["available"] == size["total"] - size["used"]
     assert board["poolsStatus"] == {"connected": 1, "disconnected": 0, "unreachable": 0, "unknown": 0, "total": 1}
     lines = gateway.get("/rest/v0/dashboard?ndjson=true").text.splitlines()
-    import json
-
     assert [next(iter(json.loads(line))) for line in lines] == list(board)
+
+
+#: Xen Orchestra's dashboard (rest-api 0.37, ``XoaDashboard``): its parts in the order of its
+#: JSON answer, and the keys of each part, in order, as xorest serves them (missing patches
+#: and backups in the forms meaning "not available").
+XO_DASHBOARD = {
+    "nPools": None, "nHosts": None, "backupRepositories": ["isEmpty"],
+    "resourcesOverview": ["nCpus", "memorySize", "srSize"],
+    "poolsStatus": ["connected", "disconnected", "unreachable", "unknown", "total"],
+    "missingPatches": ["hasAuthorization"], "storageRepositories": ["size"], "backups": ["isEmpty"],
+    "hostsStatus": ["disabled", "running", "halted", "unknown", "total"],
+    "vmsStatus": ["active", "inactive", "running", "halted", "paused", "suspended", "unknown", "total"],
+}
+XO_OPENAPI = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared",
+                          "reference", "xo-openapi-0.37.json")
+
+
+def _undeclared(value, schema, components, path=""):
+    """Keys of ``value`` that Xen Orchestra's schema does not declare (its schemas allow
+    any extra key), through ``$ref``, ``anyOf`` and ``allOf`` (the union of the branches)."""
+    branches, found, properties = [schema], [], {}
+    while branches:
+        branch = branches.pop()
+        if "$ref" in branch:
+            branches.append(components[branch["$ref"].rsplit("/", 1)[1]])
+        branches += branch.get("anyOf", []) + branch.get("allOf", [])
+        for key, sub in branch.get("properties", {}).items():
+            properties.setdefault(key, []).append(sub)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key not in properties:
+                found.append(f"{path}.{key}")
+            else:
+                found += _undeclared(item, {"anyOf": properties[key]}, components, f"{path}.{key}")
+    return found
+
+
+def test_dashboard_has_xen_orchestra_s_shape(gateway):
+    """The dashboard's parts, their order and their keys are Xen Orchestra's; where its
+    OpenAPI document is at hand (the team's reference), the answer validates against its
+    ``XoaDashboard`` and has no key that schema lacks."""
+    board = gateway.get("/rest/v0/dashboard").json()
+    assert list(board) == list(XO_DASHBOARD)
+    for name, keys in XO_DASHBOARD.items():
+        if keys is None:
+            assert isinstance(board[name], int), name
+        else:
+            assert list(board[name]) == keys, name
+    assert list(board["storageRepositories"]["size"]) == ["available", "other", "replicated", "total", "used"]
+    assert board["missingPatches"] == {"hasAuthorization": False}  # see services/dashboard.py
+    if not os.path.isfile(XO_OPENAPI):
+        pytest.skip(f"Xen Orchestra's OpenAPI document is not at {XO_OPENAPI} (a fresh clone): "
+                    "the shape was checked against XO_DASHBOARD only")
+    from openapi_schema_validator import OAS30Validator
+
+    with open(XO_OPENAPI, encoding="utf-8") as fh:
+        reference = json.load(fh)
+    components = reference["components"]["schemas"]
+    schema = {**components["XoaDashboard"], "components": reference["components"]}
+    errors = [f"{list(e.absolute_path)}: {e.message}" for e in OAS30Validator(schema).iter_errors(board)]
+    assert not errors
+    assert not _undeclared(board, components["XoaDashboard"], components)
+    answer = reference["paths"]["/dashboard"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert answer["schema"]["$ref"].endswith("/XoaDashboard")
 
 
 def test_users_me_is_a_redirect_to_yourself(gateway):
@@ -72,11 +139,40 @@ def test_markdown_listings(gateway):
     assert both.status_code == 400 and "markdown" in both.json()["error"]
 
 
-def test_readme_lists_every_collection_and_its_fields():
-    """The README's collection list is the mapping's: a field added or renamed shows here."""
-    import os
-    import re
+def _served_collections():
+    """``({collection: its object schema in the document}, [sub-collection names])`` of
+    what the app serves, read from its OpenAPI document: a collection is a path without
+    variables whose GET answers a JSON listing of objects; a sub-collection is a GET
+    ``/{collection}/{key}/<name>``."""
+    from flask import Flask
 
+    from xorest.api import openapi, register
+
+    app = Flask("xorest")  # the routes alone, as `make docs` builds the document
+    register(app)
+    document = openapi.build(app)
+    collections, subs = {}, []
+    for path, item in document["paths"].items():
+        if "get" not in item:
+            continue
+        if re.fullmatch(r"/\{collection\}/\{key\}/[a-z-]+", path):
+            subs.append(path.rsplit("/", 1)[1])
+            continue
+        if "{" in path:
+            continue
+        answer = item["get"]["responses"].get("200", {}).get("content", {}).get("application/json", {})
+        items = answer.get("schema", {}).get("items", {})
+        refs = [a["$ref"].rsplit("/", 1)[1] for a in items.get("anyOf", ()) if "$ref" in a]
+        if answer.get("schema", {}).get("type") == "array" and refs:
+            collections[path[1:]] = document["components"]["schemas"][refs[0]]
+    return collections, subs
+
+
+def test_readme_lists_every_collection_and_its_fields():
+    """The README lists every collection the app serves (its OpenAPI document says which)
+    with every field its object schema declares (``xorest/objects/schemas.py``; ``href`` and
+    ``url`` are said once for all), in the order objects have them (the golden pool's
+    objects, then the fields those lack in the schema's order); and every sub-collection."""
     from xorest import objects
 
     from . import golden
@@ -86,10 +182,16 @@ def test_readme_lists_every_collection_and_its_fields():
     section = text.split("Collections and their fields\n", 1)[1].split("\nSub-collections", 1)[0]
     documented = {m.group(1): re.findall(r"``([^`]+)``", m.group(2))
                   for m in re.finditer(r"^``([a-z-]+)``\n((?:    .*\n)+)", section, re.M)}
+    collections, subs = _served_collections()
+    assert set(objects.COLLECTIONS) <= set(collections), "the document lacks collections of pool objects"
+    assert sorted(documented) == sorted(collections), "README vs served collections"
     served, _ = golden.map_records()
-    assert set(documented) == set(objects.COLLECTIONS) | {"servers", "users"}
-    for name, items in served.items():
+    for name, schema in collections.items():
         keys = []
-        for obj in items.values():
+        for obj in served.get(name, {}).values():
             keys += [k for k in obj if k not in keys]
+        keys += [k for k in schema["properties"] if k not in keys and k not in ("href", "url")]
         assert documented[name] == keys, name
+    sentence = text.split("\nSub-collections", 1)[1].split("\n\n", 1)[0]
+    named = set(re.findall(r"``/<collection>/<id>/([a-z-]+)``", sentence))
+    assert subs and named == set(subs), "README's sub-collections vs served ones"

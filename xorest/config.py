@@ -83,6 +83,16 @@ def parse_size(value):
     return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
 
 
+#: Where prometheus_client keeps the values of processes sharing them (gunicorn's workers);
+#: ``xorest serve`` sets it for its workers (:mod:`xorest.serve`).
+PROMETHEUS_MULTIPROC_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def prometheus_multiproc_dir():
+    """The folder this process shares its Prometheus values in, or ``None`` (it keeps them)."""
+    return os.environ.get(PROMETHEUS_MULTIPROC_VARIABLE) or None
+
+
 def private_directory(folder):
     """Create ``folder`` (and its parents) with mode 0700 if it is missing: the data
     directory holds the database and the key that decrypts pool passwords."""
@@ -143,6 +153,7 @@ class Config:
     jsonrpc_max_buffer: int = 4 << 20  # bytes of answers a WebSocket client has not read; beyond, it is closed
     jsonrpc_call_threads: int = 8  # JSON-RPC calls running at once per worker (more wait their turn)
     events_max_streams: int = 8  # /rest/v0/events streams per worker (each holds a thread)
+    metrics_interval: float = 15.0  # seconds between two readings of the hosts' RRDs for /metrics (0: none)
     sync_wait: float = 10.0  # how long a read waits for the pool's events to show a write
     task_wait: float = 60.0  # GET /tasks/<id>?wait=true answers after this even if the task runs on
     task_keep: int = 1000  # ended tasks kept in the log (older ones are deleted)
@@ -162,7 +173,7 @@ _CONVERTERS = {
     "login_failure_window": parse_duration, "export_idle_timeout": parse_duration,
     "client_timeout": parse_duration, "client_head_timeout": parse_duration, "audit_retention": parse_duration,
     "jsonrpc_idle_timeout": parse_duration, "jsonrpc_signin_timeout": parse_duration,
-    "sync_wait": parse_duration, "task_wait": parse_duration,
+    "sync_wait": parse_duration, "task_wait": parse_duration, "metrics_interval": parse_duration,
     "trusted_proxies": _list,
 }
 

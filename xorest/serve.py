@@ -55,6 +55,10 @@ GUNICORN_SETTINGS = {
     # Unix sockets (the recommended bind behind nginx) open to the owner and group only.
     "umask": 0o007,
     "post_worker_init": lambda worker: start_services(worker.wsgi),
+    # the workers' Prometheus values: one private folder per master, their sum is the instance's
+    "on_starting": lambda server: prepare_metrics_folder(),
+    "child_exit": lambda server, worker: forget_worker_metrics(worker.pid),
+    "on_exit": lambda server: remove_metrics_folder(),
     "accesslog": "-",
     # The path, never the query string (short lines; filters are not for the access log).
     "access_log_format": '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(L)ss',
@@ -70,6 +74,33 @@ def start_services(app):
     services = getattr(app, "extensions", {}).get("xorest")
     if services is not None:
         services.start()
+
+
+_metrics_folder = None
+
+
+def prepare_metrics_folder():
+    """In gunicorn's master, before any worker: a new, empty, private folder (0700) where the
+    workers write their Prometheus values (``/rest/v0/metrics`` adds them up).  A folder of
+    our own, never one inherited from the environment: values left by another run would
+    be counted as this one's."""
+    global _metrics_folder
+    _metrics_folder = tempfile.mkdtemp(prefix="xorest-metrics-")
+    os.environ[config_module.PROMETHEUS_MULTIPROC_VARIABLE] = _metrics_folder
+
+
+def forget_worker_metrics(pid):
+    """A worker exited: its gauges of things under way (transfers, streams) no longer count;
+    its counters still do (they are part of the instance's totals)."""
+    if _metrics_folder:
+        from prometheus_client import multiprocess  # in the master only once workers exist
+
+        multiprocess.mark_process_dead(pid, _metrics_folder)
+
+
+def remove_metrics_folder():
+    if _metrics_folder:
+        shutil.rmtree(_metrics_folder, ignore_errors=True)
 
 
 class PoolsDaemon:
@@ -124,8 +155,9 @@ class GunicornServer(BaseApplication):
         given = {key: value for key, value in (options or {}).items() if value is not None}
         self.options = {**GUNICORN_SETTINGS, **given}
         if pools_daemon:
-            daemon = PoolsDaemon()
-            self.options.update(on_starting=daemon.start, on_exit=daemon.stop)
+            daemon, starting, exiting = PoolsDaemon(), self.options["on_starting"], self.options["on_exit"]
+            self.options.update(on_starting=lambda server: (starting(server), daemon.start(server)),
+                                on_exit=lambda server: (daemon.stop(server), exiting(server)))
         super().__init__()
 
     def load_config(self):

@@ -2,9 +2,10 @@
 // objects, for tests/test_golden_filters.py.  Input (stdin): one JSON document
 // {collections: {name: [object, ...]}, cases: [{collection, filter}, ...]}.  Output: one
 // JSON line per case: {ok: true, matches: [indexes of matching objects]} or
-// {ok: false, type, message}.
+// {ok: false, type, message}.  The module to load is the first argument (default
+// complex-matcher: 0.7.0 from npm; complex-matcher-1 is a 1.x installed under that name).
 'use strict'
-const { parse } = require('complex-matcher')
+const { parse } = require(process.argv[2] || 'complex-matcher')
 const { collections, cases } = JSON.parse(require('fs').readFileSync(0, 'utf8'))
 for (const { collection, filter } of cases) {
   let out

@@ -30,14 +30,15 @@ def _error_response(status, body, headers=()):
 
 
 def register(app):
-    from . import (actions, auth, collections, docs, edits, events, exports, imports, jsonrpc, overview, patches,
-                   related, selftest, stats, tasks, users)
+    from . import (actions, auth, backupjobs, collections, dashboards, docs, edits, events, exports, hostinfo, imports,
+                   jsonrpc, metrics, overview, patches, related, selftest, stats, tasks, users)
 
     # Order matters where rules weigh the same for werkzeug: the exports' <id>.<format>
     # before any other rule with a <collection>, the plain /<collection>/<id> last.
     for module in (auth, exports, imports, selftest, docs, actions, tasks, edits, overview, related, stats, patches,
-                   users, events, collections):
+                   dashboards, hostinfo, backupjobs, users, events, metrics, collections):
         app.register_blueprint(module.bp, url_prefix=BASE_URL)
+    metrics.install(app)
     app.register_blueprint(jsonrpc.bp)  # /api/, Xen Orchestra's JSON-RPC
 
     @app.errorhandler(XorestError)

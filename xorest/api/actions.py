@@ -15,7 +15,7 @@ from .routes import Answer, operation
 bp = Blueprint("actions", __name__)
 
 _ASYNC = Answer(202, "started: the task's id (also in Location)", headers=("Location",))
-_REFUSED = (Answer(400, "invalid body or query"), Answer(404, "no such object"),
+_REFUSED = (Answer(400, "invalid body or query"), Answer(404, "no such object (also one the body names)"),
             Answer(409, "the pool refused: wrong state, another operation in progress..."),
             Answer(502, "the pool failed the operation (XAPI's code and parameters in data)"),
             Answer(501, "an option xorest does not support (named in data)"),
@@ -44,10 +44,11 @@ def _register(action):
     view.__doc__ = action.run.__doc__
     done = (Answer(action.sync_status, "done (sync=true): the new object's id", headers=("Location",))
             if action.created else Answer(204, "done (sync=true)"))
+    unprocessable = (Answer(422, action.unprocessable),) if action.unprocessable else ()
     operation(bp, f"/{action.collection}/<key>/actions/{action.name}", methods=("POST",),
               permission=action.permission, summary=action.summary, tags=("actions", action.collection),
               query=bodies.ACTION_QUERY, body=bodies.action_body(action.collection, action.name),
-              answers=(_ASYNC, done, *_REFUSED))(view)
+              answers=(_ASYNC, done, *_REFUSED, *unprocessable))(view)
 
 
 for _action in ActionService.catalogue().values():
@@ -56,8 +57,11 @@ for _action in ActionService.catalogue().values():
 
 @operation(bp, "/<collection>/<key>/actions/<name>", methods=("POST",), permission="read", tags=("actions",),
            summary="An action that does not exist",
-           answers=(Answer(404, "no such action (the existing ones listed)"),))
+           answers=(Answer(404, "no such action (the existing ones listed)"),
+                    Answer(501, "one of Xen Orchestra's actions that xorest leaves out (rolling_update), with "
+                                "the reason")))
 def unknown_action(collection, key, name):
-    """A 404 naming the actions the collection has (and why some of Xen Orchestra's are left out)."""
+    """A 404 naming the actions the collection has, or a 501 for one of Xen Orchestra's
+    that xorest leaves out (``pools/rolling_update``: it needs XO's update plugin)."""
     services().actions.find(collection, name)
     return Response(status=404)  # not reached: find raises for an unknown action

@@ -27,6 +27,10 @@ def _any(names):
     return "any(" + ", ".join(f"'{n}'" for n in sorted(names)) + ")"
 
 
+#: The PATCHes that answer 422 (a value the object cannot take), and when.
+_UNPROCESSABLE = {"vdis": "a size smaller than the disk's (disks only grow)"}
+
+
 def _register_patch(collections, schema, name, doc):
     """One PATCH route for ``collections`` (all of one side: one permission)."""
     def view(key, body, collection=None):
@@ -36,7 +40,9 @@ def _register_patch(collections, schema, name, doc):
     view.__name__, view.__doc__ = name, doc
     rule = f"/{collections[0]}/<key>" if len(collections) == 1 else f"/<{_any(collections)}:collection>/<key>"
     operation(bp, rule, methods=("PATCH",), permission=_permission(collections[0]), summary=doc, tags=("edits",),
-              body=schema, answers=(Answer(204, "changed (the next read shows it)"), *_ERRORS))(view)
+              body=schema, answers=(Answer(204, "changed (the next read shows it)"), *_ERRORS,
+                                    *(Answer(422, _UNPROCESSABLE[c]) for c in collections if c in _UNPROCESSABLE)),
+              )(view)
 
 
 for _collection, _schema in bodies.EDIT_BODIES.items():

@@ -3,7 +3,9 @@
 ``init`` (the stream's id), ``ping`` every 30 s, and for each subscription ``add``,
 ``update`` and ``remove`` with the object's subscribed fields and ``$subscription``.
 The stream holds one thread; it ends when the client leaves, when the client falls too
-far behind (an ``error`` event says so), or when the worker stops.
+far behind (an ``error`` event says so), when the client stops reading for
+``XOREST_CLIENT_TIMEOUT`` (a write waits that long at most: what is unread is the kernel's
+socket buffers and one piece of events here), or when the worker stops.
 """
 import logging
 import threading
@@ -17,6 +19,7 @@ from ..errors import Unavailable
 from ..services import scopes
 from ..services.auth import token_scope
 from ..services.events import FellBehind
+from ..services.metrics import instruments
 from . import params, services
 from .output import json_response, parse_fields, projector
 from .routes import Answer, operation
@@ -28,6 +31,8 @@ bp = Blueprint("events", __name__)
 POLL_SECONDS = 0.25
 PING_SECONDS = 30.0
 TOUCH_SECONDS = 60.0
+#: Events are written in pieces of about this many bytes (a whole collection may change at once).
+WRITE_BYTES = 64 * 1024
 
 #: One event of the stream, as OpenAPI 3.1 describes server-sent events.
 SSE_EVENT = {"type": "object", "required": ["event", "data"], "properties": {
@@ -71,6 +76,7 @@ def open_stream():
         with _open_lock:
             _open -= 1
         raise
+    instruments().event_streams.inc()
     set_client_timeout(config.client_timeout)
     response = Response(_stream(services(), stream_id, token_scope(g.token), client_socket()),
                         mimetype="text/event-stream", direct_passthrough=True)
@@ -105,12 +111,18 @@ def _stream(svc, stream_id, scope, sock):
                 return
             finally:
                 scopes.use(None)
-            out = []
+            out, size = [], 0
             for event, xo_type, fields, obj, before in changes:
                 data = _project(xo_type, fields, obj)
                 if event == "update" and fields != "*" and data == _project(xo_type, fields, before):
                     continue  # nothing the client asked for changed
                 out.append(_frame(event, data))
+                size += len(out[-1])
+                if size >= WRITE_BYTES:
+                    # written as it is rendered: a client that reads slowly (or not at all)
+                    # holds one piece here, whatever changed, until the client timeout
+                    yield b"".join(out)
+                    out, size = [], 0
             now = time.monotonic()
             if now - last_ping >= PING_SECONDS:
                 out.append(_frame("ping", {"ping": int(time.time() * 1000)}))
@@ -123,6 +135,7 @@ def _stream(svc, stream_id, scope, sock):
     finally:
         with _open_lock:
             _open -= 1
+        instruments().event_streams.dec()
         try:
             events.close(stream_id)
         except Exception:  # the store may be unavailable; the stream is gone either way

@@ -3,16 +3,79 @@
 The parts and their rules are Xen Orchestra's: hosts and VMs by state, the resources of
 pools, hosts and writable SRs, the storage used by replicas (VMs a backup job made), and
 the pools' connection states.  xorest has no backup engine and no backup repositories,
-so those parts are ``{"isEmpty": true}``; missing patches need the hosts' updater plugin
-and are not computed yet (``{"hasAuthorization": false}``, as Xen Orchestra says without
-the feature).
+so those parts are ``{"isEmpty": true}``; missing patches would need every host's updater
+plugin at every request and are left out (``{"hasAuthorization": false}``, as Xen Orchestra
+says without the feature; see :meth:`DashboardService.parts`).
 """
 
 EMPTY = {"isEmpty": True}
+#: What Xen Orchestra puts in place of a part it could not compute.
+FAILED = {"error": True}
 
 
-def _writable(sr):
+def writable(sr):
+    """An SR that holds disks (Xen Orchestra's ``isSrWritable``): a size, not ISOs."""
     return (sr.get("size") or 0) > 0 and sr.get("content_type") != "iso"
+
+
+def hosts_status(hosts):
+    """Hosts by state, as Xen Orchestra counts them (a running host that is disabled is
+    ``disabled``)."""
+    counts = {"disabled": 0, "running": 0, "halted": 0, "unknown": 0}
+    for host in hosts:
+        state = host.get("power_state")
+        if state == "Running":
+            counts["running" if host.get("enabled") else "disabled"] += 1
+        elif state == "Halted":
+            counts["halted"] += 1
+        else:
+            counts["unknown"] += 1
+    return {**counts, "total": len(hosts)}
+
+
+def vms_status(vms):
+    """VMs by power state, as Xen Orchestra counts them."""
+    counts = {"Running": 0, "Halted": 0, "Paused": 0, "Suspended": 0}
+    total = unknown = 0
+    for vm in vms:
+        total += 1
+        state = vm.get("power_state")
+        if state in counts:
+            counts[state] += 1
+        else:
+            unknown += 1
+    return {"active": counts["Running"] + counts["Paused"], "inactive": counts["Halted"] + counts["Suspended"],
+            "running": counts["Running"], "halted": counts["Halted"], "paused": counts["Paused"],
+            "suspended": counts["Suspended"], "unknown": unknown, "total": total}
+
+
+def nested(path, value):
+    """``{"a": {"b": value}}`` for the dotted ``path`` ``"a.b"``: one line of a dashboard
+    streamed as NDJSON, as Xen Orchestra writes each part where it belongs."""
+    for key in reversed(path.split(".")):
+        value = {key: value}
+    return value
+
+
+def assemble(parts):
+    """The whole dashboard of ``[(dotted path, value)]`` parts: each value where its path
+    puts it (``backupsInfo.replication`` inside ``backupsInfo``)."""
+    document = {}
+    for path, value in parts:
+        *parents, last = path.split(".")
+        target = document
+        for key in parents:
+            target = target.setdefault(key, {})
+        if isinstance(value, dict) and isinstance(target.get(last), dict):
+            target[last].update(value)
+        else:
+            target[last] = value
+    return document
+
+
+def visible(collections, name):
+    """``id -> object`` of a collection as the request may see it (its token's scope)."""
+    return {obj["id"]: obj for obj in collections.select(name)[0]}
 
 
 def _is_replica(vm):
@@ -31,39 +94,32 @@ class DashboardService:
         self.collections = collections
 
     def _all(self, name):
-        """``id -> object`` of a collection as the request may see it (its token's scope)."""
-        return {obj["id"]: obj for obj in self.collections.select(name)[0]}
+        return visible(self.collections, name)
 
     def parts(self):
-        """``[(name, value)]`` in Xen Orchestra's order."""
+        """``[(name, value)]`` in the order of Xen Orchestra's JSON answer (``XoaDashboard``).
+
+        Missing patches stay ``{"hasAuthorization": false}`` (Xen Orchestra's answer without
+        the feature): counting them means calling every host's updater plugin, which asks
+        yum's repositories, at every request (:mod:`.patches` does that for
+        ``/missing_patches``, one host or pool at a time), so a dashboard would hold its
+        request thread for every host's check in turn, retried while a plugin is busy.
+        """
         pools = list(self._all("pools").values())
         hosts = list(self._all("hosts").values())
-        srs = [sr for sr in self._all("srs").values() if _writable(sr)]
+        srs = [sr for sr in self._all("srs").values() if writable(sr)]
         return [
             ("nPools", len(pools)),
             ("nHosts", len(hosts)),
-            ("hostsStatus", self._hosts_status(hosts)),
+            ("backupRepositories", dict(EMPTY)),
             ("resourcesOverview", self._resources(pools, hosts, srs)),
-            ("vmsStatus", self._vms_status(self._all("vms").values())),
-            ("storageRepositories", self._storage(srs)),
             ("poolsStatus", self._pools_status({pool["id"] for pool in pools})),
             ("missingPatches", {"hasAuthorization": False}),
-            ("backupRepositories", dict(EMPTY)),
+            ("storageRepositories", self._storage(srs)),
             ("backups", dict(EMPTY)),
+            ("hostsStatus", hosts_status(hosts)),
+            ("vmsStatus", vms_status(self._all("vms").values())),
         ]
-
-    @staticmethod
-    def _hosts_status(hosts):
-        counts = {"disabled": 0, "running": 0, "halted": 0, "unknown": 0}
-        for host in hosts:
-            state = host.get("power_state")
-            if state == "Running":
-                counts["running" if host.get("enabled") else "disabled"] += 1
-            elif state == "Halted":
-                counts["halted"] += 1
-            else:
-                counts["unknown"] += 1
-        return {**counts, "total": len(hosts)}
 
     @staticmethod
     def _resources(pools, hosts, srs):
@@ -72,21 +128,6 @@ class DashboardService:
         return {"nCpus": sum((pool.get("cpus") or {}).get("cores") or 0 for pool in pools),
                 "memorySize": sum((host.get("memory") or {}).get("size") or 0 for host in hosts),
                 "srSize": sum(sr.get("size") or 0 for sr in srs)}
-
-    @staticmethod
-    def _vms_status(vms):
-        counts = {"Running": 0, "Halted": 0, "Paused": 0, "Suspended": 0}
-        total = unknown = 0
-        for vm in vms:
-            total += 1
-            state = vm.get("power_state")
-            if state in counts:
-                counts[state] += 1
-            else:
-                unknown += 1
-        return {"active": counts["Running"] + counts["Paused"], "inactive": counts["Halted"] + counts["Suspended"],
-                "running": counts["Running"], "halted": counts["Halted"], "paused": counts["Paused"],
-                "suspended": counts["Suspended"], "unknown": unknown, "total": total}
 
     def _storage(self, srs):
         if not srs:

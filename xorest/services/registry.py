@@ -13,12 +13,18 @@ from .edits import EditService
 from .events import EventService
 from .exports import ExportService
 from .feed import FeedClient
+from .hostlogs import HostLogService
 from .imports import ImportService
+from .metrics import MetricsService
 from .patches import PatchService
+from .pooldashboard import PoolDashboardService
+from .poolmetrics import PoolMetrics
 from .pools import PoolService
+from .smt import SmtService
 from .stats import StatsService
 from .sweeper import Sweeper
 from .tasks import TaskService
+from .vmdashboard import VmDashboardService
 
 
 class Services:
@@ -45,6 +51,12 @@ class Services:
         self.events = EventService(self.store, self.cache, self.collections)
         self.stats = StatsService(self.collections, self.pools, config)
         self.patches = PatchService(self.collections, self.pools)
+        self.vm_dashboard = VmDashboardService(self.collections)
+        self.pool_dashboard = PoolDashboardService(self.collections, self.pools, self.patches, self.stats)
+        self.host_logs = HostLogService(self.collections, self.pools, config, self.tasks)
+        self.smt = SmtService(self.collections, self.pools)
+        self.pool_metrics = PoolMetrics(self.collections, self.pools, self.stats, config)
+        self.metrics = MetricsService(self.collections, self.pools, self.store, self.pool_metrics)
 
     @classmethod
     def from_mapping(cls, mapping=None):
@@ -53,9 +65,12 @@ class Services:
     def start(self):
         """Connect the pools in this process (idempotent, fork-aware) and wait, a bounded
         time, for their first load."""
-        if self.pools.ensure_started() and self.pools.feed is None:  # else the pools daemon sweeps
-            self.sweeper.start()
+        if self.pools.ensure_started():
+            if self.pools.feed is None:  # else the instance's pools daemon sweeps
+                self.sweeper.start()
+            self.pool_metrics.start()
         self.pools.wait_first_attempts(self.config.initial_load_wait)
 
     def stop(self):
+        self.pool_metrics.stop()
         self.pools.stop()

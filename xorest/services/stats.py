@@ -92,10 +92,31 @@ class StatsService:
     def _read(self, conn, keeper, step, uuid, kind, **which):
         """The stats of owner ``uuid`` (a ``kind``) from the RRDs host ``keeper`` keeps (``which``:
         the RRDs to ask for, see :func:`rrd.query`)."""
-        now = parse_datetime(conn.rpc.call("host.get_servertime", keeper["_xapiRef"]))
-        if now is None:
-            raise UpstreamError(f"host {keeper['id']} gave no readable time")
+        now = self.server_time(conn, keeper)
         start = now - step * rrd.ROWS[step] + step  # one step less than the archive: never crossed
+        updates = self.updates(conn, keeper, start, step, **which)
+        sources = updates.owned_by(kind, uuid) if updates.times else []
+        if not sources:
+            return {"endTimestamp": now, "interval": step, "stats": {}}
+        return {"endTimestamp": updates.end, "interval": updates.step, "stats": statkeys.stats(kind, sources)}
+
+    def server_time(self, conn, host):
+        """The host's clock (POSIX seconds), which dates its RRDs' rows.
+
+        :raises UpstreamError: an unreadable time.
+        """
+        now = parse_datetime(conn.rpc.call("host.get_servertime", host["_xapiRef"]))
+        if now is None:
+            raise UpstreamError(f"host {host['id']} gave no readable time")
+        return now
+
+    def updates(self, conn, keeper, start, step, **which):
+        """The ``/rrd_updates`` answer of host ``keeper`` (its archive of ``step`` seconds from
+        ``start`` on; ``which``: see :func:`rrd.query`).
+
+        :raises UpstreamError: the answer is unreadable, or of another archive.
+        :raises XapiError, XapiUnreachable: as :func:`rrd.fetch`.
+        """
         try:
             updates = rrd.fetch(conn.rpc, rrd.query(start, step, **which), host=self._address(keeper),
                                 read_timeout=self.config.xapi_read_timeout)
@@ -103,10 +124,7 @@ class StatsService:
             raise UpstreamError(f"the /rrd_updates answer of host {keeper['id']} is unreadable: {exc}") from None
         if updates.step != step:
             raise UpstreamError(f"host {keeper['id']} answered {updates.step} s steps for {step} s ones")
-        sources = updates.owned_by(kind, uuid) if updates.times else []
-        if not sources:
-            return {"endTimestamp": now, "interval": step, "stats": {}}
-        return {"endTimestamp": updates.end, "interval": updates.step, "stats": statkeys.stats(kind, sources)}
+        return updates
 
     def _host_stats(self, conn, host, step):
         return self._read(conn, host, step, host["uuid"], "host", host=True, vm_uuid="none")

@@ -80,7 +80,9 @@ uuid, the variable's priority, default 3) when the value stays past its level fo
 ``alarm_trigger_period``, then none for ``alarm_auto_inhibit_period``.  Body as perfmon writes
 it: ``value: 0.970000\nconfig:\n<variable>\n\t<name value="cpu_usage"/>\n\t<alarm_trigger_level
 value="0.9"/>\n</variable>\n``.  ``message.create``, ``destroy``, ``destroy_many``, ``get``
-and ``get_since`` work as on XAPI.
+and ``get_since`` work as on XAPI.  A pool ``xorest sim`` builds is one that has been watched
+for a while: the master, the shared SR and a few VMs carry perfmon configurations, and some
+of those VMs have past ALARM messages (``XOREST_SIM_MONITORING=0``: none of this).
 
 Admin endpoints (JSON)
 ----------------------
@@ -143,9 +145,11 @@ class Simulator:
     :param jsonrpc: ``False`` answers ``/jsonrpc`` with XML-RPC, as hosts older than
         JSON-RPC support do (clients must fall back).
     :param internals: also build the records of a real pool that earlier clients of the
-        simulator did not expect (hidden VHD base copies, past ALARM messages, perfmon
-        configurations on some VMs, hosts and the shared SR); ``xorest sim`` turns it on when
-        ``XOREST_SIM_INTERNALS=1`` is set.
+        simulator did not expect (hidden VHD base copies, and what ``monitoring`` builds);
+        ``xorest sim`` turns it on when ``XOREST_SIM_INTERNALS=1`` is set.
+    :param monitoring: perfmon configurations on some VMs, the master and the shared SR, and
+        past ALARM messages, as a pool watched for a while has them; ``xorest sim`` builds
+        them unless ``XOREST_SIM_MONITORING=0`` is set (a pool no one has configured yet).
     :param perfmon_interval: seconds between perfmon's passes (0: none but those asked for).
     :param pace: how long operations take, relative to a real pool's (``0``: instant;
         see :mod:`.timing`).
@@ -153,12 +157,13 @@ class Simulator:
 
     def __init__(self, host="127.0.0.1", port=0, *, hosts=3, vms=50, seed=1, username="root",
                  password="password", slaves=(), tls=False, churn=0.0, jsonrpc=True, internals=False,
-                 perfmon_interval=300.0, pace=1.0):
+                 monitoring=False, perfmon_interval=300.0, pace=1.0):
         self.model = datamodel.load()
         self.seed = seed
         self.db = Database(self.model, datamodel.SERVED_CLASSES, random.Random(seed))
         self.disks = DiskStore(self.db, seed)
-        builder = PoolBuilder(self.db, self.disks, seed, hosts=hosts, vms=vms, internals=internals)
+        builder = PoolBuilder(self.db, self.disks, seed, hosts=hosts, vms=vms, internals=internals,
+                              monitoring=monitoring)
         self.pool_ref = builder.build()
         self.guests = GuestLifecycle(self.db, builder.agents)
         lifecycle.refresh_all(self.db)
@@ -283,6 +288,7 @@ def run(listen="127.0.0.1:0", **options):
     """Foreground simulator for ``xorest sim``: one ready line, clean exit on SIGINT/SIGTERM."""
     host, _, port = listen.rpartition(":")
     options.setdefault("internals", os.environ.get("XOREST_SIM_INTERNALS", "") not in ("", "0"))
+    options.setdefault("monitoring", os.environ.get("XOREST_SIM_MONITORING", "1") not in ("", "0"))
     sim = Simulator(host.strip("[]") or "127.0.0.1", int(port or 0), **options)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, fields
 @dataclass
 class Faults:
     latency: float = 0.0  # seconds added before every RPC answer
+    rrd_latency: float = 0.0  # seconds added before every /rrd_updates, /host_rrd, /vm_rrd answer
     refuse: float = 0.0  # seconds during which every new connection is dropped unanswered
     export_stall_after: int = -1  # bytes of an export body after which it stalls
     export_stall_seconds: float = 3600.0

@@ -100,12 +100,15 @@ class PoolBuilder:
     :param now: the build time (POSIX seconds), default the current time.
     :param internals: also build what a real pool has that clients of the simulator did not
         expect before: the hidden VHD base copies (unmanaged VDIs, the ``vhd-parent`` of
-        snapshots and their disks), ``other_config:perfmon`` on some VMs, the master and the
-        shared SR (so perfmon raises alarms by itself), and ALARM messages from before the build.
+        snapshots and their disks), and what ``monitoring`` builds.
+    :param monitoring: ``other_config:perfmon`` on some VMs, the master and the shared SR (so
+        perfmon raises alarms by itself), and ALARM messages from before the build, as a pool
+        that has been watched for a while has them.
     """
 
-    def __init__(self, db, disks, seed, hosts=3, vms=50, now=None, internals=False):
+    def __init__(self, db, disks, seed, hosts=3, vms=50, now=None, internals=False, monitoring=False):
         self.internals = internals
+        self.monitoring = monitoring or internals
         self.db = db
         self.disks = disks  # vdi ref -> DiskContent factory registry (see Simulator)
         self.seed = seed
@@ -164,6 +167,7 @@ class PoolBuilder:
         self._updates()
         self._messages()
         self._tasks()
+        self._alarm_history()  # last: the records before it are the same with or without it
         return pool
 
     # storage drivers ----------------------------------------------------------------
@@ -194,7 +198,7 @@ class PoolBuilder:
             other = {"boot_time": str(boot), "agent_start_time": str(boot + 95 + rng.randrange(30)),
                      "iscsi_iqn": iqn, "multipathing": "true" if index % 2 == 0 else "false",
                      "multipathhandle": "dmp"}
-            if index == 0 and self.internals:
+            if index == 0 and self.monitoring:
                 other["perfmon"] = PERFMON_HOST
             metrics = self.create("host_metrics", memory_total=256 * GiB, memory_free=128 * GiB, live=True,
                                   last_updated=self.at(rng.randrange(5)))
@@ -387,7 +391,7 @@ class PoolBuilder:
         hosts = self.host_refs
         shared = self._sr("NFS shared storage", "nfs", "user", True, hosts, 20 * 1024 * GiB,
                           description="NFS SR [nfs.example.org:/export/xcp]",
-                          other_config={"auto-scan": "true", **({"perfmon": PERFMON_SR} if self.internals else {})},
+                          other_config={"auto-scan": "true", **({"perfmon": PERFMON_SR} if self.monitoring else {})},
                           device_config={"server": "nfs.example.org", "serverpath": "/export/xcp",
                                          "nfsversion": "4.1"})
         iso = self._sr("ISO library", "iso", "iso", True, hosts, 2 * 1024 * GiB,
@@ -677,7 +681,7 @@ class PoolBuilder:
             perfmon = PERFMON_VM_MEMORY
         else:
             perfmon = PERFMON_VM if rng.random() < 0.05 else None
-        if perfmon and self.internals:  # what perfmon watches (its alarms surprised older clients)
+        if perfmon and self.monitoring:  # what perfmon watches (its alarms surprised older clients)
             other["perfmon"] = perfmon
         ha_priority = ""
         if self.ha and env == "prod":
@@ -961,6 +965,23 @@ class PoolBuilder:
             self.update("host", host, other_config=other)
             info["patched"] = installed
 
+    def _alarm_history(self):
+        """perfmon's past alarms about watched VMs, in its own body format (``monitoring``);
+        from a random sequence of their own, so that the rest of the pool does not depend on
+        them."""
+        if not self.monitoring:
+            return
+        rng = random.Random(f"{self.seed}:alarms")
+        watched = [r for r in self.db.tables["VM"].values() if "perfmon" in r["other_config"]
+                   and r["power_state"] == "Running"]
+        for vm in watched[:max(1, len(watched) // 3)]:
+            value = 0.9 + rng.randrange(1, 10) / 100
+            self.create("message", name="ALARM", priority=3, cls="VM", obj_uuid=vm["uuid"],
+                        timestamp=self.at(rng.randint(1, 72) * 3600),
+                        body=f"value: {value:f}\nconfig:\n<variable>\n\t<name value=\"cpu_usage\"/>\n\t"
+                             f"<alarm_trigger_level value=\"0.9\"/>\n\t<alarm_trigger_period value=\"60\"/>\n\t"
+                             f"<alarm_auto_inhibit_period value=\"3600\"/>\n</variable>\n")
+
     def _messages(self):
         rng = self.rng
         master = self.db.record("host", self.host_refs[0])
@@ -969,16 +990,6 @@ class PoolBuilder:
             self.create("message", name="HOST_CLOCK_SKEW_DETECTED", priority=3, cls="Host",
                         obj_uuid=record["uuid"], timestamp=self.at(rng.randint(1, 30) * 3600),
                         body="The clocks of the pool's hosts differ by 2 seconds")
-        # perfmon's past alarms, in its own body format (with internals only)
-        watched = [r for r in self.db.tables["VM"].values() if "perfmon" in r["other_config"]
-                   and r["power_state"] == "Running"] if self.internals else []
-        for vm in watched[:max(1, len(watched) // 3)]:
-            value = 0.9 + rng.randrange(1, 10) / 100
-            self.create("message", name="ALARM", priority=3, cls="VM", obj_uuid=vm["uuid"],
-                        timestamp=self.at(rng.randint(1, 72) * 3600),
-                        body=f"value: {value:f}\nconfig:\n<variable>\n\t<name value=\"cpu_usage\"/>\n\t"
-                             f"<alarm_trigger_level value=\"0.9\"/>\n\t<alarm_trigger_period value=\"60\"/>\n\t"
-                             f"<alarm_auto_inhibit_period value=\"3600\"/>\n</variable>\n")
         if self.ha:
             self.create("message", name="HA_POOL_OVERCOMMITTED", priority=3, cls="Pool",
                         obj_uuid=next(iter(self.db.tables["pool"].values()))["uuid"],

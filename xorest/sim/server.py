@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import zstandard
 
-from . import exports, hostops, imports, joins, lifecycle, operations, rpc, stats
+from . import exports, hostlogs, hostops, imports, joins, lifecycle, operations, rpc, stats
 from .faults import StreamFaults
 from .formats import vhd as vhd_format
 from .formats import xva as xva_format
@@ -44,6 +44,9 @@ class SimHTTPServer(ThreadingHTTPServer):
         self.simulator = simulator
         self.role = role
         self.ssl_context = ssl_context
+        # each host keeps the audit trail of what it was asked (/audit_log)
+        self.audit = hostlogs.AuditTrail(simulator.db, lambda: simulator.stats.host_ref_at(address[0],
+                                                                                         role == "master"))
         super().__init__(address, SimRequestHandler)
 
     def get_request(self):
@@ -154,6 +157,10 @@ class SimRequestHandler(BaseHTTPRequestHandler):
             return self._transfer(query, self._export_vm, self._vm_disks)
         if route == "/export_raw_vdi":
             return self._transfer(query, self._export_vdi, self._vdi_disks)
+        if route == "/audit_log":
+            return self._transfer(query, self._audit_log)
+        if route == "/host_logs_download":
+            return self._transfer(query, self._host_logs_download)
         self._html_error(404, "not found")
 
     def do_PUT(self):
@@ -174,7 +181,7 @@ class SimRequestHandler(BaseHTTPRequestHandler):
         except Exception:
             return self._html_error(500, "cannot parse XML-RPC request")
         try:
-            value = self.sim.api.call(method, params, self.server.role)
+            value = self._call(method, params)
             payload = (rpc.xml_response(value) if method == "system.listMethods"
                        else rpc.xml_success(value, self.sim.xml_memo))
         except XapiFailure as failure:
@@ -190,7 +197,7 @@ class SimRequestHandler(BaseHTTPRequestHandler):
         except ValueError:
             return self._html_error(500, "cannot parse JSON-RPC request")
         try:
-            value = self.sim.api.call(method, params, self.server.role)
+            value = self._call(method, params)
             payload = rpc.json_success(value, request_id, version)
         except XapiFailure as failure:
             payload = rpc.json_failure(failure, request_id, version)
@@ -198,6 +205,31 @@ class SimRequestHandler(BaseHTTPRequestHandler):
             log.exception("%s failed", method)
             payload = rpc.json_failure(XapiFailure("INTERNAL_ERROR", str(exc)), request_id, version)
         self._send(200, payload, "application/json")
+
+    def _user(self):
+        return next(iter(self.sim.sessions.credentials), "root")
+
+    def _call(self, method, params):
+        """Carry out an API call, written to this host's audit trail as XAPI writes it."""
+        if not hostlogs.audited(method) or not isinstance(params, list):
+            return self.sim.api.call(method, params, self.server.role)
+        login = method == "session.login_with_password"
+        arguments = [] if login else self.server.audit.arguments(params[1:])
+        user = str(params[0]) if login and params else self._user()
+        value, outcome = None, "INTERNAL_ERROR"
+        try:
+            value = self.sim.api.call(method, params, self.server.role)
+            outcome = "OK"
+        except XapiFailure as failure:
+            outcome = failure.code
+            raise
+        finally:
+            if outcome not in ("SESSION_INVALID", "SESSION_AUTHENTICATION_FAILED", "HOST_IS_SLAVE"):
+                session = value if login and outcome == "OK" else (params[0] if params else "")
+                # an asynchronous call is audited under the call's own name, as XAPI does
+                call = method[len("Async."):] if method.startswith("Async.") else method
+                self.server.audit.record(call, session, user, outcome, arguments=arguments)
+        return value
 
     def _admin(self, path):
         sim = self.sim
@@ -301,6 +333,8 @@ class SimRequestHandler(BaseHTTPRequestHandler):
             return self._raw(["HTTP/1.1 400 Bad Request", "Connection: close", NO_CACHE])
         if not self._authenticate(query):
             return self._html_error(401, "Unauthorised", [("WWW-Authenticate", 'Basic realm="xapi"')])
+        if sim.faults.rrd_latency:
+            time.sleep(sim.faults.rrd_latency)
         json_output = stats.client_prefers_json(self.headers.get("Accept"), query)
         content_type = "content-type: application/json" if json_output else "content-type: text/xml"
         address, is_master = self.server.server_address[0], self.server.role == "master"
@@ -436,6 +470,9 @@ class SimRequestHandler(BaseHTTPRequestHandler):
             with self.sim.db.lock:
                 self.sim.db.update("task", task, allowed_operations=["cancel"])
                 self.sim.db.commit()
+        self.server.audit.record(f"http/{self.command.lower()}_{urlsplit(self.path).path.strip('/')}",
+                                 self._cookies().get("session_id") or query.get("session_id") or "", self._user(),
+                                 kind="HTTP", task=task)
         try:
             try:
                 handler(query, task)
@@ -511,6 +548,21 @@ class SimRequestHandler(BaseHTTPRequestHandler):
             with db.lock:
                 lifecycle.release(db, "VM", vm, task)
                 db.commit()
+
+    def _audit_log(self, query, task):
+        """``/audit_log[?since=]``: this host's audit trail, close-delimited text."""
+        body = self.server.audit.text(query.get("since", "")).encode("utf-8")
+        self._start_body("HTTP/1.1 200 OK", [("Connection", "close"), ("task-id", task),
+                                               ("Content-Type", "text/plain")])
+        self._stream([body[i:i + 65536] for i in range(0, len(body), 65536)], task)
+        self.sim.api.finish_task(task, "")
+
+    def _host_logs_download(self, query, task):
+        """``/host_logs_download``: the host's /var/log as a gzipped tar, close-delimited."""
+        body = hostlogs.logs_archive(self.server.audit)
+        self._start_body("HTTP/1.1 200 OK", [("Connection", "close"), ("task-id", task)])
+        self._stream([body[i:i + 65536] for i in range(0, len(body), 65536)], task)
+        self.sim.api.finish_task(task, "")
 
     def _vdi_disks(self, query):
         return [self.sim.db.resolve("VDI", query.get("vdi", ""))]

@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from ...errors import NotFound, XorestError
+from ...errors import NotFound, NotSupported, XorestError
 from ...objects import COLLECTIONS
 from ..context import Context
 
@@ -28,6 +28,8 @@ class Action:
     :param created: the collection of the object whose id a synchronous call answers
         (``201`` with ``Location``); ``None`` when the action answers nothing (``204``).
     :param sync_status: the status of a synchronous answer.
+    :param unprocessable: when the action answers ``422`` (a parameter naming an object that
+        exists but cannot serve), for its documentation; ``None``: never.
     """
 
     collection: str
@@ -37,6 +39,7 @@ class Action:
     permission: str
     created: Optional[str] = None
     sync_status: int = 204
+    unprocessable: Optional[str] = None
 
     @property
     def summary(self):
@@ -77,8 +80,9 @@ class ActionService:
         action = CATALOGUE.get((collection, name))
         if action is None:
             names = sorted(a.name for a in CATALOGUE.values() if a.collection == collection)
-            hint = UNSUPPORTED.get(name)
-            raise NotFound(hint or f"no action {name!r} on {collection}", actions=names)
+            if (collection, name) in UNSUPPORTED:
+                raise NotSupported(UNSUPPORTED[collection, name], actions=names)
+            raise NotFound(f"no action {name!r} on {collection}", actions=names)
         return action
 
     def start(self, collection, name, key, body, user, sync=False, title=None):
@@ -113,11 +117,11 @@ class ActionService:
             pass  # logged by the task with its traceback
 
 
-#: What Xen Orchestra's API has and xorest does not do, with the reason (404, as XO
-#: answers an action it does not have).
+#: Actions Xen Orchestra's API has and xorest does not do, with the reason: a ``501``, as
+#: every option xorest leaves out (a ``404`` would tell a client the action does not exist).
 UNSUPPORTED = {
-    "rolling_update": "rolling_update needs Xen Orchestra's update plugin and its package repositories; "
-                      "xorest does not provide it",
+    ("pools", "rolling_update"): "rolling_update needs Xen Orchestra's update plugin and its package "
+                                 "repositories; xorest does not provide it",
 }
 
 

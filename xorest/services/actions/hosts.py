@@ -198,7 +198,12 @@ def emergency_shutdown(ctx, host, body):
 
 
 def detach(ctx, host, body):
-    """Eject a host from its pool; it is then registered as a server of its own."""
+    """Eject a running member from its pool; it is then registered as a server of its own."""
+    pool = ctx.collections.get("pools", host["$pool"])
+    if pool.get("master") == host["id"]:  # XAPI fails it with an internal error
+        raise Conflict(f"host {host['id']} is the pool's master: designate another master first",
+                       actual=host["id"], expected="a member", object=pool["id"], property="master")
+    _must_be(ctx.collections.get("hosts", host["id"]), "Running", "detach")  # ejecting needs the host itself
     conn = ctx.conn()
     ctx.call("pool.eject", host["_xapiRef"])
     parts = urlsplit(conn.server["url"])
@@ -235,8 +240,12 @@ def management_reconfigure(ctx, host, body):
     ctx.run("host.management_reconfigure", pif["_xapiRef"])
 
 
+#: When a host action answers 422.
+UNPROCESSABLE = {"management_reconfigure": "the PIF is not one of this host's"}
+
 ACTIONS = [
-    Action("hosts", name, title, run, "pool.operate") for name, title, run in (
+    Action("hosts", name, title, run, "pool.operate", unprocessable=UNPROCESSABLE.get(name))
+    for name, title, run in (
         ("management_reconfigure", "reconfigure host management interface", management_reconfigure),
         ("disable", "disable host", disable), ("enable", "enable host", enable), ("start", "start host", start),
         ("clean_shutdown", "clean shutdown host", clean_shutdown),

@@ -160,8 +160,9 @@ ACTIONS = [
            created="networks", sync_status=201),
     Action("pools", "emergency_shutdown", "pool emergency shutdown", emergency_shutdown, "pool.admin"),
     Action("pools", "rolling_reboot", "rolling pool reboot", rolling_reboot, "pool.admin"),
-    Action("pools", "create_vm", "create VM", create_vm, "vm.admin", created="vms", sync_status=201),
+    Action("pools", "create_vm", "create VM", create_vm, "vm.admin", created="vms", sync_status=201,
+           unprocessable="the template is in another pool, or a disk of the template would shrink"),
     Action("pools", "management_reconfigure", "reconfigure pool management interface", management_reconfigure,
-           "pool.admin"),
-    Action("pools", "add_host", "add host", add_host, "pool.admin"),
+           "pool.admin", unprocessable="the network is in another pool"),
+    Action("pools", "add_host", "add host", add_host, "pool.admin", unprocessable="the host is already in this pool"),
 ]

@@ -7,6 +7,8 @@ from ...errors import Conflict, UpstreamError, XorestError
 from . import Action
 
 NULL = "OpaqueRef:NULL"
+#: The ``trim`` plugin's error codes for an SR whose type it does not trim.
+UNTRIMMABLE = ("UnsupportedSRForTrim",)
 #: What the ``trim`` plugin answers when it fails.
 _TRIM_ERROR = re.compile(r"<key>errcode</key><value>(.*?)</value>.*<key>errmsg</key><value>(.*?)</value>", re.S)
 
@@ -18,13 +20,18 @@ def scan(ctx, sr, body):
 
 def reclaim_space(ctx, sr, body):
     """Give the SR's free blocks back to its storage (the ``trim`` plugin on the master)."""
+    pbds = ctx.collections.cache.snapshot().collection("pbds")
+    if not any((pbds.get(pbd) or {}).get("attached") for pbd in sr.get("$PBDs") or ()):
+        # what SR.scan answers too: the plugin would fail to reach the storage
+        raise Conflict(f"SR {sr['id']} is not attached to any host", code="SR_NOT_ATTACHED", params=[sr["_xapiRef"]])
     pool = ctx.collections.get("pools", sr["$pool"])
     master = ctx.get("hosts", pool["master"])
     result = ctx.run("host.call_plugin", master["_xapiRef"], "trim", "do_trim", {"sr_uuid": sr["uuid"]})
     failed = _TRIM_ERROR.search(result or "")
     if failed:
-        raise UpstreamError(f"reclaiming space failed: {failed.group(2)}", code=failed.group(1),
-                            params=[failed.group(2)])
+        # an SR the plugin cannot trim (not thick LVM) is the request's object, not the storage failing
+        error = Conflict if failed.group(1) in UNTRIMMABLE else UpstreamError
+        raise error(f"reclaiming space failed: {failed.group(2)}", code=failed.group(1), params=[failed.group(2)])
 
 
 def unplug_all(ctx, sr):

@@ -154,6 +154,7 @@ ACTIONS = [
     Action("vms", "resume", "resume VM", _simple("resume", "resume a suspended VM", False, True), "vm.operate"),
     Action("vms", "snapshot", "snapshot VM", snapshot, "vm.operate", created="vm-snapshots", sync_status=201),
     Action("vms", "clone", "clone VM", clone, "vm.admin", created="vms", sync_status=201),
-    Action("vms", "revert_snapshot", "revert VM snapshot", revert_snapshot, "vm.operate"),
+    Action("vms", "revert_snapshot", "revert VM snapshot", revert_snapshot, "vm.operate",
+           unprocessable="the snapshot is not one of this VM's"),
     Action("vms", "migrate", "Migrate VM", migrate, "vm.admin"),
 ]
