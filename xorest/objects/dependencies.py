@@ -30,6 +30,27 @@ def _refs(value):
     return ()
 
 
+def _missing_links(record, records):
+    """The refs ``record`` names that are not in ``records`` (what :func:`_refs` finds in
+    each field, written out: it runs for every field of every record of a pool's load)."""
+    missing = []
+    for value in record.values():
+        kind = value.__class__
+        if kind is str:
+            if value.startswith("OpaqueRef:") and value != NULL_REF and value not in records:
+                missing.append(value)
+        elif kind is list:
+            for item in value:
+                if item.__class__ is str and item.startswith("OpaqueRef:") and item != NULL_REF \
+                        and item not in records:
+                    missing.append(item)
+        elif kind is dict:
+            for key in value:
+                if key.startswith("OpaqueRef:") and key not in records:
+                    missing.append(key)
+    return missing
+
+
 def _vm_reads(record, ctx):
     reads = [(record.get("metrics"), None), (record.get("guest_metrics"), None),
              (record.get("snapshot_of"), ())]
@@ -171,8 +192,7 @@ class Dependents:
             return
         reads = list(_READS[cls](record, ctx)) if cls in _READS else []
         # links to records not loaded yet: the object must be mapped again when they arrive
-        reads += [(target, ()) for value in record.values() for target in _refs(value)
-                  if target not in ctx.records]
+        reads += [(target, ()) for target in _missing_links(record, ctx.records)]
         keys = []
         for key, fields in reads:
             if key is None or key == NULL_REF or key == ref:

@@ -73,6 +73,7 @@ def template_disks(xml):
     return disks
 
 
+@functools.lru_cache(maxsize=256)  # VMs of one template share their recommendations (and the result)
 def firmware_restrictions(recommendations):
     """``recommendations`` reduced to what :func:`firmware_supported` reads: its
     ``supports-*`` restrictions, in order (a VM's copy of its template's recommendations

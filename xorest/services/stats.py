@@ -13,7 +13,6 @@ could not answer.  The answer: ``{"endTimestamp", "interval", "stats"}``
 import logging
 
 from ..errors import Conflict, NotFound, Unprocessable, UpstreamError
-from ..objects import NULL_REF
 from ..objects.values import parse_datetime
 from ..xapi import XapiError, XapiUnreachable, rrd
 from .failures import translate, translated
@@ -80,12 +79,11 @@ class StatsService:
         return None if pool.get("master") == host["id"] else host.get("address")
 
     def _resident_host(self, conn, vm):
-        """The host a VM runs on (XAPI's ``resident_on``), or ``None``."""
-        item = conn.records.get(vm["_xapiRef"])
-        resident = item[1].get("resident_on") if item else None
-        if vm.get("power_state") not in LIVE or not resident or resident == NULL_REF:
+        """The host a VM runs on (XAPI's ``resident_on``: a live VM's ``$container``, as
+        Xen Orchestra maps it), or ``None``."""
+        if vm.get("power_state") not in LIVE or not vm.get("$container"):
             return None
-        return self._host(resident)
+        return self._host(vm["$container"])
 
     # reading -----------------------------------------------------------------------------
 

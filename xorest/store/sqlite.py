@@ -11,6 +11,7 @@ import os
 import sqlite3
 import stat
 import threading
+import time
 
 from ..config import private_directory
 from . import StoreUnavailable
@@ -46,6 +47,21 @@ def _dict_row(cursor, row):
     return {column[0]: value for column, value in zip(cursor.description, row)}
 
 
+def _enter_wal(conn):
+    """Switch a connection's database to WAL, retrying while others hold it: the switch
+    needs the file to itself, and SQLite refuses it at once (no busy wait) when processes
+    opening a new database at the same moment collide."""
+    deadline = time.monotonic() + LOCK_TIMEOUT
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 class SqliteStore(SqlStore):
     """Everything persistent in one SQLite file."""
 
@@ -69,8 +85,8 @@ class SqliteStore(SqlStore):
         if conn is None or getattr(self._local, "pid", None) != os.getpid():
             conn = sqlite3.connect(self.path, timeout=LOCK_TIMEOUT, isolation_level=None, check_same_thread=False)
             conn.row_factory = _dict_row
-            conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA busy_timeout={int(LOCK_TIMEOUT * 1000)}")
+            _enter_wal(conn)
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA synchronous=NORMAL")
             self._local.conn, self._local.pid = conn, os.getpid()

@@ -1,0 +1,187 @@
+"""Issue #18's targets on a 10,000-VM simulated pool: this tree against a baseline commit,
+each started as a user starts it (``xorest serve`` with its defaults), in the same run.
+
+For each tree: the time from ``xorest server add`` to the first full answer of
+``/rest/v0/vms?fields=*`` (the simulator's own ``event.from`` of everything is printed as
+the floor), the memory of the whole instance (master, workers, pools daemon) at rest and
+after the listing benchmark, and listings per second at 8 connections (wrk): uncached
+(``fields=name_label,power_state&filter=power_state:Running`` with another ``limit``
+each time, so no rendering is reused) and ``fields=*``.
+
+Run: .venv/bin/python bench/bench_scale.py [BASELINE_REF]   (default: 48ce70d, the main
+this work started from).  The baseline is checked out in a temporary git worktree and run
+with this venv (its dependencies are a subset).
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import psutil
+import requests
+
+from common import PYTHON, ROOT, free_port, report, start_sim, xapi_rpc
+
+VMS = 10_000
+SECONDS = 15
+UNCACHED = "/rest/v0/vms?fields=name_label,power_state&filter=power_state:Running&limit={n}"
+WHOLE = "/rest/v0/vms?fields=*&limit={n}"
+WRK_SCRIPT = """
+local n = 0
+request = function()
+  n = n + 1
+  local path = "PATH"
+  path = path:gsub("{n}", tostring(100000 + n))
+  return wrk.format("GET", path, {["Cookie"] = "authenticationToken=TOKEN"})
+end
+"""
+
+
+class Tree:
+    """One version of xorest: its sources, run with this venv's Python."""
+
+    def __init__(self, name, root):
+        self.name, self.root = name, root
+
+    def env(self, data):
+        # settings a tree does not know would be refused: start from a clean environment
+        env = {k: v for k, v in os.environ.items() if not k.startswith("XOREST_")}
+        return dict(env, PYTHONPATH=self.root, XOREST_DATA_DIR=data)
+
+    def cli(self, env, *args, stdin=None):
+        return subprocess.run([PYTHON, "-m", "xorest", *args], env=env, input=stdin, text=True, capture_output=True,
+                              check=True, cwd=self.root).stdout.strip()
+
+
+def checkout(ref):
+    folder = tempfile.mkdtemp(prefix="xorest-baseline-")
+    subprocess.run(["git", "-C", ROOT, "worktree", "add", "--detach", folder, ref], check=True,
+                   capture_output=True)
+    return folder
+
+
+def instance_rss(pid):
+    """Bytes of resident memory of a process and all its descendants."""
+    root = psutil.Process(pid)
+    total = 0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            total += proc.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def wrk_rate(base, token, path):
+    script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+    script.write(WRK_SCRIPT.replace("PATH", path).replace("TOKEN", token))
+    script.close()
+    out = subprocess.run(["wrk", "-t2", "-c8", f"-d{SECONDS}s", "--timeout", "30s", "-s", script.name, base],
+                         capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in out:
+        print("# wrk saw non-2xx answers:", out.replace("\n", " | "))
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+
+def measure(tree, sim):
+    data = tempfile.mkdtemp(prefix="xorest-bench-scale-")
+    env = tree.env(data)
+    tree.cli(env, "user", "add", "admin@example.com", "--admin", "--password-stdin", stdin="admin-password\n")
+    token = tree.cli(env, "token", "create", "admin@example.com").splitlines()[-1]
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = open(os.path.join(data, "serve.log"), "w")
+    proc = subprocess.Popen([PYTHON, "-m", "xorest", "serve", "--listen", f"127.0.0.1:{port}"], env=env,
+                            cwd=tree.root, stdout=log, stderr=subprocess.STDOUT)
+    cookies = {"authenticationToken": token}
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                requests.get(base + "/rest/v0", timeout=2)
+                break
+            except requests.exceptions.RequestException:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(open(log.name).read()[-3000:])
+                time.sleep(0.1)
+        time.sleep(2)  # the workers have booted and are idle
+        empty_rss = instance_rss(proc.pid)
+        started = time.monotonic()
+        tree.cli(env, "server", "add", sim.url, "--password-stdin", stdin="password\n")
+        while True:
+            answer = requests.get(base + "/rest/v0/vms?fields=*", cookies=cookies, timeout=120)
+            if answer.status_code == 200 and len(answer.json()) >= VMS:
+                break
+            if time.monotonic() - started > 300:
+                raise RuntimeError("the pool never loaded: " + open(log.name).read()[-3000:])
+            time.sleep(0.05)
+        first_answer = time.monotonic() - started
+        # every worker has it too (answers land on any worker)
+        while sum(len(requests.get(base + "/rest/v0/vms", cookies=cookies, timeout=60).json()) >= VMS
+                  for _ in range(8)) < 8:
+            time.sleep(0.2)
+        time.sleep(10)
+        at_rest = instance_rss(proc.pid)
+        uncached = wrk_rate(base, token, UNCACHED)
+        whole = wrk_rate(base, token, WHOLE)
+        after = instance_rss(proc.pid)
+        return {"first full answer after server add (s)": first_answer,
+                "memory, empty instance (MiB)": empty_rss / 2**20,
+                "memory at rest, pool loaded (MiB)": at_rest / 2**20,
+                "memory after the listings (MiB)": after / 2**20,
+                "uncached listings (req/s, 8 connections)": uncached,
+                "fields=* on 10k VMs (req/s, 8 connections)": whole}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def floor(sim):
+    """The simulator's own time to send every record (what any client's first load waits)."""
+    from xorest.xapi.watcher import WATCHED_CLASSES
+
+    call = xapi_rpc(sim.url)
+    started = time.monotonic()
+    body = requests.post(sim.url + "/jsonrpc", timeout=300, json={
+        "jsonrpc": "2.0", "id": 1, "method": "event.from",
+        "params": [call.session, WATCHED_CLASSES, "", 0.0]}).content
+    return time.monotonic() - started, len(body)
+
+
+TARGETS = {  # metric -> (target ratio to the baseline, or an absolute bound), as issue #18 states them
+    "first full answer after server add (s)": "<= 5 s",
+    "memory at rest, pool loaded (MiB)": "<= 600 MiB",
+    "memory after the listings (MiB)": "<= 900 MiB",
+    "uncached listings (req/s, 8 connections)": ">= 2x",
+    "fields=* on 10k VMs (req/s, 8 connections)": ">= 1.5x",
+}
+
+
+if __name__ == "__main__":
+    if not shutil.which("wrk"):
+        sys.exit("wrk is needed (apt-get install wrk)")
+    ref = sys.argv[1] if len(sys.argv) > 1 else "48ce70d"
+    baseline_root = checkout(ref)
+    sim = start_sim("--vms", str(VMS))
+    try:
+        seconds, size = floor(sim)
+        report("floor: the simulator's event.from of every record", seconds, None, f"s, {size >> 20} MiB")
+        results = {}
+        for tree in (Tree(f"baseline {ref}", baseline_root), Tree("this tree", ROOT)):
+            results[tree.name] = measure(tree, sim)
+            print(f"# {tree.name}: {results[tree.name]}", flush=True)
+        old, new = results[f"baseline {ref}"], results["this tree"]
+        print("metric,this tree,baseline,ratio,target")
+        for metric in new:
+            ratio = new[metric] / old[metric] if old[metric] else float("nan")
+            print(f"{metric},{new[metric]:.4g},{old[metric]:.4g},{ratio:.3f},{TARGETS.get(metric, '')}",
+                  flush=True)
+    finally:
+        sim.stop()
+        subprocess.run(["git", "-C", ROOT, "worktree", "remove", "--force", baseline_root], capture_output=True)
