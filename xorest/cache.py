@@ -102,12 +102,6 @@ class ObjectCache:
         with self._lock:
             return set(self._owned)
 
-    def pool_objects(self, pool_key):
-        """``id -> (collection, object)`` of one pool: its complete state."""
-        with self._lock:
-            collections = self._snapshot.collections
-            return {key: (name, collections[name][key]) for key, name in self._owned.get(pool_key, {}).items()}
-
     def remove_pool(self, pool_key):
         """Forget every object of a pool (its server was removed)."""
         self.apply(pool_key, {}, (), reset=True)

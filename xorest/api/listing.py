@@ -10,8 +10,9 @@ from ..services import scopes
 from ..services.schemas import object_schema
 from . import services
 from .routes import Answer, Listing
-from .output import (RenderCache, body_response, json_listing_response, json_response, ndjson_response, parse_fields,
-                     projector, render_json)
+from .fragments import Fragments
+from .output import (RenderCache, body_response, json_array_pieces, json_listing_response, json_response,
+                     ndjson_response, parse_fields, projector, render_json)
 from .streaming import client_speaks_http10
 
 
@@ -28,6 +29,14 @@ def listing_answer(description, collection=None):
 
 def _render_cache():
     return current_app.extensions.setdefault("xorest.render_cache", RenderCache())
+
+
+def _fragments():
+    return current_app.extensions.setdefault("xorest.fragments", Fragments())
+
+
+def _fields_key(fields):
+    return fields if fields is None or isinstance(fields, str) else tuple(fields)
 
 
 def listing(name, query, within=None, scope=()):
@@ -50,7 +59,9 @@ def listing(name, query, within=None, scope=()):
             body, etag, cursor = cached
             return _link_next(_rendered(body, etag, query["markdown"]), cursor)
     objects, cursor = svc.select(name, query["filter"], query["limit"], query["sort"], query["after"], within)
-    items = map(projector(name, parse_fields(query["fields_"])), objects)
+    fields = parse_fields(query["fields_"])
+    project = projector(name, fields)
+    items = map(project, objects)
     if query["ndjson"]:
         return _link_next(ndjson_response(items, whole=client_speaks_http10()), cursor)
     if query["markdown"]:
@@ -58,7 +69,12 @@ def listing(name, query, within=None, scope=()):
         rendered = body, render_json(body.decode("utf-8"))[1]
         response = _rendered(*rendered, markdown=True)
     else:
-        response, rendered = json_listing_response(items, key, whole=client_speaks_http10())
+        if cacheable:  # pool objects: their items are kept rendered while they do not change
+            pieces = _fragments().pieces((name, _fields_key(fields)), project, objects,
+                                         svc.cache.snapshot().collection(name))
+        else:
+            pieces = json_array_pieces(items)
+        response, rendered = json_listing_response(pieces, key, whole=client_speaks_http10())
     if cacheable and rendered is not None:
         _render_cache().put(key, *rendered, cursor)
     return _link_next(response, cursor)

@@ -188,8 +188,9 @@ def rendering_etag(key):
     return hashlib.blake2b(f"{_PROCESS_NONCE}:{key!r}".encode("utf-8"), digest_size=12).hexdigest()
 
 
-def json_listing_response(items, key, whole=False):
-    """A listing's JSON answer and, when it was rendered whole, ``(body, etag)`` to cache.
+def json_listing_response(pieces, key, whole=False):
+    """A listing's JSON answer (``pieces``: its rendering, see :func:`json_array_pieces`)
+    and, when it was rendered whole, ``(body, etag)`` to cache.
 
     Up to :data:`WHOLE_LISTING` bytes (or always, with ``whole``: HTTP/1.0 clients need a
     length), the body is rendered whole with a content ETag.  Beyond, it is streamed with
@@ -202,7 +203,6 @@ def json_listing_response(items, key, whole=False):
         response = Response(status=304)
         response.set_etag(streamed_etag, weak=True)
         return response, None
-    pieces = json_array_pieces(items)
     head, size = [], 0
     for piece in pieces:
         head.append(piece)

@@ -1,12 +1,15 @@
 """Collections: a name -> the cache snapshot (or the store) -> filter -> limit -> objects."""
 import itertools
 import logging
+import threading
+from collections import OrderedDict
 
 from .. import filter as live_filter
 from ..errors import BadRequest, NotFound
 from ..objects import COLLECTIONS
 from .auth import public_user
 from .ordering import SortOrder
+from . import scopes
 from .scopes import ScopeService
 from .tasks import concerns
 
@@ -15,6 +18,35 @@ log = logging.getLogger(__name__)
 #: Collections that do not come from the pools (``tasks``: xorest's task log).
 LOCAL_COLLECTIONS = ("servers", "users", "audit", "tasks")
 VM_COLLECTIONS = ("vms", "vm-snapshots", "vm-templates", "vm-controllers")
+
+
+class Selections:
+    """Recent selections of pool collections (filter, scope, order), each kept with the
+    state it was computed from: scripts list the same collections with the same filters
+    again and again, by pages or with other limits; until the collection changes, the
+    filter is not evaluated again.  A collection changes as a new dict in the cache's
+    snapshot, so the state is compared by identity (and held, so its identity is not
+    reused)."""
+
+    def __init__(self, size=64):
+        self.size = size
+        self._items = OrderedDict()  # key -> (state, matches)
+        self._lock = threading.Lock()
+
+    def get(self, key, state):
+        with self._lock:
+            item = self._items.get(key)
+            if item is None or item[0] is not state:
+                return None
+            self._items.move_to_end(key)
+            return item[1]
+
+    def put(self, key, state, matches):
+        with self._lock:
+            self._items[key] = (state, matches)
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
 
 
 class CollectionService:
@@ -36,6 +68,7 @@ class CollectionService:
         self.config = config
         self.tasks = tasks
         self.scopes = ScopeService()
+        self.selections = Selections()
 
     @staticmethod
     def names():
@@ -99,8 +132,35 @@ class CollectionService:
         :raises NotFound: unknown collection.
         """
         snapshot = self._snapshot()
+        if within is None and name in COLLECTIONS:
+            order = SortOrder(sort)
+            return self._page(self._matches(name, snapshot, filter_text, order), order, limit, after)
         candidates = [obj for obj in self._objects(name, snapshot).values() if within is None or within(obj)]
         return self.select_objects(name, candidates, filter_text, limit, sort, after, snapshot)
+
+    def _matches(self, name, snapshot, filter_text, order):
+        """Every object of a pool collection the token's scope and ``filter_text`` let
+        through, in ``order``: computed once per state of the collection (see
+        :class:`Selections`), then only paged."""
+        scope = scopes.current()
+        objects = snapshot.collection(name)
+        # an unscoped listing depends on its collection only; a scope may read others
+        state = objects if scope is None else snapshot
+        key = (name, scopes.cache_key(), filter_text or "", order.text)
+        found = self.selections.get(key, state)
+        if found is None:
+            found = self.select_objects(name, list(objects.values()), filter_text, None, order.text, None,
+                                        snapshot)[0]
+            self.selections.put(key, state, found)
+        return found
+
+    @staticmethod
+    def _page(matches, order, limit, after):
+        candidates = order.after(matches, after)
+        if limit is None or len(candidates) <= limit:
+            return candidates, None
+        page = candidates[:limit]
+        return page, order.cursor(page[-1]) if page else None
 
     def select_objects(self, name, candidates, filter_text=None, limit=None, sort=None, after=None, snapshot=None):
         """:meth:`select` over ``candidates`` of collection ``name`` (in id order), e.g. an

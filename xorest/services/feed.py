@@ -115,22 +115,23 @@ class _Subscriber:
 
 
 class FeedServer:
-    """What the daemon serves: every change of its cache, to every connected worker.
+    """What the daemon serves: every change of its pools, to every connected worker.
 
     It stands in for the daemon's pools' cache (:meth:`apply`, :meth:`remove_pool`,
-    :meth:`applied` have :class:`~xorest.cache.ObjectCache`'s meaning): each change is
-    applied to the daemon's own cache, then queued for every worker, under one lock, so
-    a worker joining gets a snapshot and then exactly the changes after it.
+    :meth:`applied` have :class:`~xorest.cache.ObjectCache`'s meaning) but keeps no
+    objects: each change is queued for every worker.  A worker joining is registered
+    first, then gets each pool's objects mapped afresh from its records, under the pool's
+    lock (no batch of that pool is published meanwhile): a batch it received before a
+    pool's snapshot is replaced by it, one after it follows it.
 
     :param path: the Unix socket to listen on.
-    :param cache: the daemon's :class:`~xorest.cache.ObjectCache`.
     :param pools: a function giving the daemon's pool connections (for states and snapshots).
     :param reconcile: a function reconciling the servers with the store now.
     :param on_leave: a function called when a worker's connection ends.
     """
 
-    def __init__(self, path, cache, pools, reconcile, on_leave=None):
-        self.path, self.cache, self.pools, self.reconcile = path, cache, pools, reconcile
+    def __init__(self, path, pools, reconcile, on_leave=None):
+        self.path, self.pools, self.reconcile = path, pools, reconcile
         self.on_leave = on_leave  # called when a worker leaves (it may have died midway)
         self._lock = threading.RLock()
         self._subscribers = []
@@ -140,12 +141,8 @@ class FeedServer:
 
     # the cache's interface -------------------------------------------------------------
 
-    def snapshot(self):
-        return self.cache.snapshot()
-
     def apply(self, pool_key, upserts, deletes=(), reset=False):
         with self._lock:
-            self.cache.apply(pool_key, upserts, deletes, reset)
             self._publish(("batch", pool_key, upserts, tuple(deletes), reset))
 
     def applied(self, pool_key, token):
@@ -154,15 +151,8 @@ class FeedServer:
 
     def remove_pool(self, pool_key):
         with self._lock:
-            self.cache.remove_pool(pool_key)
             self._states.pop(pool_key, None)
             self._publish(("gone", pool_key))
-
-    def wait_for(self, predicate, timeout):
-        return self.cache.wait_for(predicate, timeout)
-
-    def changes_since(self, generation):
-        return self.cache.changes_since(generation)
 
     def _publish(self, message):
         if not self._subscribers:
@@ -242,16 +232,19 @@ class FeedServer:
             return
         subscriber = _Subscriber(sock, f"worker {hello.get('pid')}")
         with self._lock:
-            # what the worker starts from, consistent with the changes queued after it
-            for conn in self.pools():
-                state = self.state_of(conn)
-                subscriber.push(pickle.dumps(("pool", conn.key, state), protocol=pickle.HIGHEST_PROTOCOL))
-                subscriber.push(pickle.dumps(("snapshot", conn.key, self.cache.pool_objects(conn.key),
-                                              conn.watcher.token), protocol=pickle.HIGHEST_PROTOCOL))
-            subscriber.push(pickle.dumps(("ready",), protocol=pickle.HIGHEST_PROTOCOL))
             self._subscribers.append(subscriber)
-        log.info("%s joined the pools feed", subscriber.name)
         threading.Thread(target=subscriber.write_loop, name="feed-writer", daemon=True).start()
+        for conn in self.pools():  # what the worker starts from, pool by pool
+            with conn.lock:
+                objects, token = conn.current_objects()
+                with self._lock:
+                    subscriber.push(pickle.dumps(("pool", conn.key, self.state_of(conn)),
+                                                 protocol=pickle.HIGHEST_PROTOCOL))
+                    subscriber.push(pickle.dumps(("snapshot", conn.key, objects, token),
+                                                 protocol=pickle.HIGHEST_PROTOCOL))
+            del objects
+        subscriber.push(pickle.dumps(("ready",), protocol=pickle.HIGHEST_PROTOCOL))
+        log.info("%s joined the pools feed", subscriber.name)
         self._read_requests(sock, subscriber)
 
     def _read_requests(self, sock, subscriber):

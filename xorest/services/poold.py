@@ -11,7 +11,6 @@ import os
 import signal
 import threading
 
-from ..cache import ObjectCache
 from ..store import open_store
 from .feed import FeedServer
 from .pools import PoolService
@@ -30,7 +29,7 @@ class PoolsDaemon:
     def __init__(self, config, socket_path):
         self.config = config
         self.store = open_store(config)
-        self.feed = FeedServer(socket_path, ObjectCache(), pools=lambda: self.pools.connections(),
+        self.feed = FeedServer(socket_path, pools=lambda: self.pools.connections(),
                                reconcile=lambda: self.pools.reconcile(),
                                on_leave=lambda: self.sweeper.sweep_soon())  # a worker may have died
         self.pools = PoolService(self.store, self.feed, config)

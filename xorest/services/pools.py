@@ -13,7 +13,7 @@ import os
 import threading
 import time
 
-from .. import objects
+from .. import memory, objects
 from ..errors import NotFound, Unavailable, UpstreamError
 from ..xapi import XapiClient, XapiError, XapiUnreachable, Watcher
 from ..xapi.watcher import WATCHED_CLASSES, token_key
@@ -66,6 +66,7 @@ class PoolConnection:
         self.key = server["id"]
         self.cache = cache
         self.records = {}  # ref -> (class, record); only the watcher thread writes it
+        self.lock = threading.RLock()  # a batch being applied, or the objects being read whole
         self.dependents = objects.Dependents()  # who read which record while mapped
         self.id_of = {}  # ref -> XO id in the cache
         self.pool_uuid = None
@@ -127,6 +128,24 @@ class PoolConnection:
     def on_batch(self, events, reset):
         """Apply XAPI events to the raw records, then map every affected object (its own,
         and those that read it: see :mod:`xorest.objects.dependencies`) into the cache."""
+        with self.lock:
+            self._apply_batch(events, reset)
+
+    def current_objects(self):
+        """``(id -> (collection, object), token)``: every object of the pool mapped from its
+        records as they are now, and the ``event.from`` token they hold (what a process
+        joining the pools daemon starts from)."""
+        with self.lock:
+            context = objects.Context(self.records, self.pool_uuid, by_uuid=self.dependents.by_uuid)
+            current = {}
+            for ref, (cls, record) in self.records.items():
+                obj = objects.to_xo(cls, ref, record, context)
+                collection = objects.collection_of(obj) if obj else None
+                if collection is not None:
+                    current[obj["id"]] = (collection, obj)
+            return current, self.watcher.token
+
+    def _apply_batch(self, events, reset):
         deps = self.dependents
         if reset:
             self.records = {}
@@ -175,6 +194,7 @@ class PoolConnection:
             # cyclic collector's reach, or every full collection pauses all request threads
             # for hundreds of milliseconds (reference counting still frees them).
             gc.freeze()
+            memory.give_back()  # the load's transient hundreds of MiB
 
 
 class FedPoolConnection(PoolConnection):

@@ -1,0 +1,33 @@
+"""Handing memory back to the system after a burst.
+
+A pool's first load decodes its whole event list (hundreds of MiB for 10k VMs) before
+the records and objects that are kept are built; once it is freed, glibc's allocator
+keeps most of those pages.  :func:`give_back` asks it to return what it can.
+"""
+import ctypes
+import ctypes.util
+import logging
+
+log = logging.getLogger(__name__)
+
+_libc = None
+
+
+def _trim():
+    global _libc
+    if _libc is None:
+        name = ctypes.util.find_library("c")
+        try:
+            _libc = ctypes.CDLL(name) if name else False
+        except OSError:
+            _libc = False
+    if _libc and hasattr(_libc, "malloc_trim"):
+        _libc.malloc_trim(0)
+
+
+def give_back():
+    """Return freed heap memory to the system (glibc; elsewhere nothing happens)."""
+    try:
+        _trim()
+    except Exception as exc:  # never worth failing for
+        log.debug("malloc_trim failed: %s", exc)
