@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from xorest.api.output import WHOLE_LISTING
-from xorest.serve import GUNICORN_SETTINGS
+from xorest.serve import gunicorn_settings
 
 from .conftest import NGINX, PYTHON, Gateway, Nginx, free_port, start_sim
 from .test_fuzz import raw_http
@@ -53,7 +53,7 @@ def test_plain_serve_runs_the_documented_defaults(pool, tmp_path):
     gw = Gateway(tmp_path, pool.url, workers=None, threads=None)
     try:
         workers = gw.workers()
-        assert len(workers) == GUNICORN_SETTINGS["workers"]
+        assert len(workers) == gunicorn_settings()["workers"]  # with the pools daemon: DAEMON_WORKERS
         streams = _paused_downloads(gw.url, gw.token, 2 * len(workers) + 2)
         try:
             # each worker has more threads than the downloads it holds: the API still answers

@@ -7,7 +7,7 @@ import pytest
 
 from xorest import objects
 from xorest.objects import guest, values, xmltree
-from xorest.services.pools import _REAL_CLASS
+from xorest.services.mapping import _REAL_CLASS
 from xorest.xapi import XapiClient
 from xorest.xapi.watcher import WATCHED_CLASSES
 

@@ -112,12 +112,12 @@ class PoolsDaemon:
     RESTART_DELAY = 1.0
 
     def __init__(self):
-        self.folder = tempfile.mkdtemp(prefix="xorest-")  # 0700
-        self.path = os.path.join(self.folder, "pools.sock")
-        self.process = None
+        self.folder = self.path = self.process = None
         self._stopping = threading.Event()
 
     def start(self, arbiter=None):
+        self.folder = tempfile.mkdtemp(prefix="xorest-")  # 0700
+        self.path = os.path.join(self.folder, "pools.sock")
         os.environ["XOREST_POOLS_SOCKET"] = self.path  # the workers, forked later, read it
         self._spawn()
         threading.Thread(target=self._supervise, name="pools-daemon", daemon=True).start()
@@ -142,7 +142,27 @@ class PoolsDaemon:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-        shutil.rmtree(self.folder, ignore_errors=True)
+        if self.folder:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+#: Workers of an instance with a pools daemon: each holds every pool's objects (about
+#: 200 MiB per 10,000 VMs), and the daemon does the pools' work on a core of its own.
+DAEMON_WORKERS = 1
+
+
+def gunicorn_settings(pools_daemon=None):
+    """:data:`GUNICORN_SETTINGS` for one instance; with the pools daemon (by default as
+    ``XOREST_POOLS_DAEMON`` says) its hooks, and :data:`DAEMON_WORKERS` workers."""
+    if pools_daemon is None:
+        pools_daemon = config_module.load().pools_daemon
+    settings = dict(GUNICORN_SETTINGS)
+    if pools_daemon:
+        daemon, starting, exiting = PoolsDaemon(), settings["on_starting"], settings["on_exit"]
+        settings.update(workers=DAEMON_WORKERS,
+                        on_starting=lambda server: (starting(server), daemon.start(server)),
+                        on_exit=lambda server: (daemon.stop(server), exiting(server)))
+    return settings
 
 
 class GunicornServer(BaseApplication):
@@ -150,14 +170,10 @@ class GunicornServer(BaseApplication):
     (``None`` means "not given": the default stays); with ``pools_daemon``, the pools are
     watched by one process of the instance (:class:`PoolsDaemon`), not by each worker."""
 
-    def __init__(self, app_factory, options=None, pools_daemon=False):
+    def __init__(self, app_factory, options=None, pools_daemon=None):
         self.app_factory = app_factory
         given = {key: value for key, value in (options or {}).items() if value is not None}
-        self.options = {**GUNICORN_SETTINGS, **given}
-        if pools_daemon:
-            daemon, starting, exiting = PoolsDaemon(), self.options["on_starting"], self.options["on_exit"]
-            self.options.update(on_starting=lambda server: (starting(server), daemon.start(server)),
-                                on_exit=lambda server: (daemon.stop(server), exiting(server)))
+        self.options = {**gunicorn_settings(pools_daemon), **given}
         super().__init__()
 
     def load_config(self):
@@ -305,4 +321,4 @@ class Logger(glogging.Logger):
         make_safe(self.error_log.handlers + self.access_log.handlers)
 
 
-__all__ = ["GUNICORN_SETTINGS", "GunicornServer", "PoolsDaemon", "Worker", "Logger"]
+__all__ = ["GUNICORN_SETTINGS", "DAEMON_WORKERS", "GunicornServer", "PoolsDaemon", "Worker", "Logger", "gunicorn_settings"]

@@ -206,3 +206,13 @@ class Dependents:
 
     def reset(self):
         self.by_uuid, self._readers, self._reads = {}, {}, {}
+
+    def state(self):
+        """What this index holds, to hand over to another process (picklable)."""
+        return self.by_uuid, self._readers, self._reads, self._master_software
+
+    @classmethod
+    def from_state(cls, state):
+        dependents = cls()
+        dependents.by_uuid, dependents._readers, dependents._reads, dependents._master_software = state
+        return dependents

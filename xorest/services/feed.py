@@ -149,18 +149,21 @@ class FeedServer:
         with self._lock:
             self._publish(("token", pool_key, token))
 
+    def publish(self, payload):
+        """Queue a message already pickled (a pool's load, made by another process)."""
+        with self._lock:
+            for subscriber in self._subscribers:
+                subscriber.push(payload)
+            self._subscribers = [s for s in self._subscribers if not s.closed]
+
     def remove_pool(self, pool_key):
         with self._lock:
             self._states.pop(pool_key, None)
             self._publish(("gone", pool_key))
 
     def _publish(self, message):
-        if not self._subscribers:
-            return
-        payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-        for subscriber in list(self._subscribers):
-            subscriber.push(payload)
-        self._subscribers = [s for s in self._subscribers if not s.closed]
+        if self._subscribers:
+            self.publish(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
 
     # pool states ------------------------------------------------------------------------
 

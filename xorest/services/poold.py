@@ -32,7 +32,7 @@ class PoolsDaemon:
         self.feed = FeedServer(socket_path, pools=lambda: self.pools.connections(),
                                reconcile=lambda: self.pools.reconcile(),
                                on_leave=lambda: self.sweeper.sweep_soon())  # a worker may have died
-        self.pools = PoolService(self.store, self.feed, config)
+        self.pools = PoolService(self.store, self.feed, config, isolated_loads=True)
         self.sweeper = Sweeper(self.pools)
 
     def start(self):

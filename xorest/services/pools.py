@@ -13,15 +13,15 @@ import os
 import threading
 import time
 
-from .. import memory, objects
+from .. import memory
 from ..errors import NotFound, Unavailable, UpstreamError
 from ..xapi import XapiClient, XapiError, XapiUnreachable, Watcher
-from ..xapi.watcher import WATCHED_CLASSES, token_key
-from .sweeper import SWEPT_FIELDS
+from ..xapi.watcher import token_key
+from . import poolload
+from .mapping import PoolMapper
 
 log = logging.getLogger(__name__)
 
-_REAL_CLASS = {cls.lower(): cls for cls in WATCHED_CLASSES}
 #: The entry of the store's pool writes that changes when servers are added, removed,
 #: connected or disconnected (other processes then reconcile before they read).
 SERVERS_CHANGED = "servers"
@@ -59,25 +59,38 @@ def probe_server(url, username, password, ca_file=None, insecure=False, timeout=
 
 
 class PoolConnection:
-    """One configured server: its XAPI clients, watcher and the raw records it maps."""
+    """One configured server: its XAPI clients, watcher and the records it maps.
 
-    def __init__(self, server, cache, config):
+    :param isolated_load: load the whole pool in a process of its own (:mod:`.poolload`)
+        and take only what is kept: the hundreds of MiB a load decodes and drops are then
+        another process's, not left scattered through this one's heap.
+    """
+
+    def __init__(self, server, cache, config, isolated_load=False):
         self.server = server
         self.key = server["id"]
         self.cache = cache
-        self.records = {}  # ref -> (class, record); only the watcher thread writes it
+        self.mapper = PoolMapper()  # only the watcher thread changes it, under ``lock``
         self.lock = threading.RLock()  # a batch being applied, or the objects being read whole
-        self.dependents = objects.Dependents()  # who read which record while mapped
-        self.id_of = {}  # ref -> XO id in the cache
-        self.pool_uuid = None
         self.config = config
+        self.isolated_load = isolated_load
         self.watcher = self._watcher()
         self.rpc = self._client()  # for request threads; the watcher's client blocks in event.from
+
+    @property
+    def records(self):
+        """``ref -> (class, record)`` of the pool (the sweep reads them)."""
+        return self.mapper.records
+
+    @property
+    def pool_uuid(self):
+        return self.mapper.pool_uuid
 
     def _watcher(self):
         return Watcher(self._client(), self.on_batch, event_timeout=self.config.event_timeout,
                        max_delay=self.config.reconnect_max_delay, name=self.key[:8],
-                       on_applied=lambda token: self.cache.applied(self.key, token))
+                       on_applied=lambda token: self.cache.applied(self.key, token),
+                       load=self._load_isolated if self.isolated_load else None)
 
     def _client(self):
         server, config = self.server, self.config
@@ -126,75 +139,38 @@ class PoolConnection:
         return token
 
     def on_batch(self, events, reset):
-        """Apply XAPI events to the raw records, then map every affected object (its own,
-        and those that read it: see :mod:`xorest.objects.dependencies`) into the cache."""
+        """Apply XAPI events to the records, and what they map to to the cache."""
         with self.lock:
-            self._apply_batch(events, reset)
+            upserts, deletes = self.mapper.apply(events, reset)
+            self.cache.apply(self.key, upserts, deletes, reset)
+        if reset:
+            _settle_load()
+
+    def _load_isolated(self, client):
+        """The watcher's first load, done by a process of its own (:mod:`.poolload`):
+        returns ``(token, objects loaded)``."""
+        state, batch, token, count = poolload.load(self.server, self.config, self.key)
+        with self.lock:
+            self.mapper = PoolMapper.from_state(state)
+            self.cache.publish(batch)
+        _settle_load()
+        return token, count
 
     def current_objects(self):
         """``(id -> (collection, object), token)``: every object of the pool mapped from its
         records as they are now, and the ``event.from`` token they hold (what a process
         joining the pools daemon starts from)."""
         with self.lock:
-            context = objects.Context(self.records, self.pool_uuid, by_uuid=self.dependents.by_uuid)
-            current = {}
-            for ref, (cls, record) in self.records.items():
-                obj = objects.to_xo(cls, ref, record, context)
-                collection = objects.collection_of(obj) if obj else None
-                if collection is not None:
-                    current[obj["id"]] = (collection, obj)
-            return current, self.watcher.token
+            return self.mapper.current_objects(), self.watcher.token
 
-    def _apply_batch(self, events, reset):
-        deps = self.dependents
-        if reset:
-            self.records = {}
-            deps.reset()
-        affected, deletes, pool_uuid = set(), set(), self.pool_uuid
-        for event in events:
-            ref, cls = event["ref"], _REAL_CLASS.get(event["class"], event["class"])
-            old = self.records.pop(ref, (None, None))[1]
-            new = None
-            if event["operation"] != "del":
-                new = objects.trim(cls, event["snapshot"])
-                for field in SWEPT_FIELDS.get(cls, ()):  # xorest's own marks, for the sweep
-                    if field in event["snapshot"]:
-                        new[field] = event["snapshot"][field]
-                self.records[ref] = (cls, new)
-                if cls == "pool":
-                    self.pool_uuid = new["uuid"]
-            if not reset:
-                affected |= deps.affected(ref, cls, old, new, self.records)
-            deps.applied(ref, old, new)
-            affected.add(ref)
-        if reset or self.pool_uuid != pool_uuid:  # every object carries the pool's uuid
-            affected = set(self.records) | affected
-        context = objects.Context(self.records, self.pool_uuid, by_uuid=deps.by_uuid)
-        upserts = {}
-        for ref in affected:
-            item = self.records.get(ref)
-            obj = objects.to_xo(item[0], ref, item[1], context) if item else None
-            collection = objects.collection_of(obj) if obj else None
-            if obj is not None or item is None:
-                deps.mapped(ref, item[0] if item else None, item[1] if obj else None, context)
-            if collection is None:
-                old = self.id_of.pop(ref, None)
-                if old is not None:
-                    deletes.add(old)
-                continue
-            if self.id_of.get(ref) not in (None, obj["id"]):
-                deletes.add(self.id_of[ref])
-            self.id_of[ref] = obj["id"]
-            upserts[obj["id"]] = (collection, obj)
-        if reset:
-            self.id_of = {ref: key for ref, key in self.id_of.items() if ref in self.records}
-        self.cache.apply(self.key, upserts, deletes - set(upserts), reset)
-        if reset:
-            # A loaded pool is millions of long-lived, acyclic objects: move them out of the
-            # cyclic collector's reach, or every full collection pauses all request threads
-            # for hundreds of milliseconds (reference counting still frees them).
-            gc.freeze()
-            memory.give_back()  # the load's transient hundreds of MiB
+
+def _settle_load():
+    """A loaded pool is millions of long-lived, acyclic objects: move them out of the
+    cyclic collector's reach, or every full collection pauses all request threads for
+    hundreds of milliseconds (reference counting still frees them); and return the
+    load's transient memory to the system."""
+    gc.freeze()
+    memory.give_back()
 
 
 class FedPoolConnection(PoolConnection):
@@ -212,10 +188,6 @@ class FedPoolConnection(PoolConnection):
     @property
     def pool_uuid(self):
         return self.watcher.pool_uuid
-
-    @pool_uuid.setter
-    def pool_uuid(self, value):  # set by the daemon's state only
-        pass
 
     def _pool(self):
         return next((p for p in self.cache.snapshot().collection("pools").values()
@@ -246,11 +218,12 @@ class PoolService:
 
     RECONCILE_SECONDS = 2.0
 
-    def __init__(self, store, cache, config, feed=None):
+    def __init__(self, store, cache, config, feed=None, isolated_loads=False):
         self.store = store
         self.cache = cache
         self.config = config
         self.feed = feed  # a FeedClient: the pools are watched by this instance's pools daemon
+        self.isolated_loads = isolated_loads  # first loads in processes of their own (the daemon)
         self._connections = {}
         self._lock = threading.Lock()
         self._reconciling = threading.Lock()  # the reconciler thread and requests (connect, add...)
@@ -305,7 +278,8 @@ class PoolService:
             if key not in self._connections:
                 log.info("connecting server %s (%s)", key, server["url"])
                 if self.feed is None:
-                    self._connections[key] = PoolConnection(server, self.cache, self.config).start()
+                    self._connections[key] = PoolConnection(server, self.cache, self.config,
+                                                            self.isolated_loads).start()
                 else:
                     self._connections[key] = FedPoolConnection(server, self.cache, self.config, self.feed)
 

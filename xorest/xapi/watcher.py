@@ -55,12 +55,16 @@ class Watcher:
     :param event_timeout: seconds ``event.from`` may block.
     :param max_delay: cap of the reconnection backoff.
     :param on_applied: ``callable(token)``, told each ``event.from`` token reached.
+    :param load: ``callable(client) -> (token, count)`` doing the first load in place of
+        ``event.from`` from the start into ``on_batch`` (its client is logged in).
     """
 
-    def __init__(self, client, on_batch, *, event_timeout=30.0, max_delay=30.0, name="pool", on_applied=None):
+    def __init__(self, client, on_batch, *, event_timeout=30.0, max_delay=30.0, name="pool", on_applied=None,
+                 load=None):
         self.client = client
         self.on_batch = on_batch
         self.on_applied = on_applied  # called with each token reached, after its batch
+        self.load = load or self._load
         self.event_timeout = event_timeout
         self.max_delay = max_delay
         self.status = PoolStatus()
@@ -123,15 +127,19 @@ class Watcher:
                 self.status.error = f"internal: {exc}"
                 self._backoff()
 
+    def _load(self, client):
+        """The whole pool, as one reset batch: ``(token, objects loaded)``."""
+        result = client.call("event.from", WATCHED_CLASSES, "", 0.0, timeout=(client.timeout[0], 300))
+        self.on_batch(result["events"], True)
+        return result["token"], len(result["events"])
+
     def _session(self):
         client = self.client
         client.session_ref = None
         client.login()
         read_timeout = (client.timeout[0], self.event_timeout + 30)
         started = time.time()
-        result = client.call("event.from", WATCHED_CLASSES, "", 0.0, timeout=(client.timeout[0], 300))
-        self.on_batch(result["events"], True)
-        token = result["token"]
+        token, count = self.load(client)
         self.loaded_at = started
         self._applied_up_to(token)
         now = time.time()
@@ -139,8 +147,7 @@ class Watcher:
         self.status.connected_since, self.status.last_event, self.status.attempts = now, now, 0
         self.synced.set()
         self.first_attempt.set()
-        log.info("pool %s: loaded %d objects", client.url, len(result["events"]))
-        del result  # the whole pool's records: not held through the first wait
+        log.info("pool %s: loaded %d objects", client.url, count)
         while not self._stop.is_set():
             result = client.call("event.from", WATCHED_CLASSES, token, float(self.event_timeout),
                                  timeout=read_timeout)

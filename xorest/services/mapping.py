@@ -1,0 +1,95 @@
+"""One pool's records and the objects they map to, kept up to date batch by batch.
+
+:class:`PoolMapper` holds what mapping needs between batches: the records (trimmed to the
+fields mappers read), who read what (:class:`~xorest.objects.Dependents`) and which object
+each record became.  A batch of XAPI events gives the objects to put in the cache and the
+ids to remove from it, exactly as mapping the whole pool again would.
+"""
+from .. import objects
+from ..xapi.watcher import WATCHED_CLASSES
+from .sweeper import SWEPT_FIELDS
+
+_REAL_CLASS = {cls.lower(): cls for cls in WATCHED_CLASSES}
+
+
+class PoolMapper:
+    """The mapping state of one pool (not thread-safe: its owner serialises batches)."""
+
+    def __init__(self):
+        self.records = {}  # ref -> (class, record)
+        self.dependents = objects.Dependents()  # who read which record while mapped
+        self.id_of = {}  # ref -> XO id in the cache
+        self.pool_uuid = None
+
+    def state(self):
+        """Everything this mapper holds, to hand over to another process (picklable)."""
+        return self.records, self.dependents.state(), self.id_of, self.pool_uuid
+
+    @classmethod
+    def from_state(cls, state):
+        mapper = cls()
+        mapper.records, dependents, mapper.id_of, mapper.pool_uuid = state
+        mapper.dependents = objects.Dependents.from_state(dependents)
+        return mapper
+
+    def apply(self, events, reset):
+        """Apply XAPI events to the records, then map every affected object (its own, and
+        those that read it: see :mod:`xorest.objects.dependencies`).
+
+        :param reset: the events are the pool's whole state.
+        :returns: ``(upserts, deletes)``: ``id -> (collection, object)`` and the ids gone.
+        """
+        deps = self.dependents
+        if reset:
+            self.records = {}
+            deps.reset()
+        affected, deletes, pool_uuid = set(), set(), self.pool_uuid
+        for event in events:
+            ref, cls = event["ref"], _REAL_CLASS.get(event["class"], event["class"])
+            old = self.records.pop(ref, (None, None))[1]
+            new = None
+            if event["operation"] != "del":
+                new = objects.trim(cls, event["snapshot"])
+                for field in SWEPT_FIELDS.get(cls, ()):  # xorest's own marks, for the sweep
+                    if field in event["snapshot"]:
+                        new[field] = event["snapshot"][field]
+                self.records[ref] = (cls, new)
+                if cls == "pool":
+                    self.pool_uuid = new["uuid"]
+            if not reset:
+                affected |= deps.affected(ref, cls, old, new, self.records)
+            deps.applied(ref, old, new)
+            affected.add(ref)
+        if reset or self.pool_uuid != pool_uuid:  # every object carries the pool's uuid
+            affected = set(self.records) | affected
+        context = objects.Context(self.records, self.pool_uuid, by_uuid=deps.by_uuid)
+        upserts = {}
+        for ref in affected:
+            item = self.records.get(ref)
+            obj = objects.to_xo(item[0], ref, item[1], context) if item else None
+            collection = objects.collection_of(obj) if obj else None
+            if obj is not None or item is None:
+                deps.mapped(ref, item[0] if item else None, item[1] if obj else None, context)
+            if collection is None:
+                old = self.id_of.pop(ref, None)
+                if old is not None:
+                    deletes.add(old)
+                continue
+            if self.id_of.get(ref) not in (None, obj["id"]):
+                deletes.add(self.id_of[ref])
+            self.id_of[ref] = obj["id"]
+            upserts[obj["id"]] = (collection, obj)
+        if reset:
+            self.id_of = {ref: key for ref, key in self.id_of.items() if ref in self.records}
+        return upserts, deletes - set(upserts)
+
+    def current_objects(self):
+        """``id -> (collection, object)``: every object mapped from the records as they are."""
+        context = objects.Context(self.records, self.pool_uuid, by_uuid=self.dependents.by_uuid)
+        current = {}
+        for ref, (cls, record) in self.records.items():
+            obj = objects.to_xo(cls, ref, record, context)
+            collection = objects.collection_of(obj) if obj else None
+            if collection is not None:
+                current[obj["id"]] = (collection, obj)
+        return current
