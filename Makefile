@@ -44,10 +44,16 @@ docs: $(STAMP)
 	$(BIN)/python -m xorest.api.openapi build/openapi.json
 
 # Schemathesis over every operation of the document against gunicorn and the simulator, with
-# many more examples than `make test` runs (FUZZ_EXAMPLES per operation).
+# many more examples than `make test` runs (16 positive and 6 negative per operation): per
+# operation FUZZ_EXAMPLES positive ones (valid by the document) and FUZZ_NEGATIVE_EXAMPLES
+# negative ones (each breaks it somewhere; they must get a 4xx). FUZZ_MODE: all, positive
+# or negative.
 FUZZ_EXAMPLES ?= 300
+FUZZ_NEGATIVE_EXAMPLES ?= 150
+FUZZ_MODE ?= all
 fuzz: $(STAMP) system-deps
-	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_schemathesis.py
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_NEGATIVE_EXAMPLES=$(FUZZ_NEGATIVE_EXAMPLES) FUZZ_MODE=$(FUZZ_MODE) \
+	  $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_schemathesis.py
 
 soak: $(STAMP) system-deps
 	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; }

@@ -10,11 +10,11 @@ from flask import Blueprint, Response, g
 from ..services.actions import ActionService
 from . import BASE_URL, bodies, services
 from .output import json_response
-from .routes import Answer, operation
+from .routes import NEW_ID, TASK_STARTED, Answer, operation
 
 bp = Blueprint("actions", __name__)
 
-_ASYNC = Answer(202, "started: the task's id (also in Location)", headers=("Location",))
+_ASYNC = Answer(202, "started: the task's id (also in Location)", TASK_STARTED, headers=("Location",))
 _REFUSED = (Answer(400, "invalid body or query"), Answer(404, "no such object (also one the body names)"),
             Answer(409, "the pool refused: wrong state, another operation in progress..."),
             Answer(502, "the pool failed the operation (XAPI's code and parameters in data)"),
@@ -42,7 +42,7 @@ def _register(action):
 
     view.__name__ = f"{action.collection.replace('-', '_')}_{action.name}"
     view.__doc__ = action.run.__doc__
-    done = (Answer(action.sync_status, "done (sync=true): the new object's id", headers=("Location",))
+    done = (Answer(action.sync_status, "done (sync=true): the new object's id", NEW_ID, headers=("Location",))
             if action.created else Answer(204, "done (sync=true)"))
     unprocessable = (Answer(422, action.unprocessable),) if action.unprocessable else ()
     operation(bp, f"/{action.collection}/<key>/actions/{action.name}", methods=("POST",),

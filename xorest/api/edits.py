@@ -8,7 +8,7 @@ from ..services.deletions import DeletionService
 from ..services.edits import EDITORS, TAGGED
 from . import BASE_URL, bodies, services
 from .output import json_response
-from .routes import Answer, operation
+from .routes import NEW_ID, Answer, operation
 
 bp = Blueprint("edits", __name__)
 
@@ -106,7 +106,7 @@ def _register_creation(collection):
     view.__doc__ = f"Create one of {collection} (Xen Orchestra's body); answers its id."
     operation(bp, f"/{collection}", methods=("POST",), permission=_permission(collection), summary=view.__doc__,
               tags=("creations",), body=bodies.CREATION_BODIES[collection],
-              answers=(Answer(201, "created: its id (and its URL in Location)", headers=("Location",)),
+              answers=(Answer(201, "created: its id (and its URL in Location)", NEW_ID, headers=("Location",)),
                        *_ERRORS, *((Answer(422, "no pool there, or it refused the credentials"),)
                                    if collection == "servers" else ())))(view)
 

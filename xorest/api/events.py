@@ -144,7 +144,10 @@ def _stream(svc, stream_id, scope, sock):
 
 @operation(bp, "/events/<stream_id>/subscriptions", methods=("POST",), permission="read", tags=("events",),
            summary="Subscribe a stream to a collection", body=params.SUBSCRIPTION,
-           answers=(Answer(201, '`{"id": <the collection>}`'), Answer(404, "no such stream of yours")))
+           answers=(Answer(201, "subscribed: its collection", {
+                        "type": "object", "required": ["id"], "additionalProperties": False,
+                        "properties": {"id": {"type": "string", "description": "the collection"}}}),
+                    Answer(404, "no such stream of yours")))
 def subscribe(stream_id, body):
     """``{"collection": "VM", "fields": ["name_label", "power_state"] or "*", "filter": "tags:prod"}``
     (``filter``, a live filter, is xorest's addition); any worker may take it."""

@@ -20,9 +20,11 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import Schema
 from werkzeug.routing.rules import parse_converter_args
 
+from ..config import MAX_UNIT_TEXT
 from ..services import permissions
 from ..services import schemas as object_schemas
 from . import BASE_URL, params, routes
+from .bodies import strict as body_fields
 
 OPENAPI_VERSION = "3.1.0"
 
@@ -158,6 +160,46 @@ def _schema_name(schema):
     return name
 
 
+#: A flag in a query, as ``params.FlagField`` reads it: ``?ndjson`` (empty), ``?ndjson=true``,
+#: ``=1``, ``=yes``; ``=false``, ``=0``, ``=no``; words in any case.
+FLAG_SCHEMA = {"anyOf": [{"type": "boolean"}, {
+    "type": "string", "description": "true, 1, yes or empty; false, 0 or no (any case)",
+    "pattern": "^(|[Tt][Rr][Uu][Ee]|1|[Yy][Ee][Ss]|[Ff][Aa][Ll][Ss][Ee]|0|[Nn][Oo])$"}]}
+
+
+NDJSON = "application/x-ndjson"
+
+
+def _one_part_per_line(schema):
+    """The schema of one NDJSON line of an object sent a part at a time: ``{name: value}``,
+    ``name`` one of the object's keys (the value may be a piece of that part, as dashboards
+    send theirs)."""
+    return {"type": "object", "minProperties": 1, "maxProperties": 1,
+            "propertyNames": {"enum": list(schema["properties"])},
+            "description": "one part of the object per line: {name: value}"}
+
+
+def _own_kinds(converter, field, ret, **kwargs):
+    """The schema of a field of xorest's own kinds, beyond what a mapped type says: flags
+    (true, false or their spellings), integers (``Number(integer=True)``), and sizes (bytes,
+    or text with a binary unit); a size's range moves to its number form."""
+    if isinstance(field, params.FlagField):
+        return copy.deepcopy(FLAG_SCHEMA)
+    if isinstance(field, body_fields.Number) and field.integer:
+        kinds = ret["type"]
+        return {"type": [("integer" if kind == "number" else kind) for kind in kinds]
+                if isinstance(kinds, list) else "integer"}
+    if isinstance(field, body_fields.Size):
+        number = {"type": "number", "minimum": ret.pop("x-minimum", 0)}  # fractions are cut
+        if "x-maximum" in ret:
+            number["maximum"] = ret.pop("x-maximum")
+        text = {"type": "string", "maxLength": MAX_UNIT_TEXT,
+                "description": "a number with a binary unit: 512K, 64MiB, 4 GB"}
+        alternatives = [number, text] + ([{"type": "null"}] if field.allow_none else [])
+        return {"anyOf": alternatives}
+    return {}
+
+
 class _Parts:
     """A Flask rule cut into literal text and variables."""
 
@@ -239,10 +281,14 @@ class _Builder:
                                   "license": {"name": "AGPL-3.0-or-later",
                                               "identifier": "AGPL-3.0-or-later"}},
                             servers=[{"url": BASE_URL, "description": "this server"}])
-        # parameters of their own kinds (params.py): how they are written in a query
-        self.plugin.map_to_openapi_type(params.FlagField, "boolean", None)
+        # fields of their own kinds: how they are written in a query (params.py) or in a
+        # JSON body (bodies/strict.py); _own_kinds gives the schemas a type cannot say
+        self.plugin.map_to_openapi_type(params.FlagField, None, None)
         self.plugin.map_to_openapi_type(params.SizeField, None, None)
         self.plugin.map_to_openapi_type(params.DurationField, None, None)
+        self.plugin.map_to_openapi_type(body_fields.Number, "number", None)
+        self.plugin.map_to_openapi_type(body_fields.Size, None, None)
+        self.plugin.converter.add_attribute_function(_own_kinds)
         self.listed = {}  # object schema class -> (full name, partial name)
         self.operation_ids = set()
         self.tags = dict(TAGS)
@@ -399,11 +445,11 @@ class _Builder:
         elif schema == "text":
             media = {"schema": {"type": "string"}}
         elif isinstance(schema, routes.Listing):
-            full, partial = self._listed(schema.schema)
+            # several kinds of objects: a VM's disks are VDIs, a snapshot's VDI snapshots
+            kinds = schema.schema if isinstance(schema.schema, tuple) else (schema.schema,)
             item = {"anyOf": [
                 {"type": "string", "format": "uri-reference", "description": "an object's URL (no fields)"},
-                {"$ref": f"#/components/schemas/{full}"},
-                {"$ref": f"#/components/schemas/{partial}"}]}
+                *({"$ref": f"#/components/schemas/{name}"} for kind in kinds for name in self._listed(kind))]}
             content = {content_type: {"schema": {"type": "array", "items": item}}}
             for alternative in answer.alternatives:
                 content[alternative] = {"schema": {
@@ -419,6 +465,8 @@ class _Builder:
         content = {content_type: media}
         for alternative in answer.alternatives:
             content[alternative] = dict(media)
+            if alternative == NDJSON and isinstance(schema, dict) and "properties" in schema:
+                content[alternative] = {"schema": _one_part_per_line(schema)}
         return content
 
     def responses(self, op, method, combo, path):

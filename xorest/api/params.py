@@ -17,7 +17,7 @@ class FlagField(fields.Field):
     """A flag: bare (``?ndjson``), ``true``/``1`` or ``false``/``0``."""
 
     def _deserialize(self, value, attr, data, **kwargs):
-        text = str(value).strip().lower()
+        text = str(value).lower()  # as the document states it: no spaces around
         if text in ("", "true", "1", "yes"):
             return True
         if text in ("false", "0", "no"):

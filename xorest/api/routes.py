@@ -16,6 +16,12 @@ from . import params
 
 #: Body kinds that are not a JSON object validated by a schema.
 BINARY, NO_BODY = "binary", None
+#: The answer naming a new object (a creation, an action making one): ``{"id": <its id>}``.
+NEW_ID = {"type": "object", "required": ["id"], "additionalProperties": False,
+          "properties": {"id": {"type": "string", "description": "the new object's id (its uuid)"}}}
+#: The answer of a started asynchronous action: ``{"taskId": <id in /rest/v0/tasks>}``.
+TASK_STARTED = {"type": "object", "required": ["taskId"], "additionalProperties": False,
+                "properties": {"taskId": {"type": "string", "description": "the task's id in /rest/v0/tasks"}}}
 
 
 @dataclass(frozen=True)

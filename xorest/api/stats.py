@@ -19,8 +19,9 @@ class StatsQuery(Schema):
     # checked by the service: an unknown one is Xen Orchestra's 422, not a 400
     granularity = fields.String(load_default=None, metadata={
         "description": "the archive to read: seconds (5 s steps over the last 10 minutes), minutes (1 min, 2 "
-                       "hours), hours (1 h, a week) or days (1 day, a year); an unknown one is a 422",
-        "enum": list(GRANULARITIES), "default": DEFAULT_GRANULARITY})
+                       "hours), hours (1 h, a week) or days (1 day, a year); empty: the default; an unknown "
+                       "one is a 422",
+        "enum": [*GRANULARITIES, ""], "default": DEFAULT_GRANULARITY})
 
 
 def _owner_stats(kind):

@@ -6,7 +6,7 @@ from . import BASE_URL, params, services
 from .auth import authorize_others
 from .listing import listing, listing_answer
 from .output import json_response, with_links
-from .routes import Answer, operation
+from .routes import NEW_ID, Answer, operation
 
 bp = Blueprint("users", __name__)
 
@@ -29,7 +29,7 @@ def get_user(key):
 
 
 @operation(bp, "/users", methods=("POST",), permission="pool.admin", tags=("users",), summary="Add a user",
-           body=params.USER_CREATION, answers=(Answer(201, '`{"id": <new user id>}`', headers=("Location",)),
+           body=params.USER_CREATION, answers=(Answer(201, "the new user's id", NEW_ID, headers=("Location",)),
                                               Answer(409, "a user with this email exists")))
 def create_user(body):
     """A new user: ``name`` (or ``email``), ``password``, and ``role`` (or Xen Orchestra's

@@ -10,7 +10,7 @@ mapper without its declaration here fails the suite.
 
 IO-free, and no xorest import: the API layer reads :data:`SCHEMAS`.
 """
-from marshmallow import RAISE, Schema, fields, validate
+from marshmallow import INCLUDE, RAISE, Schema, fields, validate
 
 
 def _meta(description, extra=None):
@@ -597,13 +597,24 @@ class TaskNote(Strict):
     data = anything("its details", required=True)
 
 
-class TaskProperties(Schema):  # Xen Orchestra's allow more keys
+class XapiTaskLink(Strict):
+    id = text("the XAPI task's uuid", required=True)
+    method = text("the XAPI call it runs", required=True)
+    href = text("its URL (in /rest/v0/xapi-tasks)", required=True, format="uri-reference")
+
+
+class TaskProperties(Schema):
+    class Meta:
+        unknown = INCLUDE  # Xen Orchestra's tasks have more keys, of their own kinds
+
     name = text("what the task does", required=True)
     type = text("its kind (xo:rest-api:action, xo:rest-api:export...)")
     objectId = text("the id of the object it is about", nullable=True)
     objectType = text("that object's Xen Orchestra type", nullable=True)
     userId = text("who started it", nullable=True)
     params = anything("its parameters (the action's body)")
+    progress = number("percent done (also the task's progress)", nullable=False)
+    xapiTasks = fields.List(fields.Nested(XapiTaskLink), metadata=_meta("the XAPI tasks it drove"))
 
 
 class XoTask(Strict):
