@@ -9,10 +9,11 @@ PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 MIDDLE = {"xapi", "objects", "cache", "filter", "store"}
 ALLOWED = {
     "api": {"services", "errors", "config", "filter"},
-    "services": MIDDLE | {"errors", "config"},
+    "services": MIDDLE | {"errors", "config", "memory"},
     **{layer: {"errors", "config"} for layer in MIDDLE},
     "errors": set(),
     "config": {"errors"},
+    "memory": set(),
     "sim": set(),
     "app": {"api", "config", "services", "errors"},
     "cli": {"services", "config", "errors", "sim", "serve", "app", "logs", "remote"},

@@ -296,9 +296,11 @@ def test_files_are_private(tmp_path):
     assert oct(os.stat(data).st_mode & 0o777) == "0o700"
     for name in ("xorest.sqlite3", "xorest.sqlite3-wal", "xorest.sqlite3-shm", "secret.key"):
         assert oct(os.stat(data / name).st_mode & 0o777) == "0o600", name
-    os.chmod(data / "xorest.sqlite3", 0o644)  # made by an older version
+    for name in ("xorest.sqlite3", "secret.key"):  # made by an older version, or by hand
+        os.chmod(data / name, 0o644)
     SqliteStore(str(data / "xorest.sqlite3"), secret_path=str(data))
-    assert oct(os.stat(data / "xorest.sqlite3").st_mode & 0o777) == "0o600"
+    for name in ("xorest.sqlite3", "secret.key"):
+        assert oct(os.stat(data / name).st_mode & 0o777) == "0o600", name
 
 
 def test_config_precedence_and_validation(tmp_path):

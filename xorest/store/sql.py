@@ -17,7 +17,9 @@ start-up (migration 7 keeps a value encrypted with it).
 """
 import abc
 import contextlib
+import logging
 import os
+import stat
 import time
 import uuid
 
@@ -27,6 +29,8 @@ from ..config import private_directory
 from ..errors import ConfigError
 from . import Store, login_wait
 from .migrations import migrate, statements
+
+log = logging.getLogger(__name__)
 
 #: Seconds a writer waits for another's lock before the store is "unavailable" (a 503).
 LOCK_TIMEOUT = 10.0
@@ -56,12 +60,24 @@ def key_path(folder):
     return os.path.join(folder, "secret.key")
 
 
+def tighten(path):
+    """Make an existing private file 0600 if its mode lets others read it (it was made
+    outside xorest, or by an older version)."""
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    if mode & 0o077:
+        log.warning("%s was readable by others (mode %o); now 0600", path, mode)
+        os.chmod(path, 0o600)
+
+
 def load_key(folder):
-    """The key of ``folder``'s ``secret.key``, created (0600) when it is missing."""
+    """The key of ``folder``'s ``secret.key``, created (0600) when it is missing, made
+    0600 when it is wider."""
     path = key_path(folder)
     try:
         with open(path, "rb") as fh:
-            return fh.read().strip()
+            key = fh.read().strip()
+        tighten(path)
+        return key
     except FileNotFoundError:
         pass
     # written whole under another name, then linked into place: a process starting at the

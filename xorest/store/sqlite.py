@@ -9,13 +9,12 @@ import contextlib
 import logging
 import os
 import sqlite3
-import stat
 import threading
 import time
 
 from ..config import private_directory
 from . import StoreUnavailable
-from .sql import LOCK_TIMEOUT, SqlStore, rolled_back_on_error
+from .sql import LOCK_TIMEOUT, SqlStore, rolled_back_on_error, tighten
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +24,7 @@ def _private_file(path):
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except FileExistsError:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
-        if mode & 0o077:
-            log.warning("%s was readable by others (mode %o); now 0600", path, mode)
-            os.chmod(path, 0o600)
+        tighten(path)
 
 
 @contextlib.contextmanager
