@@ -277,7 +277,7 @@ class Number(Node):
 class GlobPattern(Node):
     def __init__(self, value):
         self.value = value
-        compiled = jsregex.compile_glob(value)
+        self.glob = compiled = jsregex.compile_glob(value)
         self.match = _some(lambda v: compiled.matches(jsregex.canonicalize(v)))
 
     def _key(self):
@@ -325,7 +325,7 @@ def _v8_source(pattern):
 class RegExp(Node):
     def __init__(self, pattern, flags=""):
         self.pattern, self.flags = pattern, flags
-        compiled = jsregex.compile_js(pattern, flags)
+        self.compiled = compiled = jsregex.compile_js(pattern, flags)
         self.match = _some(lambda v: jsregex.search(compiled, v))
 
     def _key(self):

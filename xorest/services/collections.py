@@ -1,4 +1,5 @@
 """Collections: a name -> the cache snapshot (or the store) -> filter -> limit -> objects."""
+import contextlib
 import itertools
 import logging
 import threading
@@ -6,6 +7,7 @@ from collections import OrderedDict
 
 from .. import filter as live_filter
 from ..errors import BadRequest, NotFound
+from ..filter.table import Table, select
 from ..objects import COLLECTIONS
 from .auth import public_user
 from .ordering import SortOrder
@@ -49,6 +51,50 @@ class Selections:
                 self._items.popitem(last=False)
 
 
+class Tables:
+    """The filter :class:`~xorest.filter.table.Table` of each pool collection's current
+    state: the columns filters read serve every later filter.  A collection changes as a
+    new dict in the cache's snapshot (compared by identity, and held); when the same ids
+    are there, only some objects replaced, the previous table is patched at those rows."""
+
+    #: Beyond this share of replaced objects, a table is read afresh.
+    PATCH_SHARE = 4
+
+    def __init__(self):
+        self._items = {}  # name -> (state, table)
+        self._lock = threading.Lock()
+
+    def get(self, name, objects):
+        with self._lock:
+            item = self._items.get(name)
+        if item is not None and item[0] is objects:
+            return item[1]
+        rows = list(objects.values())
+        table = None
+        if item is not None and len(item[0]) == len(objects) and list(item[0]) == list(objects):
+            # same ids, so the same (id) order: find the objects replaced
+            changed = [row for row, (was, now) in enumerate(zip(item[1].objects, rows)) if was is not now]
+            if len(changed) * self.PATCH_SHARE <= len(rows):
+                table = item[1].updated(rows, changed)
+        if table is None:
+            table = Table(rows)
+        with self._lock:
+            self._items[name] = (objects, table)
+        return table
+
+
+@contextlib.contextmanager
+def _evaluating(config, costly):
+    """Evaluate filters within the regex budget; what goes wrong is the client's 400."""
+    try:
+        with live_filter.evaluation_budget(config.regex_timeout):
+            yield
+    except live_filter.RegexTimeout as exc:
+        raise BadRequest(f"{exc}: {costly}") from None
+    except RecursionError:
+        raise BadRequest("the filter is nested too deeply for these objects") from None
+
+
 class CollectionService:
     """Reads collections for the API.
 
@@ -69,6 +115,7 @@ class CollectionService:
         self.tasks = tasks
         self.scopes = ScopeService()
         self.selections = Selections()
+        self.tables = Tables()
 
     @staticmethod
     def names():
@@ -149,10 +196,22 @@ class CollectionService:
         key = (name, scopes.cache_key(), filter_text or "", order.text)
         found = self.selections.get(key, state)
         if found is None:
-            found = self.select_objects(name, list(objects.values()), filter_text, None, order.text, None,
-                                        snapshot)[0]
+            table = self.tables.get(name, objects)
+            rows = None if scope is None else self._in_scope(name, table.objects, snapshot)
+            node = live_filter.parse(filter_text) if filter_text else None
+            if node is not None:
+                with _evaluating(self.config, "simplify the regular expression"):
+                    rows = select(node, table, rows)
+            found = list(table.objects) if rows is None else [table.objects[row] for row in rows]
+            if order:
+                found = order.sort(found)
             self.selections.put(key, state, found)
         return found
+
+    def _in_scope(self, name, candidates, snapshot):
+        """The positions of the candidates the token's scope lets through."""
+        with _evaluating(self.config, "the token's scope filter is too costly"):
+            return [i for i, obj in enumerate(candidates) if self.scopes.allows(name, obj, snapshot)]
 
     @staticmethod
     def _page(matches, order, limit, after):
@@ -167,24 +226,15 @@ class CollectionService:
         object's tasks; the token's scope applies as it does to the whole collection."""
         order = SortOrder(sort)
         snapshot = snapshot or self._snapshot()
-        try:
-            with live_filter.evaluation_budget(self.config.regex_timeout):  # scopes hold filters too
-                candidates = [obj for obj in candidates if self.scopes.allows(name, obj, snapshot)]
-        except live_filter.RegexTimeout as exc:
-            raise BadRequest(f"{exc}: the token's scope filter is too costly") from None
+        candidates = [candidates[i] for i in self._in_scope(name, candidates, snapshot)]  # scopes hold filters
         if not order:
             candidates = order.after(candidates, after)  # before filtering: a bisection on ids
         node = live_filter.parse(filter_text) if filter_text else None
         # Without a sort, the first limit+1 matches are enough to know whether more follow.
         wanted = None if (order or limit is None) else limit + 1
         if node is not None:
-            try:
-                with live_filter.evaluation_budget(self.config.regex_timeout):
-                    candidates = list(itertools.islice(filter(node.match, candidates), wanted))
-            except live_filter.RegexTimeout as exc:
-                raise BadRequest(f"{exc}: simplify the regular expression") from None
-            except RecursionError:
-                raise BadRequest("the filter is nested too deeply for these objects") from None
+            with _evaluating(self.config, "simplify the regular expression"):
+                candidates = list(itertools.islice(filter(node.match, candidates), wanted))
         if order:
             candidates = order.after(order.sort(candidates), after)
         if limit is None or len(candidates) <= limit:
