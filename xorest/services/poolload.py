@@ -4,10 +4,11 @@ Loading a pool decodes its whole event list (125 MiB of JSON and hundreds of MiB
 records for 10k VMs) of which a tenth is kept.  Done in the daemon, what is kept ends up
 scattered through the heap among freed pages the allocator cannot give back: the
 daemon would stay at the load's peak for good.  :func:`load` runs ``xorest poold-load``
-instead: it logs in, loads, maps (:class:`~.mapping.PoolMapper`) and answers the mapping's
-state and the pool's objects, pickled; the daemon unpickles the state, packed, and hands
-the objects to its workers as they are.  The child gets the server's credentials on its
-standard input, never on its command line.
+instead: it logs in, loads, maps (:class:`~.mapping.PoolMapper`) and answers the pool's
+objects then the mapping's state, pickled.  The objects go to the workers as they arrive,
+so the workers unpickle them while the child pickles the state and the daemon unpickles
+it: the first answer does not wait for the state.  The child gets the server's
+credentials on its standard input, never on its command line.
 """
 import json
 import logging
@@ -15,6 +16,8 @@ import pickle
 import struct
 import subprocess
 import sys
+import tempfile
+import threading
 
 from ..xapi import XapiClient, XapiError, XapiUnreachable
 from ..xapi.watcher import WATCHED_CLASSES
@@ -27,45 +30,70 @@ _LENGTH = struct.Struct(">Q")
 LOAD_TIMEOUT = 900
 
 
-def load(server, config, key):
+def load(server, config, key, on_objects):
     """Load and map the pool of ``server`` in a child process.
 
-    :returns: ``(mapper state, pickled reset batch for the feed, event.from token, count)``.
+    :param on_objects: called with the pickled reset batch for the feed as soon as it
+        arrives (before the mapping's state).
+    :returns: ``(mapper state, event.from token, count)``.
     :raises XapiError: the pool refused (its code and parameters).
     :raises XapiUnreachable: the pool could not be reached, or the child failed.
     """
     spec = {"url": server["url"], "username": server["username"], "password": server["password"],
             "ca_file": server.get("ca_file") or None, "insecure": bool(server.get("insecure")),
             "timeout": [config.xapi_connect_timeout, config.xapi_read_timeout], "key": key}
-    child = subprocess.Popen([sys.executable, "-m", "xorest", "poold-load"], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        out, err = child.communicate(json.dumps(spec).encode(), timeout=LOAD_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.communicate()
-        raise XapiUnreachable(f"loading the pool took more than {LOAD_TIMEOUT} s") from None
-    frames = _frames(out)
-    if not frames:
-        raise XapiUnreachable(f"loading the pool failed (exit {child.returncode}): "
-                              f"{err.decode(errors='replace')[-500:]}")
-    header = json.loads(frames[0])
+    with tempfile.TemporaryFile() as errors:  # a file: a chatty child never blocks on it
+        child = subprocess.Popen([sys.executable, "-m", "xorest", "poold-load"], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, stderr=errors)
+        expired = threading.Event()
+        timer = threading.Timer(LOAD_TIMEOUT, lambda: (expired.set(), child.kill()))
+        timer.start()
+        header = state = None
+        try:
+            try:
+                child.stdin.write(json.dumps(spec).encode())
+                child.stdin.close()
+            except BrokenPipeError:
+                pass  # the child died at once: what it said is in errors
+            header = _read_frame(child.stdout)
+            try:
+                header = json.loads(header) if header else None
+            except ValueError:
+                header = None
+            if header is not None and header.get("error") is None:
+                objects = _read_frame(child.stdout)
+                if objects is not None:
+                    on_objects(objects)
+                state = _read_frame(child.stdout)
+            child.stdout.close()
+            child.wait()
+        finally:
+            timer.cancel()
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        errors.seek(0)
+        failure = errors.read()[-2000:].decode(errors="replace")
+    if header is None or (header.get("error") is None and state is None):
+        if expired.is_set():
+            raise XapiUnreachable(f"loading the pool took more than {LOAD_TIMEOUT} s")
+        raise XapiUnreachable(f"loading the pool failed (exit {child.returncode}): {failure[-500:]}")
     error = header.get("error")
     if error is not None:
         if error["kind"] == "xapi":
             raise XapiError.from_description([error["code"], *error["params"]])
         raise XapiUnreachable(error["message"])
-    return pickle.loads(frames[1]), frames[2], header["token"], header["count"]
+    return pickle.loads(state), header["token"], header["count"]
 
 
-def _frames(data):
-    frames, offset = [], 0
-    while offset + _LENGTH.size <= len(data):
-        (size,) = _LENGTH.unpack_from(data, offset)
-        offset += _LENGTH.size
-        frames.append(data[offset:offset + size])
-        offset += size
-    return frames
+def _read_frame(stream):
+    """One length-prefixed frame, or ``None`` at the end of the stream."""
+    head = stream.read(_LENGTH.size)
+    if len(head) < _LENGTH.size:
+        return None
+    (size,) = _LENGTH.unpack(head)
+    payload = stream.read(size)
+    return payload if len(payload) == size else None
 
 
 def _write(out, payload):
@@ -95,7 +123,9 @@ def main(stdin=None, stdout=None):
     header = {"token": result["token"], "count": len(result["events"])}
     del result
     _write(stdout, json.dumps(header).encode())
-    _write(stdout, pickle.dumps(mapper.state(), protocol=pickle.HIGHEST_PROTOCOL))
     _write(stdout, pickle.dumps(("batch", spec["key"], upserts, (), True), protocol=pickle.HIGHEST_PROTOCOL))
+    stdout.flush()  # the workers start on the objects while the state is pickled
+    del upserts
+    _write(stdout, pickle.dumps(mapper.state(), protocol=pickle.HIGHEST_PROTOCOL))
     stdout.flush()
     return 0

@@ -149,10 +149,23 @@ class PoolConnection:
     def _load_isolated(self, client):
         """The watcher's first load, done by a process of its own (:mod:`.poolload`):
         returns ``(token, objects loaded)``."""
-        state, batch, token, count = poolload.load(self.server, self.config, self.key)
-        with self.lock:
-            self.mapper = PoolMapper.from_state(state)
+        held = []
+
+        def publish(batch):
+            # held until the mapper matches: a worker joining meanwhile waits for both
+            self.lock.acquire()
+            held.append(True)
             self.cache.publish(batch)
+
+        try:
+            state, token, count = poolload.load(self.server, self.config, self.key, publish)
+            if not held:
+                self.lock.acquire()
+                held.append(True)
+            self.mapper = PoolMapper.from_state(state)
+        finally:
+            if held:
+                self.lock.release()
         _settle_load()
         return token, count
 
