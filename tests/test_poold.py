@@ -112,3 +112,28 @@ def test_the_daemon_ends_with_its_instance(pool, tmp_path):
     _until(lambda: not daemon.is_running() or daemon.status() == psutil.STATUS_ZOMBIE, "the daemon stopped")
     with pytest.raises(requests.exceptions.ConnectionError):
         requests.get(gw.url + "/rest/v0", timeout=5)
+
+
+def test_the_isolated_load_sends_objects_first_and_a_state_with_shared_strings(pool, tmp_path):
+    """The loader child hands the objects over before the mapping's state (the workers start
+    on them meanwhile), and the state it sends repeats no text: equal strings are one object."""
+    from xorest import config as settings
+    from xorest.services import poolload
+
+    import pickle
+
+    received = []
+    state, token, count = poolload.load({"url": pool.url, "username": "root", "password": "password"},
+                                        settings.load({"data_dir": str(tmp_path)}, environ={}), "server-1",
+                                        received.append)
+    assert len(received) == 1 and count > 0 and token
+    kind, key, objects, deletes, reset = pickle.loads(received[0])
+    assert (kind, key, deletes, reset) == ("batch", "server-1", (), True)
+    assert sum(1 for collection, _ in objects.values() if collection == "vms") == 30
+    records = state[0]
+    texts = {}
+    for _cls, record in records.values():
+        for value in record.values():
+            if isinstance(value, str) and value.startswith("OpaqueRef:"):
+                assert texts.setdefault(value, value) is value, value  # one object per text
+    assert len(texts) > 20
