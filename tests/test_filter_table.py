@@ -17,7 +17,7 @@ from .test_golden_filters import _filters
 
 MODES = {"as decided": {},
          "always grouped": {"_SPREAD_SHARE": 1, "_MIN_GROUPS": 10**9},
-         "never grouped": {"_SPREAD_SHARE": 10**9, "_MIN_GROUPS": 0}}
+         "never grouped": {"_SPREAD_SHARE": 10**9, "_MIN_GROUPS": 0, "_INDEX_AFTER": 0}}
 
 
 def _expected(node, objects, rows=None):

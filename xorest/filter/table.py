@@ -30,6 +30,8 @@ __all__ = ["Table", "select"]
 _SPREAD_SHARE = 8
 _MIN_GROUPS = 64
 #: Nodes that search through lists and objects for a matching scalar (complex-matcher's ``some``).
+#: Searches through a column's insides made one by one before its scalars are indexed.
+_INDEX_AFTER = 3
 _SEARCHES = (nodes.String, nodes.NumberOrString, nodes.GlobPattern, nodes.RegExp, nodes.Number)
 _BITS = bytes.maketrans(b"01", b"\x00\x01")
 
@@ -92,7 +94,7 @@ class Column:
         self.containers = containers
         self._groups = () if distinct else None  # (): known to be spread
         self._scalars = self._lines = None
-        self.searched = False
+        self.searched = 0
         self._lock = threading.Lock()
 
     def _once(self, name, build):
@@ -133,7 +135,7 @@ class Column:
         """This column with new ``values`` that differ only at rows ``changed``: what was
         learnt about the others is kept (indexes of the insides are read again)."""
         containers = self.containers or any(type(values[row]) in (list, dict) for row in changed)
-        # unsearched: the index of the insides is built again if it is used twice
+        # unsearched: the index of the insides is built again once it is used enough
         column = Column(values, absent, containers=containers)
         if self._lines is not None:
             column._lines = _patched_lines(self._lines[3], values, changed)
@@ -165,10 +167,12 @@ class Column:
 
     def scalars(self):
         """``[(scalar, rows)]``: each distinct scalar found in the values, with the rows
-        that hold it anywhere (scalar values hold themselves); ``None`` the first time:
-        the index costs a few searches, so it is only built for a column searched again."""
-        if self._scalars is None and not self.searched:
-            self.searched = True
+        that hold it anywhere (scalar values hold themselves); ``None`` until the column
+        was searched :data:`_INDEX_AFTER` times: on whole objects the index costs several
+        searches (10k VMs: 20 MiB, about three searches' time), so it is built for a
+        table in steady use only."""
+        if self._scalars is None and self.searched < _INDEX_AFTER:
+            self.searched += 1
             return None
         return self._once("_scalars", self._index_scalars)
 
