@@ -132,3 +132,37 @@ def test_changes_to_what_others_read_map_as_a_full_load():
             conn.on_batch([_event(cls, ref, record, "mod")], False)
             pool[ref] = (cls, record)
         assert not _diff(_state(conn), _full(pool)), (cls, ref)
+
+
+def test_a_first_load_mapped_in_two_processes_is_a_full_load(monkeypatch):
+    """The pools daemon's loader maps half the records in a forked copy of itself: the
+    objects and the mapper's state (who reads what, ids) are those of one full batch, and
+    a change applied afterwards maps as it would after a full batch."""
+    import pickle
+
+    from xorest.services import poolload
+    from xorest.services.mapping import PoolMapper
+
+    pool = _pool()
+    events = [_event(cls, ref, record) for ref, (cls, record) in pool.items()]
+    # a record that comes and goes within the load
+    events[3:3] = [_event("VM", "OpaqueRef:gone", {"uuid": "gone"}), _event("VM", "OpaqueRef:gone", {}, "del")]
+    whole = PoolMapper()
+    whole_objects, _ = whole.apply(copy.deepcopy(events), True)
+
+    monkeypatch.setattr(poolload, "PARALLEL_FROM", 0)
+    split = PoolMapper()
+    split.load_records(copy.deepcopy(events))
+    parts, mapped = poolload._map_in_parallel(split)
+    assert len(parts) == 2 and all(pickle.loads(part) for part in parts)
+    objects = {}
+    for part in parts:
+        objects.update(pickle.loads(part))
+    split.finish_load(mapped)
+    assert objects == whole_objects
+    assert split.state() == whole.state()
+
+    vm_ref = next(ref for ref, (cls, record) in pool.items() if cls == "VM" and not record.get("is_a_template"))
+    changed = dict(pool[vm_ref][1], name_label="renamed")
+    assert split.apply([_event("VM", vm_ref, changed, "mod")], False) == \
+        whole.apply([_event("VM", vm_ref, changed, "mod")], False)

@@ -127,8 +127,9 @@ def test_the_isolated_load_sends_objects_first_and_a_state_with_shared_strings(p
                                         settings.load({"data_dir": str(tmp_path)}, environ={}), "server-1",
                                         received.append)
     assert len(received) == 1 and count > 0 and token
-    kind, key, objects, deletes, reset = pickle.loads(received[0])
-    assert (kind, key, deletes, reset) == ("batch", "server-1", (), True)
+    kind, key, parts = pickle.loads(received[0])
+    assert (kind, key) == ("parts", "server-1")
+    objects = {k: v for part in parts for k, v in pickle.loads(part).items()}
     assert sum(1 for collection, _ in objects.values() if collection == "vms") == 30
     records = state[0]
     texts = {}

@@ -410,6 +410,12 @@ class FeedClient:
             if kind == "batch":
                 _, _, upserts, deletes, reset = message
                 self.cache.apply(key, upserts, deletes, reset)
+            elif kind == "parts":  # a pool's first load, mapped in parts: all of it at once
+                upserts = {}
+                for part in message[2]:
+                    upserts.update(pickle.loads(part))
+                self.cache.apply(key, upserts, (), reset=True)
+                del upserts
             elif kind == "token":
                 self.watcher(key).applied_up_to(message[2])
             elif kind == "pool":

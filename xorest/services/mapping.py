@@ -12,6 +12,15 @@ from .sweeper import SWEPT_FIELDS
 _REAL_CLASS = {cls.lower(): cls for cls in WATCHED_CLASSES}
 
 
+def _record_of(cls, snapshot):
+    """What is kept of a record: the fields mapping reads, and xorest's own marks (for the sweep)."""
+    record = objects.trim(cls, snapshot)
+    for field in SWEPT_FIELDS.get(cls, ()):
+        if field in snapshot:
+            record[field] = snapshot[field]
+    return record
+
+
 class PoolMapper:
     """The mapping state of one pool (not thread-safe: its owner serialises batches)."""
 
@@ -49,10 +58,7 @@ class PoolMapper:
             old = self.records.pop(ref, (None, None))[1]
             new = None
             if event["operation"] != "del":
-                new = objects.trim(cls, event["snapshot"])
-                for field in SWEPT_FIELDS.get(cls, ()):  # xorest's own marks, for the sweep
-                    if field in event["snapshot"]:
-                        new[field] = event["snapshot"][field]
+                new = _record_of(cls, event["snapshot"])
                 self.records[ref] = (cls, new)
                 if cls == "pool":
                     self.pool_uuid = new["uuid"]
@@ -82,6 +88,50 @@ class PoolMapper:
         if reset:
             self.id_of = {ref: key for ref, key in self.id_of.items() if ref in self.records}
         return upserts, deletes - set(upserts)
+
+    # A whole pool's first load, in steps that can run in several processes ----------------
+
+    def load_records(self, events):
+        """The records of a whole pool's events (as ``apply(events, True)`` keeps them),
+        nothing mapped yet: then :meth:`map_records` (parts may run in forked processes)
+        and :meth:`finish_load`."""
+        self.records, self.id_of = {}, {}  # a fresh mapper: no object to take back
+        self.dependents.reset()
+        for event in events:
+            ref, cls = event["ref"], _REAL_CLASS.get(event["class"], event["class"])
+            previous, record = self.records.pop(ref, (None, None))[1], None
+            if event["operation"] != "del":
+                record = _record_of(cls, event["snapshot"])
+                self.records[ref] = (cls, record)
+                if cls == "pool":
+                    self.pool_uuid = record["uuid"]
+            self.dependents.applied(ref, previous, record)
+
+    def map_records(self, refs):
+        """``(upserts, mapped)``: the objects of records ``refs`` (``id -> (collection,
+        object)``) and ``[(ref, id or None)]`` for each record that has an object."""
+        context = objects.Context(self.records, self.pool_uuid, by_uuid=self.dependents.by_uuid)
+        upserts, mapped = {}, []
+        for ref in refs:
+            cls, record = self.records[ref]
+            obj = objects.to_xo(cls, ref, record, context)
+            if obj is None:
+                continue
+            collection = objects.collection_of(obj)
+            mapped.append((ref, obj["id"] if collection is not None else None))
+            if collection is not None:
+                upserts[obj["id"]] = (collection, obj)
+        return upserts, mapped
+
+    def finish_load(self, mapped):
+        """What :meth:`apply` would have recorded for the objects ``mapped`` (from every
+        part's :meth:`map_records`): who reads which record, and each record's object id."""
+        context = objects.Context(self.records, self.pool_uuid, by_uuid=self.dependents.by_uuid)
+        for ref, key in mapped:
+            cls, record = self.records[ref]
+            self.dependents.mapped(ref, cls, record, context)
+            if key is not None:
+                self.id_of[ref] = key
 
     def current_objects(self):
         """``id -> (collection, object)``: every object mapped from the records as they are."""

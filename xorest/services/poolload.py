@@ -12,11 +12,13 @@ credentials on its standard input, never on its command line.
 """
 import json
 import logging
+import os
 import pickle
 import struct
 import subprocess
 import sys
 import tempfile
+import traceback
 import threading
 
 from .. import memory
@@ -29,13 +31,16 @@ log = logging.getLogger(__name__)
 _LENGTH = struct.Struct(">Q")
 #: A whole pool's first load, mapping included, must end within this.
 LOAD_TIMEOUT = 900
+#: Pools with fewer records are mapped in one process (a fork costs more than it saves).
+PARALLEL_FROM = 20_000
 
 
 def load(server, config, key, on_objects):
     """Load and map the pool of ``server`` in a child process.
 
-    :param on_objects: called with the pickled reset batch for the feed as soon as it
-        arrives (before the mapping's state).
+    :param on_objects: called with the pool's objects as soon as they arrive (before the
+        mapping's state), as a message for the feed: ``("parts", key, [pickled upserts])``,
+        which replaces everything the workers had of the pool.
     :returns: ``(mapper state, event.from token, count)``.
     :raises XapiError: the pool refused (its code and parameters).
     :raises XapiUnreachable: the pool could not be reached, or the child failed.
@@ -62,10 +67,11 @@ def load(server, config, key, on_objects):
             except ValueError:
                 header = None
             if header is not None and header.get("error") is None:
-                objects = _read_frame(child.stdout)
-                if objects is not None:
-                    on_objects(objects)
-                state = _read_frame(child.stdout)
+                parts = [_read_frame(child.stdout) for _ in range(int(header.get("parts", 1)))]
+                if parts and None not in parts:
+                    on_objects(pickle.dumps(("parts", key, parts), protocol=pickle.HIGHEST_PROTOCOL))
+                    del parts
+                    state = _read_frame(child.stdout)
             child.stdout.close()
             child.wait()
         finally:
@@ -102,6 +108,46 @@ def _write(out, payload):
     out.write(payload)
 
 
+def _map_in_parallel(mapper):
+    """Map every record, half of them in a forked copy of this process when there is a
+    second core: ``([pickled upserts of each part], [(ref, id)] of all)``.  A part that
+    fails in the copy is mapped here instead."""
+    refs = list(mapper.records)
+    if (os.cpu_count() or 1) < 2 or len(refs) < PARALLEL_FROM:
+        upserts, mapped = mapper.map_records(refs)
+        return [pickle.dumps(upserts, protocol=pickle.HIGHEST_PROTOCOL)], mapped
+    theirs, mine = refs[1::2], refs[0::2]
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the copy: map, answer, leave without running anything of the parent's
+        status = 1
+        try:
+            os.close(reader)
+            upserts, mapped = mapper.map_records(theirs)
+            with os.fdopen(writer, "wb") as out:
+                _write(out, pickle.dumps(mapped, protocol=pickle.HIGHEST_PROTOCOL))
+                _write(out, pickle.dumps(upserts, protocol=pickle.HIGHEST_PROTOCOL))
+            status = 0
+        except BaseException:  # said on the loader's standard error, which the daemon logs
+            traceback.print_exc()
+        finally:
+            os._exit(status)
+    os.close(writer)
+    upserts, mapped = mapper.map_records(mine)
+    parts = [pickle.dumps(upserts, protocol=pickle.HIGHEST_PROTOCOL)]
+    del upserts
+    with os.fdopen(reader, "rb") as stream:
+        their_mapped, their_part = _read_frame(stream), _read_frame(stream)
+    os.waitpid(pid, 0)
+    if their_mapped is None or their_part is None:
+        log.warning("mapping in a second process failed; mapping its part here")
+        upserts, their_mapped = mapper.map_records(theirs)
+        their_part = pickle.dumps(upserts, protocol=pickle.HIGHEST_PROTOCOL)
+    else:
+        their_mapped = pickle.loads(their_mapped)
+    return parts + [their_part], mapped + their_mapped
+
+
 def main(stdin=None, stdout=None):
     """``xorest poold-load``: the child's side (a spec on stdin, frames on stdout)."""
     stdin, stdout = stdin or sys.stdin.buffer, stdout or sys.stdout.buffer
@@ -120,13 +166,16 @@ def main(stdin=None, stdout=None):
     finally:
         client.close()
     mapper = PoolMapper()
-    upserts, _ = mapper.apply(result["events"], True)
+    mapper.load_records(result["events"])
     header = {"token": result["token"], "count": len(result["events"])}
     del result
-    _write(stdout, json.dumps(header).encode())
-    _write(stdout, pickle.dumps(("batch", spec["key"], upserts, (), True), protocol=pickle.HIGHEST_PROTOCOL))
-    stdout.flush()  # the workers start on the objects while the state is pickled
-    del upserts
+    parts, mapped = _map_in_parallel(mapper)
+    _write(stdout, json.dumps({**header, "parts": len(parts)}).encode())
+    for part in parts:
+        _write(stdout, part)
+    stdout.flush()  # the workers start on the objects while the state is made and pickled
+    del parts
+    mapper.finish_load(mapped)
     state = memory.share_strings(mapper.state())  # the daemon keeps it: a third smaller
     del mapper
     _write(stdout, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
