@@ -6,6 +6,7 @@ keeps most of those pages.  :func:`give_back` asks it to return what it can.
 """
 import ctypes
 import ctypes.util
+import gc
 import logging
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,15 @@ def give_back():
         _trim()
     except Exception as exc:  # never worth failing for
         log.debug("malloc_trim failed: %s", exc)
+
+
+def settle_after_load():
+    """After a pool's whole load: move its objects (millions of long-lived, acyclic ones)
+    out of the cyclic collector's reach, or every full collection pauses all request
+    threads for hundreds of milliseconds (reference counting still frees them); and
+    return the load's transient memory to the system."""
+    gc.freeze()
+    give_back()
 
 
 def share_strings(value, pool=None):

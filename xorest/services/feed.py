@@ -20,6 +20,7 @@ import struct
 import threading
 from collections import deque
 
+from .. import memory
 from ..xapi.watcher import PoolStatus, token_key
 
 log = logging.getLogger(__name__)
@@ -414,8 +415,10 @@ class FeedClient:
                 upserts = {}
                 for part in message[2]:
                     upserts.update(pickle.loads(part))
+                del message
                 self.cache.apply(key, upserts, (), reset=True)
                 del upserts
+                memory.settle_after_load()
             elif kind == "token":
                 self.watcher(key).applied_up_to(message[2])
             elif kind == "pool":
@@ -423,9 +426,12 @@ class FeedClient:
                 self.watcher(key).update(message[2])
             elif kind == "snapshot":
                 _, _, upserts, token = message
+                del message
                 self.cache.apply(key, upserts, (), reset=True)
                 if token is not None:
                     self.watcher(key).applied_up_to(token)
+                del upserts
+                memory.settle_after_load()
             elif kind == "gone":
                 self.cache.remove_pool(key)
                 with self._lock:

@@ -7,7 +7,6 @@ running server without a restart.  Under ``xorest serve``, one process of the in
 fed from it (:mod:`.feed`): their connections only make calls.
 """
 import contextlib
-import gc
 import logging
 import os
 import threading
@@ -178,12 +177,7 @@ class PoolConnection:
 
 
 def _settle_load():
-    """A loaded pool is millions of long-lived, acyclic objects: move them out of the
-    cyclic collector's reach, or every full collection pauses all request threads for
-    hundreds of milliseconds (reference counting still frees them); and return the
-    load's transient memory to the system."""
-    gc.freeze()
-    memory.give_back()
+    memory.settle_after_load()
 
 
 class FedPoolConnection(PoolConnection):
