@@ -5,20 +5,23 @@ fields mappers read), who read what (:class:`~xorest.objects.Dependents`) and wh
 each record became.  A batch of XAPI events gives the objects to put in the cache and the
 ids to remove from it, exactly as mapping the whole pool again would.
 """
-from .. import objects
+from .. import memory, objects
 from ..xapi.watcher import WATCHED_CLASSES
 from .sweeper import SWEPT_FIELDS
 
 _REAL_CLASS = {cls.lower(): cls for cls in WATCHED_CLASSES}
 
 
-def _record_of(cls, snapshot):
-    """What is kept of a record: the fields mapping reads, and xorest's own marks (for the sweep)."""
+def _record_of(cls, snapshot, texts=None):
+    """What is kept of a record: the fields mapping reads, and xorest's own marks (for the
+    sweep).  With ``texts`` (a dict), every string in it is made one object per text
+    across the records (references and uuids repeat): the records, and the objects mapped
+    from them, take less memory and pickle smaller."""
     record = objects.trim(cls, snapshot)
     for field in SWEPT_FIELDS.get(cls, ()):
         if field in snapshot:
             record[field] = snapshot[field]
-    return record
+    return record if texts is None else memory.share_strings(record, texts)
 
 
 class PoolMapper:
@@ -92,16 +95,17 @@ class PoolMapper:
     # A whole pool's first load, in steps that can run in several processes ----------------
 
     def load_records(self, events):
-        """The records of a whole pool's events (as ``apply(events, True)`` keeps them),
-        nothing mapped yet: then :meth:`map_records` (parts may run in forked processes)
-        and :meth:`finish_load`."""
+        """The records of a whole pool's events (as ``apply(events, True)`` keeps them,
+        their strings shared: one object per text), nothing mapped yet: then
+        :meth:`map_records` (parts may run in forked processes) and :meth:`finish_load`."""
         self.records, self.id_of = {}, {}  # a fresh mapper: no object to take back
         self.dependents.reset()
+        texts = {}
         for event in events:
-            ref, cls = event["ref"], _REAL_CLASS.get(event["class"], event["class"])
+            ref, cls = texts.setdefault(event["ref"], event["ref"]), _REAL_CLASS.get(event["class"], event["class"])
             previous, record = self.records.pop(ref, (None, None))[1], None
             if event["operation"] != "del":
-                record = _record_of(cls, event["snapshot"])
+                record = _record_of(cls, event["snapshot"], texts)
                 self.records[ref] = (cls, record)
                 if cls == "pool":
                     self.pool_uuid = record["uuid"]

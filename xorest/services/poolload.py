@@ -21,7 +21,6 @@ import tempfile
 import traceback
 import threading
 
-from .. import memory
 from ..xapi import XapiClient, XapiError, XapiUnreachable
 from ..xapi.watcher import WATCHED_CLASSES
 from .mapping import PoolMapper
@@ -176,7 +175,7 @@ def main(stdin=None, stdout=None):
     stdout.flush()  # the workers start on the objects while the state is made and pickled
     del parts
     mapper.finish_load(mapped)
-    state = memory.share_strings(mapper.state())  # the daemon keeps it: a third smaller
+    state = mapper.state()  # its records share their strings (see PoolMapper.load_records)
     del mapper
     _write(stdout, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
     stdout.flush()
