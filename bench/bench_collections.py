@@ -8,33 +8,19 @@ Run: .venv/bin/python bench/bench_collections.py
 import re
 import shutil
 import subprocess
-import tempfile
 import threading
 import time
 
 import requests
 
-from common import percentile, report, start_gateway, start_sim, wait_loaded
-
-WRK_SCRIPT = """
-local n = 0
-request = function()
-  n = n + 1
-  local path = "PATH"
-  path = path:gsub("{n}", tostring(100000 + n))
-  return wrk.format("GET", path, {["Cookie"] = "authenticationToken=TOKEN"})
-end
-"""
+from common import percentile, report, start_gateway, start_sim, wait_loaded, wrk_script
 
 
 def wrk_load(base, token, path, seconds=15):
     """``(p50, p99)`` in seconds from wrk with 8 connections, or ``None`` without wrk."""
     if not shutil.which("wrk"):
         return None
-    script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
-    script.write(WRK_SCRIPT.replace("PATH", path).replace("TOKEN", token))
-    script.close()
-    out = subprocess.run(["wrk", "-t2", "-c8", f"-d{seconds}s", "--latency", "-s", script.name, base],
+    out = subprocess.run(["wrk", "-t2", "-c8", f"-d{seconds}s", "--latency", "-s", wrk_script(path, token), base],
                          capture_output=True, text=True, check=True).stdout
     if "Non-2xx" in out:
         print("# wrk saw non-2xx answers:", out)

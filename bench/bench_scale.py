@@ -23,21 +23,12 @@ import time
 import psutil
 import requests
 
-from common import PYTHON, ROOT, free_port, report, start_sim, xapi_rpc
+from common import PYTHON, ROOT, free_port, report, start_sim, wrk_script, xapi_rpc
 
 VMS = 10_000
 SECONDS = 15
 UNCACHED = "/rest/v0/vms?fields=name_label,power_state&filter=power_state:Running&limit={n}"
 WHOLE = "/rest/v0/vms?fields=*&limit={n}"
-WRK_SCRIPT = """
-local n = 0
-request = function()
-  n = n + 1
-  local path = "PATH"
-  path = path:gsub("{n}", tostring(100000 + n))
-  return wrk.format("GET", path, {["Cookie"] = "authenticationToken=TOKEN"})
-end
-"""
 
 
 class Tree:
@@ -76,10 +67,8 @@ def instance_rss(pid):
 
 
 def wrk_rate(base, token, path):
-    script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
-    script.write(WRK_SCRIPT.replace("PATH", path).replace("TOKEN", token))
-    script.close()
-    out = subprocess.run(["wrk", "-t2", "-c8", f"-d{SECONDS}s", "--timeout", "30s", "-s", script.name, base],
+    out = subprocess.run(["wrk", "-t2", "-c8", f"-d{SECONDS}s", "--timeout", "30s", "-s", wrk_script(path, token),
+                          base],
                          capture_output=True, text=True, check=True).stdout
     if "Non-2xx" in out:
         print("# wrk saw non-2xx answers:", out.replace("\n", " | "))

@@ -25,6 +25,26 @@ def free_port():
         return sock.getsockname()[1]
 
 
+_WRK_SCRIPT = """
+local n = 0
+request = function()
+  n = n + 1
+  local path = "PATH"
+  path = path:gsub("{n}", tostring(100000 + n))
+  return wrk.format("GET", path, {["Cookie"] = "authenticationToken=TOKEN"})
+end
+"""
+
+
+def wrk_script(path, token):
+    """A wrk Lua script (its file name) requesting ``path`` with the token's cookie; ``{n}``
+    in the path becomes a different number at each request."""
+    script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+    script.write(_WRK_SCRIPT.replace("PATH", path).replace("TOKEN", token))
+    script.close()
+    return script.name
+
+
 def report(metric, value, baseline=None, unit=""):
     ratio = f"{value / baseline:.3f}" if baseline else ""
     base = f"{baseline:.4g}" if baseline is not None else ""

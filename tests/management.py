@@ -10,6 +10,17 @@ from .conftest import sim_admin
 from .test_sim import JsonRpc
 
 
+def until(check, what="the condition", timeout=30):
+    """Poll ``check()`` until it returns something true (returned), or fail saying ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.1)
+    raise AssertionError(f"{what} never held")
+
+
 class Client:
     """The REST API of one gateway (any of its workers), authenticated with its token."""
 
@@ -55,13 +66,7 @@ class Client:
 
     def until(self, check, timeout=30, what="the condition"):
         """Poll ``check()`` until it returns something true."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            result = check()
-            if result:
-                return result
-            time.sleep(0.1)
-        raise AssertionError(f"{what} never held")
+        return until(check, what, timeout)
 
 
 def client(gw):

@@ -3,13 +3,13 @@ per pool, feeding every worker's cache; a restarted worker gets the pools from i
 from XAPI; a restarted daemon does not take the workers' objects away meanwhile."""
 import os
 import signal
-import time
 
 import psutil
 import pytest
 import requests
 
 from .conftest import Gateway, sim_admin, start_sim
+from .management import until
 from .test_sim import JsonRpc
 
 
@@ -22,16 +22,6 @@ def pool(tmp_path_factory):
 
 def _state(sim):
     return sim_admin(sim.url, "state")
-
-
-def _until(check, what, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.1)
-    raise AssertionError(f"{what} never held")
 
 
 def _every_worker_answers(gw, check, tries=12):
@@ -51,7 +41,7 @@ def test_one_event_session_per_pool_whatever_the_workers(pool, tmp_path):
         vm = next(r for r, v in rpc("VM.get_all_records").items()
                   if not (v["is_a_template"] or v["is_control_domain"] or v["is_a_snapshot"]))
         rpc("VM.set_name_label", vm, "fed to every worker")
-        _until(lambda: _every_worker_answers(gw, lambda r: "fed to every worker" in r.text), "the change everywhere")
+        until(lambda: _every_worker_answers(gw, lambda r: "fed to every worker" in r.text), "the change everywhere")
     finally:
         gw.stop()
     # without the daemon, each worker watches for itself (as before)
@@ -70,10 +60,10 @@ def test_a_restarted_worker_gets_the_pools_from_the_daemon(pool, tmp_path):
         loads = _state(pool)["full_loads"]
         killed = gw.workers()[0]
         os.kill(killed.pid, signal.SIGKILL)
-        _until(lambda: len(gw.workers()) == 2 and killed.pid not in {w.pid for w in gw.workers()},
+        until(lambda: len(gw.workers()) == 2 and killed.pid not in {w.pid for w in gw.workers()},
                "gunicorn started another worker")
         vms = len(gw.get("/rest/v0/vms").json())
-        _until(lambda: _every_worker_answers(gw, lambda r: len(r.json()) == vms), "the new worker serving the VMs")
+        until(lambda: _every_worker_answers(gw, lambda r: len(r.json()) == vms), "the new worker serving the VMs")
         assert _state(pool)["full_loads"] == loads  # not one more load from the pool
     finally:
         gw.stop()
@@ -89,14 +79,14 @@ def test_a_restarted_daemon_keeps_the_workers_serving(pool, tmp_path):
         for _ in range(10):
             answer = gw.get("/rest/v0/vms?fields=name_label")
             assert answer.status_code == 200 and len(answer.json()) == len(vms)
-        _until(lambda: getattr(gw.daemon(), "pid", daemon.pid) != daemon.pid, "the daemon started again")
-        _until(lambda: all(gw.get("/rest/v0/servers?fields=status").json()[0]["status"] == "connected"
+        until(lambda: getattr(gw.daemon(), "pid", daemon.pid) != daemon.pid, "the daemon started again")
+        until(lambda: all(gw.get("/rest/v0/servers?fields=status").json()[0]["status"] == "connected"
                            for _ in range(6)), "every worker following the pool again")
         rpc = JsonRpc(pool.url)
         vm = next(r for r, v in rpc("VM.get_all_records").items()
                   if not (v["is_a_template"] or v["is_control_domain"] or v["is_a_snapshot"]))
         rpc("VM.set_name_label", vm, "after the daemon's restart")
-        _until(lambda: _every_worker_answers(gw, lambda r: "after the daemon's restart" in r.text),
+        until(lambda: _every_worker_answers(gw, lambda r: "after the daemon's restart" in r.text),
                "changes flowing again")
     finally:
         gw.stop()
@@ -109,7 +99,7 @@ def test_the_daemon_ends_with_its_instance(pool, tmp_path):
     os.kill(gw.proc.process.pid, signal.SIGKILL)  # the master, killed: no clean-up of its own
     for worker in gw.workers():
         worker.kill()
-    _until(lambda: not daemon.is_running() or daemon.status() == psutil.STATUS_ZOMBIE, "the daemon stopped")
+    until(lambda: not daemon.is_running() or daemon.status() == psutil.STATUS_ZOMBIE, "the daemon stopped")
     with pytest.raises(requests.exceptions.ConnectionError):
         requests.get(gw.url + "/rest/v0", timeout=5)
 

@@ -274,19 +274,15 @@ def search_each(pattern, texts):
     deadline = _deadline.get()
     if deadline is None:
         deadline = time.monotonic() + DEFAULT_BUDGET
-    find, literals, fold = pattern.compiled.search, pattern.literals, pattern.ignore_case
-    clock = time.monotonic
+    find, clock = pattern.compiled.search, time.monotonic
     found = []
     try:
         for position, text in enumerate(texts):
             if type(text) is not str:
                 continue
-            ascii_text = text.isascii()
-            units = text if ascii_text else to_utf16(text)
-            if literals and (ascii_text or not fold):
-                folded = units.lower() if fold else units
-                if any(literal not in folded for literal in literals):
-                    continue
+            units = text if text.isascii() else to_utf16(text)
+            if pattern.cannot_match(units):
+                continue
             remaining = deadline - clock()
             if remaining <= 0:
                 raise TimeoutError

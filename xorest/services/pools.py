@@ -143,7 +143,7 @@ class PoolConnection:
             upserts, deletes = self.mapper.apply(events, reset)
             self.cache.apply(self.key, upserts, deletes, reset)
         if reset:
-            _settle_load()
+            memory.settle_after_load()
 
     def _load_isolated(self, client):
         """The watcher's first load, done by a process of its own (:mod:`.poolload`):
@@ -165,7 +165,7 @@ class PoolConnection:
         finally:
             if held:
                 self.lock.release()
-        _settle_load()
+        memory.settle_after_load()
         return token, count
 
     def current_objects(self):
@@ -174,10 +174,6 @@ class PoolConnection:
         joining the pools daemon starts from)."""
         with self.lock:
             return self.mapper.current_objects(), self.watcher.token
-
-
-def _settle_load():
-    memory.settle_after_load()
 
 
 class FedPoolConnection(PoolConnection):
