@@ -148,23 +148,11 @@ class PoolConnection:
     def _load_isolated(self, client):
         """The watcher's first load, done by a process of its own (:mod:`.poolload`):
         returns ``(token, objects loaded)``."""
-        held = []
-
-        def publish(batch):
-            # held until the mapper matches: a worker joining meanwhile waits for both
-            self.lock.acquire()
-            held.append(True)
-            self.cache.publish(batch)
-
-        try:
-            state, token, count = poolload.load(self.server, self.config, self.key, publish)
-            if not held:
-                self.lock.acquire()
-                held.append(True)
+        objects = []
+        state, token, count = poolload.load(self.server, self.config, self.key, objects.append)
+        with self.lock:  # the workers get the objects as the mapper matches them, at once
             self.mapper = PoolMapper.from_state(state)
-        finally:
-            if held:
-                self.lock.release()
+            self.cache.publish(objects.pop())
         memory.settle_after_load()
         return token, count
 
