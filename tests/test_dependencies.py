@@ -2,6 +2,7 @@
 in any batches, changes to what other objects read, deletions.  Driven through
 ``PoolConnection.on_batch`` with the golden pool's records."""
 import copy
+import json
 import random
 
 import pytest
@@ -135,9 +136,10 @@ def test_changes_to_what_others_read_map_as_a_full_load():
 
 
 def test_a_first_load_mapped_in_two_processes_is_a_full_load(monkeypatch):
-    """The pools daemon's loader maps half the records in a forked copy of itself: the
-    objects and the mapper's state (who reads what, ids) are those of one full batch, and
-    a change applied afterwards maps as it would after a full batch."""
+    """The pools daemon's loader decodes the answer in a forked copy of itself too, which
+    maps half the records: the objects and the mapper's state (who reads what, ids) are
+    those of one full batch, and a change applied afterwards maps as it would after a full
+    batch."""
     import pickle
 
     from xorest.services import poolload
@@ -150,10 +152,10 @@ def test_a_first_load_mapped_in_two_processes_is_a_full_load(monkeypatch):
     whole = PoolMapper()
     whole_objects, _ = whole.apply(copy.deepcopy(events), True)
 
-    monkeypatch.setattr(poolload, "PARALLEL_FROM", 0)
-    split = PoolMapper()
-    split.load_records(copy.deepcopy(events))
-    parts, mapped = poolload._map_in_parallel(split)
+    monkeypatch.setattr(poolload, "PARALLEL_FROM_BYTES", 0)
+    answer = json.dumps({"jsonrpc": "2.0", "result": {"events": events, "token": "t1"}, "id": 0}).encode()
+    split, token, count, parts, mapped = poolload.load_and_map(answer)
+    assert (token, count) == ("t1", len(events))
     assert len(parts) == 2 and all(pickle.loads(part) for part in parts)
     objects = {}
     for part in parts:

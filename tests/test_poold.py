@@ -3,6 +3,7 @@ per pool, feeding every worker's cache; a restarted worker gets the pools from i
 from XAPI; a restarted daemon does not take the workers' objects away meanwhile."""
 import os
 import signal
+import time
 
 import psutil
 import pytest
@@ -121,10 +122,118 @@ def test_the_isolated_load_sends_objects_first_and_a_state_with_shared_strings(p
     assert (kind, key) == ("parts", "server-1")
     objects = {k: v for part in parts for k, v in pickle.loads(part).items()}
     assert sum(1 for collection, _ in objects.values() if collection == "vms") == 30
-    records = state[0]
+    records, dependents, id_of, _ = state
     texts = {}
-    for _cls, record in records.values():
+    for ref, (_cls, record) in records.items():
+        assert texts.setdefault(ref, ref) is ref, ref  # one object per text, keys included
         for value in record.values():
             if isinstance(value, str) and value.startswith("OpaqueRef:"):
-                assert texts.setdefault(value, value) is value, value  # one object per text
+                assert texts.setdefault(value, value) is value, value
     assert len(texts) > 20
+    by_uuid = dependents[0]
+    assert all(texts.setdefault(ref, ref) is ref for ref in [*by_uuid.values(), *id_of])
+
+
+class _Recorder:
+    """A stand-in for the feed: what a pool connection hands over, in order."""
+
+    def __init__(self):
+        self.calls = []
+
+    def publish(self, payload):
+        self.calls.append("publish")
+
+    def apply(self, key, upserts, deletes=(), reset=False):
+        self.calls.append("apply")
+
+    def applied(self, key, token):
+        self.calls.append("applied")
+
+    def remove_pool(self, key):
+        self.calls.append("remove_pool")
+
+
+def _loaders():
+    """This process's pool loader children (not ones other tests left as zombies)."""
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "poold-load" in child.cmdline() and child.status() != psutil.STATUS_ZOMBIE:
+                found.append(child)
+        except psutil.Error:
+            pass
+    return found
+
+
+def test_a_connection_stopped_while_its_pool_loads_leaves_nothing_behind(pool, tmp_path):
+    """Stopping a pool's connection (its server removed, disconnected or changed) midway
+    through its first load kills the loader, and nothing of that load, nor any batch,
+    reaches the workers after the pool's removal."""
+    from xorest import config as settings
+    from xorest.services.pools import PoolConnection
+
+    sim_admin(pool.url, "faults", {"latency": 1.0})  # the loader's calls take a while
+    feed = _Recorder()
+    conn = PoolConnection({"id": "server-1", "url": pool.url, "username": "root", "password": "password"}, feed,
+                          settings.load({"data_dir": str(tmp_path)}, environ={}), isolated_load=True)
+    try:
+        conn.start()
+        loader = until(_loaders, "the loader process started")[0]
+        conn.stop()
+        gone, alive = psutil.wait_procs([loader], timeout=10)
+        assert not alive
+        assert feed.calls == ["remove_pool"]
+        conn.on_batch([{"class": "vm", "ref": "OpaqueRef:1", "operation": "add", "snapshot": {"uuid": "1"}}], True)
+        time.sleep(1.5)  # what the loader would have sent
+        assert feed.calls == ["remove_pool"]
+    finally:
+        sim_admin(pool.url, "faults", {"reset": True})
+
+
+def test_a_worker_s_connection_follows_a_pool_removed_and_added_again():
+    """A worker may connect a server again (it reconciled first) before the daemon's word
+    that the old connection is gone arrives: the watcher it holds then follows the new
+    connection's states, not a dropped one's."""
+    from xorest.cache import ObjectCache
+    from xorest.services.feed import FeedClient
+
+    feed = FeedClient("/nonexistent", ObjectCache())
+    fresh = set()
+    connected = {"server": "s1", "pool_uuid": "p1", "synced": True, "first_attempt": True, "loaded_at": 1.0,
+                 "status": {"status": "connected", "error": None, "lastEventTime": 2.0, "connectedSince": 1.0,
+                            "failedAttempts": 0}}
+    feed._handle(("pool", "s1", connected), fresh)
+    feed._handle(("token", "s1", "00000000000000000005,00000000000000000000"), fresh)
+    held = feed.watcher("s1")  # the worker's connection made again before "gone" arrived
+    feed._handle(("gone", "s1"), fresh)
+    assert held.status.state == "connecting" and not held.synced.is_set() and not held.first_attempt.is_set()
+    assert held.token is None and held.pool_uuid is None
+    feed._handle(("pool", "s1", connected), fresh)  # the new connection's first state
+    assert feed.watcher("s1") is held and held.status.state == "connected" and held.first_attempt.is_set()
+
+
+def test_a_read_after_servers_changed_waits_for_connections_the_reconciler_just_made(pool, tmp_path):
+    """A process's reconciler thread may connect a new server before a read notices the
+    change: the read still waits (bounded) for that connection's first load, instead of
+    answering 'connecting'."""
+    import time as clock
+
+    from xorest import config as settings
+    from xorest.cache import ObjectCache
+    from xorest.services.pools import PoolService
+    from xorest.store import open_store
+
+    config = settings.load({"data_dir": str(tmp_path)}, environ={})
+    store = open_store(config)
+    store.add_server(pool.url, "root", "password", None, False, "slow")
+    sim_admin(pool.url, "faults", {"latency": 0.3})  # the first load takes about a second
+    service = PoolService(store, ObjectCache(), config)
+    try:
+        service.ensure_started()  # connects the server, as the reconciler thread would
+        (conn,) = service.connections()
+        assert not conn.watcher.first_attempt.is_set()
+        service._reconcile_and_wait(clock.monotonic() + 20)
+        assert conn.watcher.first_attempt.is_set() and conn.status()["status"] == "connected"
+    finally:
+        sim_admin(pool.url, "faults", {"reset": True})
+        service.stop()

@@ -42,15 +42,21 @@ RECORD_FIELDS = _record_fields()
 _REDUCED = vm.REDUCED
 
 
-def trim(xapi_class, record):
+def trim(xapi_class, record, fields=None):
     """The part of a record that mapping reads, to keep in memory instead of all of it
     (a VM record has about 90 fields, its XO object is built from 44; a VM's
     ``recommendations`` XML is cut to its firmware restrictions).  Records of classes no
-    mapper reads are kept whole."""
-    fields = RECORD_FIELDS.get(xapi_class)
+    mapper reads are kept whole.
+
+    :param fields: the fields to keep, when more than :data:`RECORD_FIELDS` says.  A
+        record that has no others (cut while decoded) is only copied."""
+    fields = RECORD_FIELDS.get(xapi_class) if fields is None else fields
     if fields is None:
         return record
-    trimmed = {key: value for key, value in record.items() if key in fields}
+    if fields.issuperset(record):
+        trimmed = dict(record)
+    else:
+        trimmed = {key: value for key, value in record.items() if key in fields}
     for key, reduce in _REDUCED.get(xapi_class, {}).items():
         if key in trimmed:
             trimmed[key] = reduce(trimmed[key])

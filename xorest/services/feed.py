@@ -31,6 +31,8 @@ _LENGTH = struct.Struct(">Q")
 MAX_BACKLOG = 1 << 30
 #: Most bytes a worker's request may have (they are a few words).
 MAX_REQUEST = 1 << 16
+#: Messages from this size on (pools' objects) are handled with the cyclic collector paused.
+_LARGE = 1 << 20
 
 
 def _send_frame(sock, payload):
@@ -316,6 +318,14 @@ class FeedWatcher:
         if state["first_attempt"]:
             self.first_attempt.set()
 
+    def forget(self):
+        """The daemon removed the pool: back to the state of a connection not yet tried."""
+        self.update({"status": PoolStatus().to_dict(), "loaded_at": None, "pool_uuid": None,
+                     "synced": False, "first_attempt": False})
+        self.first_attempt.clear()
+        with self._applied:
+            self.token = None
+
     def lost(self, reason):
         """The daemon went away: the pool's objects are kept, its state says why."""
         self.status.state, self.status.error = "disconnected", reason
@@ -406,41 +416,48 @@ class FeedClient:
     def _follow(self, sock):
         fresh = set()  # pools of this connection: others were removed while it was down
         while True:
-            message = pickle.loads(_recv_frame(sock))
-            kind, key = message[0], (message[1] if len(message) > 1 else None)
-            if kind == "batch":
-                _, _, upserts, deletes, reset = message
-                self.cache.apply(key, upserts, deletes, reset)
-            elif kind == "parts":  # a pool's first load, mapped in parts: all of it at once
-                upserts = {}
-                for part in message[2]:
-                    upserts.update(pickle.loads(part))
+            frame = _recv_frame(sock)
+            if len(frame) < _LARGE:
+                self._handle(pickle.loads(frame), fresh)
+                continue
+            with memory.long_lived_objects():  # a pool's objects: millions of objects that all live
+                message = pickle.loads(frame)
+                del frame
+                self._handle(message, fresh)
                 del message
-                self.cache.apply(key, upserts, (), reset=True)
-                del upserts
-                memory.settle_after_load()
-            elif kind == "token":
-                self.watcher(key).applied_up_to(message[2])
-            elif kind == "pool":
-                fresh.add(key)
-                self.watcher(key).update(message[2])
-            elif kind == "snapshot":
-                _, _, upserts, token = message
-                del message
-                self.cache.apply(key, upserts, (), reset=True)
-                if token is not None:
-                    self.watcher(key).applied_up_to(token)
-                del upserts
-                memory.settle_after_load()
-            elif kind == "gone":
-                self.cache.remove_pool(key)
-                with self._lock:
-                    self._watchers.pop(key, None)
-            elif kind == "ready":
-                for old in self.cache.pool_keys() - fresh:
-                    self.cache.remove_pool(old)
-                self.ready.set()
-            elif kind == "reconciled":
-                with self._answers:
-                    self._reconciled = max(self._reconciled, message[1])
-                    self._answers.notify_all()
+            memory.give_back()
+
+    def _handle(self, message, fresh):
+        """Apply one message of the daemon (``fresh``: the pools it described so far)."""
+        kind, key = message[0], (message[1] if len(message) > 1 else None)
+        if kind == "batch":
+            _, _, upserts, deletes, reset = message
+            self.cache.apply(key, upserts, deletes, reset)
+        elif kind == "parts":  # a pool's first load, mapped in parts: all of it at once
+            upserts = {}
+            for part in message[2]:
+                upserts.update(pickle.loads(part))
+            self.cache.apply(key, upserts, (), reset=True)
+        elif kind == "token":
+            self.watcher(key).applied_up_to(message[2])
+        elif kind == "pool":
+            fresh.add(key)
+            self.watcher(key).update(message[2])
+        elif kind == "snapshot":
+            _, _, upserts, token = message
+            self.cache.apply(key, upserts, (), reset=True)
+            if token is not None:
+                self.watcher(key).applied_up_to(token)
+        elif kind == "gone":
+            self.cache.remove_pool(key)
+            # kept, not dropped: a connection made here for the same server before this
+            # message arrived holds this watcher, and must see the new one's states
+            self.watcher(key).forget()
+        elif kind == "ready":
+            for old in self.cache.pool_keys() - fresh:
+                self.cache.remove_pool(old)
+            self.ready.set()
+        elif kind == "reconciled":
+            with self._answers:
+                self._reconciled = max(self._reconciled, message[1])
+                self._answers.notify_all()

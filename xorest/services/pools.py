@@ -73,6 +73,9 @@ class PoolConnection:
         self.lock = threading.RLock()  # a batch being applied, or the objects being read whole
         self.config = config
         self.isolated_load = isolated_load
+        # Set when the connection is stopped: nothing of it reaches the cache after that
+        # (a load or a batch still under way is dropped), and a load's process is killed.
+        self.stopped = threading.Event()
         self.watcher = self._watcher()
         self.rpc = self._client()  # for request threads; the watcher's client blocks in event.from
 
@@ -88,8 +91,12 @@ class PoolConnection:
     def _watcher(self):
         return Watcher(self._client(), self.on_batch, event_timeout=self.config.event_timeout,
                        max_delay=self.config.reconnect_max_delay, name=self.key[:8],
-                       on_applied=lambda token: self.cache.applied(self.key, token),
+                       on_applied=self._applied,
                        load=self._load_isolated if self.isolated_load else None)
+
+    def _applied(self, token):
+        if not self.stopped.is_set():  # a stopped watcher's last event.from may still return
+            self.cache.applied(self.key, token)
 
     def _client(self):
         server, config = self.server, self.config
@@ -109,9 +116,11 @@ class PoolConnection:
         return self
 
     def stop(self):
+        self.stopped.set()
         self.watcher.stop()
         self.rpc.close()
-        self.cache.remove_pool(self.key)
+        with self.lock:  # after any batch being published: the pool's removal comes last
+            self.cache.remove_pool(self.key)
 
     def status(self):
         return self.watcher.status.to_dict()
@@ -140,6 +149,8 @@ class PoolConnection:
     def on_batch(self, events, reset):
         """Apply XAPI events to the records, and what they map to to the cache."""
         with self.lock:
+            if self.stopped.is_set():
+                return
             upserts, deletes = self.mapper.apply(events, reset)
             self.cache.apply(self.key, upserts, deletes, reset)
         if reset:
@@ -147,12 +158,27 @@ class PoolConnection:
 
     def _load_isolated(self, client):
         """The watcher's first load, done by a process of its own (:mod:`.poolload`):
-        returns ``(token, objects loaded)``."""
-        objects = []
-        state, token, count = poolload.load(self.server, self.config, self.key, objects.append)
-        with self.lock:  # the workers get the objects as the mapper matches them, at once
+        returns ``(token, objects loaded)``.  The workers get the objects as soon as they
+        are mapped; the pool's lock is held from then until the mapper's state matches
+        them, so a worker joining meanwhile waits for both."""
+        held = False
+
+        def publish(message):
+            nonlocal held
+            self.lock.acquire()
+            held = True
+            if not self.stopped.is_set():
+                self.cache.publish(message)
+
+        try:
+            state, token, count = poolload.load(self.server, self.config, self.key, publish, cancelled=self.stopped)
+            if not held:
+                self.lock.acquire()
+                held = True
             self.mapper = PoolMapper.from_state(state)
-            self.cache.publish(objects.pop())
+        finally:
+            if held:
+                self.lock.release()
         memory.settle_after_load()
         return token, count
 
@@ -317,13 +343,14 @@ class PoolService:
         self._servers_seen = self.store.pool_writes().get(SERVERS_CHANGED, (None,))[0]
 
     def _reconcile_and_wait(self, deadline):
-        """Reconcile now, and wait (until ``deadline``) for the first load of new pools."""
-        before = set(self._connections)
+        """Reconcile now, and wait (until ``deadline``) for the first load of new pools:
+        every connection not tried yet, whether this call or the reconciler thread just
+        made it."""
         if self.feed is not None:  # the daemon connects them
             self.feed.reconcile(max(0.0, deadline - time.monotonic()))
         self.reconcile()
-        for key in set(self._connections) - before:
-            self._connections[key].watcher.first_attempt.wait(max(0.0, deadline - time.monotonic()))
+        for conn in list(self._connections.values()):
+            conn.watcher.first_attempt.wait(max(0.0, deadline - time.monotonic()))
 
     def catch_up(self):
         """Before a read: wait (bounded by ``sync_wait``) until this process's cache shows

@@ -4,6 +4,7 @@ One :class:`XapiClient` per pool connection.  Every call has a (connect, read) t
 TLS is verified unless the connection was configured ``insecure``, and nothing but
 :class:`XapiError` / :class:`XapiUnreachable` escapes.
 """
+import json
 import logging
 import threading
 from urllib.parse import urlsplit, urlunsplit
@@ -72,14 +73,14 @@ class XapiClient:
             raise XapiUnreachable(f"{self.url}: {_cause(exc)}") from None
         return response
 
-    def _rpc(self, method, params, timeout=None):
+    def _rpc(self, method, params, timeout=None, decode=json.loads):
         if self.protocol in ("auto", "json"):
             response = self._post("/jsonrpc", codec.json_request(method, params),
                                   "application/json", timeout)
             if response.headers.get("Content-Type", "").split(";")[0] == "application/json":
                 self.protocol = "json"
                 try:
-                    return codec.json_response(response.content)
+                    return codec.json_response(response.content, decode)
                 except ValueError as exc:
                     raise XapiUnreachable(f"{self.url}: invalid JSON-RPC answer: {exc}") from None
             if self.protocol == "json":
@@ -125,20 +126,23 @@ class XapiClient:
         self.logout()
         self.http.close()
 
-    def call(self, method, *args, timeout=None):
-        """Call ``method`` with the session prepended; log in again once on ``SESSION_INVALID``."""
+    def call(self, method, *args, timeout=None, decode=json.loads):
+        """Call ``method`` with the session prepended; log in again once on ``SESSION_INVALID``.
+
+        :param decode: how a JSON-RPC answer's bytes are decoded (see :mod:`.eventdecode`);
+            XML-RPC answers are decoded whole."""
         if self.session_ref is None:
             self.login()
         ref = self.session_ref
         try:
-            return self._rpc(method, [ref, *args], timeout)
+            return self._rpc(method, [ref, *args], timeout, decode)
         except SessionInvalid:
             with self._login_lock:
                 stale = self.session_ref == ref
             if stale:
                 log.info("session on %s expired, logging in again", self.url)
                 self.login()
-            return self._rpc(method, [self.session_ref, *args], timeout)
+            return self._rpc(method, [self.session_ref, *args], timeout, decode)
 
     # HTTP handlers -----------------------------------------------------------
 
