@@ -11,6 +11,7 @@ address over all accounts (a cap): concurrent guesses cannot slip past the count
 attempt that must wait is answered at once with 429 and ``Retry-After``; no request
 thread ever sleeps.  Answers never tell whether an account exists.
 """
+import functools
 import hashlib
 import hmac
 import logging
@@ -27,8 +28,15 @@ from .scopes import Scope
 
 log = logging.getLogger(__name__)
 
-# Checked against when the account does not exist, so both paths cost one KDF run.
-_DUMMY_HASH = generate_password_hash("xorest-dummy-password")
+
+@functools.cache
+def _dummy_hash():
+    """Checked against when the account does not exist, so both paths cost one KDF run.
+    Made at the first login whatever its account (not at import: a KDF run is 0.1 s
+    that every process and every CLI command would pay)."""
+    return generate_password_hash("xorest-dummy-password")
+
+
 #: Per client address, failures over all accounts allowed in a window (spraying many emails).
 ADDRESS_ATTEMPTS_FACTOR = 10
 
@@ -138,8 +146,9 @@ class AuthService:
         wait = self.store.take_login_attempt(limits, time.time(), self.config.login_failure_window)
         if wait > 0:
             raise TooManyRequests("too many failed attempts, retry later", retry_after=max(1, math.ceil(wait)))
+        dummy = _dummy_hash()  # before anything depends on the account
         user = self.store.get_user(email) if email else None
-        valid = check_password_hash(user["password_hash"] if user else _DUMMY_HASH, password or "")
+        valid = check_password_hash(user["password_hash"] if user else dummy, password or "")
         if user is None or not valid:
             self.store.record_login_failure([account.key, address.key], time.time())
             log.info("failed password for an account from %s", client)

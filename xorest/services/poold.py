@@ -23,13 +23,14 @@ class PoolsDaemon:
     """The daemon's services: pools watched into a cache that feeds the workers.
 
     It follows the store's servers more often than a worker would: the ``xorest server
-    add`` of an admin, or another instance's, shows within half a second.
+    add`` of an admin, or another instance's, starts loading within a tenth of a second
+    (a look at the store costs about 50 us).
 
     :param config: the instance's :class:`~xorest.config.Config`.
     :param socket_path: where the workers connect.
     """
 
-    RECONCILE_SECONDS = 0.5
+    RECONCILE_SECONDS = 0.1
 
     def __init__(self, config, socket_path):
         self.config = config
