@@ -126,11 +126,13 @@ def processes(tmp_path):
 class Gateway:
     """xorest under gunicorn with its own data directory, an admin and a token.
 
-    ``workers``/``threads`` of ``None`` start ``xorest serve`` without those flags, exactly
-    as a user does; ``unix_socket`` adds a Unix-socket bind (nginx's way in).
+    By default ``xorest serve`` runs without ``--workers``/``--threads``, exactly as a user
+    starts it (one worker beside the pools daemon, 32 threads); tests of what happens
+    across workers, or when threads run out, ask for them.  ``unix_socket`` adds a
+    Unix-socket bind (nginx's way in).
     """
 
-    def __init__(self, tmp_path, sim_url, name="gw", workers=2, env=None, threads=16, unix_socket=None):
+    def __init__(self, tmp_path, sim_url, name="gw", workers=None, env=None, threads=None, unix_socket=None):
         self.data_dir = str(tmp_path / f"{name}-data")
         self.env = {**os.environ, "XOREST_DATA_DIR": self.data_dir, "XOREST_EVENT_TIMEOUT": "5",
                     # renew 62 s tokens after about a second, so renewal tests need no long sleeps

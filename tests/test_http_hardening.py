@@ -50,7 +50,7 @@ def _paused_downloads(url, token, count, pause=30):
 
 
 def test_plain_serve_runs_the_documented_defaults(pool, tmp_path):
-    gw = Gateway(tmp_path, pool.url, workers=None, threads=None)
+    gw = Gateway(tmp_path, pool.url)  # no flags: as a user starts it
     try:
         workers = gw.workers()
         assert len(workers) == gunicorn_settings()["workers"]  # with the pools daemon: DAEMON_WORKERS

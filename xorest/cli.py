@@ -145,7 +145,8 @@ def main(ctx, config_path, data_dir, verbose):
 @main.command()
 @click.option("--listen", multiple=True,
               help="Address to bind (repeatable): 127.0.0.1:8080, or unix:/run/xorest/gunicorn.sock.")
-@click.option("--workers", type=int, default=None, help="Worker processes (default: 2 to 4, by cores).")
+@click.option("--workers", type=int, default=None,
+              help="Worker processes (default: 1 beside the pools daemon; without it, 2 to 4 by cores).")
 @click.option("--threads", type=int, default=None, help="Threads per worker (default 32).")
 def serve(listen, workers, threads):
     """Serve the API with gunicorn (gthread workers)."""
