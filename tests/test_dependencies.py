@@ -164,6 +164,13 @@ def test_a_first_load_mapped_in_two_processes_is_a_full_load(monkeypatch):
     assert objects == whole_objects
     assert split.state() == whole.state()
 
+    # a pool without JSON-RPC: its answer comes decoded (XML-RPC), mapped in one process
+    decoded = {"events": copy.deepcopy(events), "token": "t2"}
+    alone, token, count, parts, mapped = poolload.load_and_map(decoded)
+    assert (token, count, len(parts)) == ("t2", len(events), 1) and pickle.loads(parts[0]) == whole_objects
+    alone.finish_load(mapped)
+    assert alone.state() == whole.state()
+
     vm_ref = next(ref for ref, (cls, record) in pool.items() if cls == "VM" and not record.get("is_a_template"))
     changed = dict(pool[vm_ref][1], name_label="renamed")
     assert split.apply([_event("VM", vm_ref, changed, "mod")], False) == \

@@ -180,8 +180,7 @@ def test_a_connection_stopped_while_its_pool_loads_leaves_nothing_behind(pool, t
         conn.start()
         loader = until(_loaders, "the loader process started")[0]
         conn.stop()
-        gone, alive = psutil.wait_procs([loader], timeout=10)
-        assert not alive
+        assert not psutil.wait_procs([loader], timeout=10)[1]  # none left alive
         assert feed.calls == ["remove_pool"]
         conn.on_batch([{"class": "vm", "ref": "OpaqueRef:1", "operation": "add", "snapshot": {"uuid": "1"}}], True)
         time.sleep(1.5)  # what the loader would have sent
@@ -216,8 +215,6 @@ def test_a_read_after_servers_changed_waits_for_connections_the_reconciler_just_
     """A process's reconciler thread may connect a new server before a read notices the
     change: the read still waits (bounded) for that connection's first load, instead of
     answering 'connecting'."""
-    import time as clock
-
     from xorest import config as settings
     from xorest.cache import ObjectCache
     from xorest.services.pools import PoolService
@@ -232,7 +229,7 @@ def test_a_read_after_servers_changed_waits_for_connections_the_reconciler_just_
         service.ensure_started()  # connects the server, as the reconciler thread would
         (conn,) = service.connections()
         assert not conn.watcher.first_attempt.is_set()
-        service._reconcile_and_wait(clock.monotonic() + 20)
+        service._reconcile_and_wait(time.monotonic() + 20)
         assert conn.watcher.first_attempt.is_set() and conn.status()["status"] == "connected"
     finally:
         sim_admin(pool.url, "faults", {"reset": True})
