@@ -115,8 +115,10 @@ def test_a_vm_s_stats_are_its_host_s_rrd(stack, granularity):
     cpus = stats["cpus"]
     assert set(cpus) == {str(i) for i in range(len(cpus))} and cpus
     assert any(value for value in cpus["0"][-3:]), cpus["0"][-3:]  # a running VM uses some CPU
-    direct = _direct(gw, MEMBER, body["endTimestamp"] - (rows - 1) * step, step, vm_uuid=vm["uuid"])
-    on_master = _direct(gw, MASTER, body["endTimestamp"] - (rows - 1) * step, step, host="true", vm_uuid=vm["uuid"])
+    # a start relative to the host's last update (negative, as rrd_updates takes it): a step
+    # boundary passing since the answer above must not send the query to a coarser archive
+    direct = _direct(gw, MEMBER, -(rows - 1) * step, step, vm_uuid=vm["uuid"])
+    on_master = _direct(gw, MASTER, -(rows - 1) * step, step, host="true", vm_uuid=vm["uuid"])
     assert on_master and not any(kind == "vm" for kind, _uuid, _name in on_master)
 
     def source(name):
@@ -153,7 +155,7 @@ def test_a_host_s_stats_come_from_the_host_itself(stack):
         times = _times(body)
         stats = body["stats"]
         assert {"cpus", "memory", "memoryFree", "load", "pifs", "iops", "latency", "iowait", "hostload"} <= set(stats)
-        direct = _direct(gw, host["address"], body["endTimestamp"] - 595, 5, host="true", vm_uuid="none")
+        direct = _direct(gw, host["address"], -595, 5, host="true", vm_uuid="none")
         assert {uuid for _kind, uuid, _name in direct} == {host["uuid"]}
 
         def source(name, uuid=host["uuid"]):
