@@ -135,43 +135,71 @@ def test_changes_to_what_others_read_map_as_a_full_load():
         assert not _diff(_state(conn), _full(pool)), (cls, ref)
 
 
-def test_a_first_load_mapped_in_two_processes_is_a_full_load(monkeypatch):
-    """The pools daemon's loader decodes the answer in a forked copy of itself too, which
-    maps half the records: the objects and the mapper's state (who reads what, ids) are
-    those of one full batch, and a change applied afterwards maps as it would after a full
-    batch."""
-    import pickle
+def _flat(collections):
+    """``id -> (collection, object)`` of decoded parts, each collection checked in id order."""
+    assert all(list(objects) == sorted(objects) for objects in collections.values())
+    return {key: (name, obj) for name, objects in collections.items() for key, obj in objects.items()}
 
+
+def test_a_first_load_mapped_in_two_processes_is_a_full_load(monkeypatch):
+    """The pools daemon's loader takes a pool in several answers (classes in groups, the
+    first answer's token followed) and maps half its records in a forked copy of itself:
+    the objects and the mapper's state (who reads what, ids) are those of one full batch,
+    and a change applied afterwards maps as it would after a full batch."""
     from xorest.services import poolload
     from xorest.services.mapping import PoolMapper
 
-    pool = _pool()
+    from xorest.xapi.watcher import WATCHED_CLASSES
+
+    pool = {ref: item for ref, item in _pool().items() if item[0] in WATCHED_CLASSES}  # what a pool sends
     events = [_event(cls, ref, record) for ref, (cls, record) in pool.items()]
     # a record that comes and goes within the load
     events[3:3] = [_event("VM", "OpaqueRef:gone", {"uuid": "gone"}), _event("VM", "OpaqueRef:gone", {}, "del")]
     whole = PoolMapper()
     whole_objects, _ = whole.apply(copy.deepcopy(events), True)
 
-    monkeypatch.setattr(poolload, "PARALLEL_FROM_BYTES", 0)
-    answer = json.dumps({"jsonrpc": "2.0", "result": {"events": events, "token": "t1"}, "id": 0}).encode()
-    split, token, count, parts, mapped = poolload.load_and_map(answer)
-    assert (token, count) == ("t1", len(events))
-    assert len(parts) == 2 and all(pickle.loads(part) for part in parts)
-    objects = {}
-    for part in parts:
-        objects.update(pickle.loads(part))
-    split.finish_load(mapped)
-    assert objects == whole_objects
-    assert split.state() == whole.state()
+    def answers(as_json):
+        """The events as a loader gets them: one answer per class group, in its order."""
+        for number, group in enumerate(poolload.load_groups()):
+            classes = {cls.lower() for cls in group}
+            result = {"events": [copy.deepcopy(event) for event in events if event["class"].lower() in classes],
+                      "token": f"t{number}"}
+            yield json.dumps({"jsonrpc": "2.0", "result": result, "id": 0}).encode() if as_json else result
 
-    # a pool without JSON-RPC: its answer comes decoded (XML-RPC), mapped in one process
-    decoded = {"events": copy.deepcopy(events), "token": "t2"}
-    alone, token, count, parts, mapped = poolload.load_and_map(decoded)
-    assert (token, count, len(parts)) == ("t2", len(events), 1) and pickle.loads(parts[0]) == whole_objects
-    alone.finish_load(mapped)
-    assert alone.state() == whole.state()
+    monkeypatch.setattr(poolload, "PARALLEL_FROM_RECORDS", 0)
+    # JSON answers (decoded by the loader), and a pool without JSON-RPC: its answers come decoded (XML-RPC)
+    for as_json in (True, False):
+        loaded = poolload.FirstLoad()
+        for answer in answers(as_json):
+            loaded.add(answer)
+        parts, mapped = loaded.map()
+        assert (loaded.token, loaded.count) == ("t0", len(events))
+        assert len(parts) == 2 and all(poolload.decode_objects([part]) for part in parts)
+        loaded.mapper.finish_load(mapped)
+        assert _flat(poolload.decode_objects(parts)) == whole_objects
+        assert loaded.mapper.state() == whole.state()
+    split = loaded.mapper
+
+    monkeypatch.setattr(poolload, "PARALLEL_FROM_RECORDS", 10**9)  # a small pool: one process
+    loaded = poolload.FirstLoad()
+    for answer in answers(True):
+        loaded.add(answer)
+    parts, mapped = loaded.map()
+    assert len(parts) == 1 and _flat(poolload.decode_objects(parts)) == whole_objects
+    loaded.mapper.finish_load(mapped)
+    assert loaded.mapper.state() == whole.state()
 
     vm_ref = next(ref for ref, (cls, record) in pool.items() if cls == "VM" and not record.get("is_a_template"))
     changed = dict(pool[vm_ref][1], name_label="renamed")
     assert split.apply([_event("VM", vm_ref, changed, "mod")], False) == \
         whole.apply([_event("VM", vm_ref, changed, "mod")], False)
+
+
+def test_a_first_load_asks_for_every_watched_class_once_big_classes_first():
+    from xorest.services import poolload
+    from xorest.xapi.watcher import WATCHED_CLASSES
+
+    groups = poolload.load_groups()
+    asked = [cls for group in groups for cls in group]
+    assert sorted(asked) == sorted(WATCHED_CLASSES) and len(asked) == len(set(asked))
+    assert groups[0] == ["VM"] and all(groups)

@@ -22,6 +22,7 @@ from collections import deque
 
 from .. import memory
 from ..xapi.watcher import PoolStatus, token_key
+from . import poolload
 
 log = logging.getLogger(__name__)
 
@@ -434,10 +435,7 @@ class FeedClient:
             _, _, upserts, deletes, reset = message
             self.cache.apply(key, upserts, deletes, reset)
         elif kind == "parts":  # a pool's first load, mapped in parts: all of it at once
-            upserts = {}
-            for part in message[2]:
-                upserts.update(pickle.loads(part))
-            self.cache.apply(key, upserts, (), reset=True)
+            self.cache.load_pool(key, poolload.decode_objects(message[2]))
         elif kind == "token":
             self.watcher(key).applied_up_to(message[2])
         elif kind == "pool":

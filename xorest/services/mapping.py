@@ -106,11 +106,10 @@ class PoolMapper:
     # A whole pool's first load, in steps that can run in several processes ----------------
 
     def load_records(self, events):
-        """The records of a whole pool's events (as ``apply(events, True)`` keeps them),
-        nothing mapped yet: then :meth:`map_records` (parts may run in forked processes),
-        :meth:`finish_load` and :meth:`shared_state`."""
-        self.records, self.id_of = {}, {}  # a fresh mapper: no object to take back
-        self.dependents.reset()
+        """Keep the records of a whole pool's events (as ``apply(events, True)`` keeps
+        them), nothing mapped yet; on a fresh mapper, called once per part of the pool
+        (records of other classes, or later ones).  Then :meth:`map_records` (parts may
+        run in forked processes), :meth:`finish_load` and :meth:`shared_state`."""
         for event in events:
             ref, cls = event["ref"], _REAL_CLASS.get(event["class"], event["class"])
             previous, record = self.records.pop(ref, (None, None))[1], None

@@ -276,12 +276,12 @@ class Simulator:
 
     def summary(self):
         """Record counts per class, the current generation, the sessions following events
-        and how many whole loads were served (admin endpoint, tests)."""
+        and how many times each class's records were all sent (admin endpoint, tests)."""
         watching = {s for s in list(self.api.event_sessions) if self.sessions.is_valid(s)}
         with self.db.lock:
             return {"generation": self.db.generation, "redirects": self.redirects,
                     "counts": {cls: len(t) for cls, t in self.db.tables.items()},
-                    "event_sessions": len(watching), "full_loads": self.api.full_loads}
+                    "event_sessions": len(watching), "full_loads": dict(self.api.full_loads)}
 
 
 def run(listen="127.0.0.1:0", **options):

@@ -1,4 +1,5 @@
 """XAPI's API surface on the simulated database: dispatch, sessions, generic calls, tasks, events."""
+import collections
 import logging
 import threading
 import time
@@ -68,7 +69,8 @@ class XapiApi:
         self.stopping = stopping or threading.Event()
         self.cancel_requests = set()
         self.event_sessions = set()  # sessions that called event.from
-        self.full_loads = 0  # event.from calls from the empty token: whole pools sent
+        # class -> how many times event.from sent all its records (from the empty token)
+        self.full_loads = collections.Counter()
         # host.call_plugin's plugins: name -> handler(op, host, function, args)
         self.plugins = {"trim": storageops.trim_plugin}
         self.down_hosts = {}  # host ref -> key of its pending shutdown, while it is off
@@ -344,7 +346,8 @@ class XapiApi:
         wanted = {str(c).lower() for c in classes}
         if session is not None:  # who follows the events (observed by tests, as a pool's admin would)
             self.event_sessions.add(session)
-            self.full_loads += since is None
+            if since is None:
+                self.full_loads.update(cls.lower() for cls in db.tables if "*" in wanted or cls.lower() in wanted)
         deadline = time.monotonic() + max(0.0, min(timeout, 3600.0))
         while True:
             if session is not None and not self.sessions.is_valid(session):
