@@ -19,11 +19,11 @@ DEMO_PID_FILE = "demo.pid"
 
 
 def _services(ctx, create=True):
-    """The instance's services; with ``create=False`` (commands that only read), a data
+    """The instance's store, accounts and audit trail (what commands use); with ``create=False`` (commands that only read), a data
     directory with no database is an error instead of a new, empty database (a PostgreSQL
     database is the instances' shared one: there is no file to look for)."""
     from . import config as config_module
-    from .services.registry import Services
+    from .services.accounts import AccountServices
 
     if "services" not in ctx.obj:
         settings = config_module.load(ctx.obj.get("overrides"))
@@ -31,7 +31,7 @@ def _services(ctx, create=True):
             _fail(f"no xorest database in {os.path.abspath(settings.data_dir)}: nothing is set up there "
                   "(`xorest user add` or `xorest server add` create it; --data-dir or XOREST_DATA_DIR "
                   "choose another directory)")
-        ctx.obj["services"] = Services(settings)
+        ctx.obj["services"] = AccountServices(settings)
     return ctx.obj["services"]
 
 
@@ -432,7 +432,7 @@ def server():
 @click.pass_context
 def server_add(ctx, url, username, password_stdin, ca_file, insecure, label, no_check):
     """Add a pool (any member's URL); its connection is tried first (--no-check skips it)."""
-    from .services.pools import probe_server
+    from .services.upstream import probe_server
 
     if "://" not in url:
         url = "https://" + url

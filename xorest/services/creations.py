@@ -6,7 +6,7 @@ from ..errors import BadRequest, Conflict, NotSupported, Unavailable, Unprocessa
 from .actions.network import create_network
 from .actions.storage import create_vbd
 from .context import Context
-from .pools import probe_server
+from .upstream import probe_server
 
 log = logging.getLogger(__name__)
 NULL = "OpaqueRef:NULL"

@@ -15,7 +15,7 @@ import zstandard
 
 from ..errors import BadRequest, Conflict, Unavailable, UpstreamError
 from ..xapi import XapiError, XapiStream, XapiUnreachable
-from .pools import pool_failures
+from .upstream import pool_failures
 from .sweeper import EXPORT_MARK, TASK_MARK, destroy_vm_with_disks, owner_mark
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ import zlib
 from ..errors import Conflict, Unavailable
 from ..xapi import XapiError, XapiStream, XapiUnreachable
 from .exports import Export, _chain, _prefetch, safe_filename  # an export's framing, shared
-from .pools import pool_failures
+from .upstream import pool_failures
 from .sweeper import TASK_MARK, owner_mark
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ import zstandard
 from ..errors import BadRequest, LengthRequired, PayloadTooLarge, Unavailable, UpstreamError
 from ..xapi import BodyEndedEarly, XapiError, XapiUnreachable, XapiUpload
 from .execution import tracked
-from .pools import pool_failures
+from .upstream import pool_failures
 from .sweeper import IMPORT_MARK, TASK_MARK, owner_mark
 
 #: XAPI's codes for an upload it could not read, per format: the body was wrong, not the

@@ -1,9 +1,8 @@
 """The services of one xorest instance, wired together once (app factory and CLI share it)."""
 from .. import config as config_module
 from ..cache import ObjectCache
-from ..store import open_store
 from .actions import ActionService
-from .audit import AuditService
+from .accounts import AccountServices
 from .auth import AuthService
 from .collections import CollectionService
 from .creations import CreationService
@@ -27,15 +26,13 @@ from .tasks import TaskService
 from .vmdashboard import VmDashboardService
 
 
-class Services:
-    """Everything a request or a CLI command needs; connects nothing until :meth:`start`."""
+class Services(AccountServices):
+    """Everything a request needs; connects nothing until :meth:`start`."""
 
     def __init__(self, config):
-        self.config = config
-        self.store = open_store(config)
+        super().__init__(config)
         self.cache = ObjectCache()
-        self.auth = AuthService(self.store, config)
-        self.audit = AuditService(self.store, config)
+        self.auth = AuthService(self.store, config)  # made now, not on first use: request threads share it
         feed = FeedClient(config.pools_socket, self.cache) if config.pools_socket else None
         self.pools = PoolService(self.store, self.cache, config, feed)
         self.tasks = TaskService(self.store, self.pools, config)
