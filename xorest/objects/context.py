@@ -49,11 +49,9 @@ class Context:
         Orchestra; a missing field is :data:`ABSENT`."""
         if refs is None or refs is ABSENT:
             return ABSENT
-        result = []
-        for ref in refs:
-            target = self.link(ref)
-            result.append(None if target is ABSENT else target)
-        return result
+        records = self.records  # link() inlined: VMs, VDIs and SRs list 300,000 refs in a 10k-VM pool
+        return [None if item is None else (item[1].get("uuid") or ref)
+                for ref, item in ((ref, records.get(ref) if isinstance(ref, str) else None) for ref in refs)]
 
     def uuid(self, ref):
         """The uuid behind ``ref``, or ``None`` for the null or an unknown ref."""

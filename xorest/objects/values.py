@@ -90,6 +90,9 @@ def timestamp(value):
     if value is None or value is ABSENT:
         return None
     if isinstance(value, str):
+        fields = _xapi_datetime(value)
+        if fields is not None:  # the usual case, a pool's own dates: no number to try first
+            return _utc_seconds(fields, None)
         number = js_number(value)
         if not math.isnan(number):
             return json_number(number) or None
@@ -128,15 +131,36 @@ def parse_datetime(value):
     without a zone (UTC then)."""
     if isinstance(value, (int, float)):
         return int(value) or None
-    match = _DATETIME.match(str(value or ""))
+    text = str(value or "")
+    fields = _xapi_datetime(text)
+    if fields is not None:
+        return _utc_seconds(fields, None)
+    match = _DATETIME.match(text)
     if not match:
         return None
-    year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
+    return _utc_seconds([int(g) for g in match.groups()[:6]], match.group(7))
+
+
+def _xapi_datetime(text):
+    """``[year, month, day, hour, minute, second]`` of a date in XAPI's exact JSON-RPC
+    form (``20250319T04:16:24Z``), without a regular expression (a 10k-VM pool has 80,000
+    of them); ``None`` for any other text."""
+    if len(text) != 18 or text[8] != "T" or text[11] != ":" or text[14] != ":" or text[17] != "Z":
+        return None
+    digits = text[:8] + text[9:11] + text[12:14] + text[15:17]
+    if not (digits.isascii() and digits.isdigit()):
+        return None
+    return [int(digits[:4]), int(digits[4:6]), int(digits[6:8]), int(digits[8:10]), int(digits[10:12]),
+            int(digits[12:])]
+
+
+def _utc_seconds(fields, zone):
+    """Unix seconds of ``[year, month, day, hour, minute, second]`` in ``zone`` (``Z``,
+    ``+hh:mm``, ``-hhmm`` or ``None`` for UTC); ``None`` for the epoch and impossible dates."""
     try:
-        seconds = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
+        seconds = calendar.timegm((*fields, 0, 0, 0))
     except (ValueError, OverflowError):
         return None
-    zone = match.group(7)
     if zone and zone != "Z":
         sign = 1 if zone[0] == "+" else -1
         digits = zone[1:].replace(":", "")
