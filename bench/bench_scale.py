@@ -3,9 +3,11 @@ each started as a user starts it (``xorest serve`` with its defaults), in the sa
 
 For each tree: the time from ``xorest server add`` to the first full answer of
 ``/rest/v0/vms?fields=*`` (its last byte received; the client's parsing of its 30 MiB of
-JSON, about 0.3 s here, is not counted; the simulator's own ``event.from`` of everything
-is printed as the floor), the memory of the whole instance (master, workers, pools daemon) at rest and
-after the listing benchmark, and listings per second at 8 connections (wrk): uncached
+JSON, about 0.3 s here, is not counted), the median of three fresh instances, each round
+with the floor measured just before it (the simulator's own ``event.from`` of everything:
+what any client's first load waits), and the median of each round's time less its floor;
+the memory of the whole instance (master, workers, pools daemon) at rest and after the
+listing benchmark, and listings per second at 8 connections (wrk): uncached
 (``fields=name_label,power_state&filter=power_state:Running`` with another ``limit``
 each time, so no rendering is reused) and ``fields=*``.
 
@@ -16,6 +18,7 @@ with this venv (its dependencies are a subset).
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,6 +31,7 @@ from common import PYTHON, ROOT, free_port, report, start_sim, wrk_script, xapi_
 
 VMS = 10_000
 SECONDS = 15
+ROUNDS = 3  # fresh instances timed from server add to the first answer (the median is printed)
 UNCACHED = "/rest/v0/vms?fields=name_label,power_state&filter=power_state:Running&limit={n}"
 WHOLE = "/rest/v0/vms?fields=*&limit={n}"
 
@@ -76,61 +80,97 @@ def wrk_rate(base, token, path):
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
 
-def measure(tree, sim):
-    data = tempfile.mkdtemp(prefix="xorest-bench-scale-")
-    env = tree.env(data)
-    tree.cli(env, "user", "add", "admin@example.com", "--admin", "--password-stdin", stdin="admin-password\n")
-    token = tree.cli(env, "token", "create", "admin@example.com").splitlines()[-1]
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    log = open(os.path.join(data, "serve.log"), "w")
-    proc = subprocess.Popen([PYTHON, "-m", "xorest", "serve", "--listen", f"127.0.0.1:{port}"], env=env,
-                            cwd=tree.root, stdout=log, stderr=subprocess.STDOUT)
-    cookies = {"authenticationToken": token}
-    try:
+class Instance:
+    """``xorest serve`` of a tree on a fresh data directory, with an admin's token."""
+
+    def __init__(self, tree):
+        self.tree, self.data = tree, tempfile.mkdtemp(prefix="xorest-bench-scale-")
+        self.env = tree.env(self.data)
+        tree.cli(self.env, "user", "add", "admin@example.com", "--admin", "--password-stdin",
+                 stdin="admin-password\n")
+        self.cookies = {"authenticationToken": tree.cli(self.env, "token", "create",
+                                                        "admin@example.com").splitlines()[-1]}
+        self.base = f"http://127.0.0.1:{free_port()}"
+        self.log = open(os.path.join(self.data, "serve.log"), "w")
+        self.proc = subprocess.Popen([PYTHON, "-m", "xorest", "serve", "--listen", self.base[len("http://"):]],
+                                     env=self.env, cwd=tree.root, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while True:
             try:
-                requests.get(base + "/rest/v0", timeout=2)
+                requests.get(self.base + "/rest/v0", timeout=2)
                 break
             except requests.exceptions.RequestException:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(open(log.name).read()[-3000:])
+                    self.stop()
+                    raise RuntimeError(open(self.log.name).read()[-3000:])
                 time.sleep(0.1)
         time.sleep(2)  # the workers have booted and are idle
-        empty_rss = instance_rss(proc.pid)
+
+    def get(self, path, timeout=60):
+        return requests.get(self.base + path, cookies=self.cookies, timeout=timeout)
+
+    def first_answer(self, sim):
+        """Seconds from ``xorest server add`` to the last byte of the first full
+        ``/vms?fields=*`` (its JSON is read after the clock stops: the client's work)."""
         started = time.monotonic()
-        tree.cli(env, "server", "add", sim.url, "--password-stdin", stdin="password\n")
+        self.tree.cli(self.env, "server", "add", sim.url, "--password-stdin", stdin="password\n")
         while True:
-            answer = requests.get(base + "/rest/v0/vms?fields=*", cookies=cookies, timeout=120)
-            arrived = time.monotonic() - started  # its last byte is here: reading the JSON is the client's work
+            answer = self.get("/rest/v0/vms?fields=*", timeout=120)
+            arrived = time.monotonic() - started
             if answer.status_code == 200 and len(answer.json()) >= VMS:
-                break
+                return arrived
             if time.monotonic() - started > 300:
-                raise RuntimeError("the pool never loaded: " + open(log.name).read()[-3000:])
+                raise RuntimeError("the pool never loaded: " + open(self.log.name).read()[-3000:])
             time.sleep(0.05)
-        first_answer = arrived
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def first_answers(tree, sim, rounds):
+    """``[(floor, first answer)]`` of ``rounds`` fresh instances, the floor measured just
+    before each (this machine's speed changes by a third from one minute to the next)."""
+    found = []
+    for _ in range(rounds):
+        instance = Instance(tree)
+        try:
+            found.append((floor(sim)[0], instance.first_answer(sim)))
+        finally:
+            instance.stop()
+    return found
+
+
+def measure(tree, sim):
+    instance = Instance(tree)
+    try:
+        empty_rss = instance_rss(instance.proc.pid)
+        round_floor = floor(sim)[0]
+        first = instance.first_answer(sim)
         # every worker has it too (answers land on any worker)
-        while sum(len(requests.get(base + "/rest/v0/vms", cookies=cookies, timeout=60).json()) >= VMS
-                  for _ in range(8)) < 8:
+        while sum(len(instance.get("/rest/v0/vms").json()) >= VMS for _ in range(8)) < 8:
             time.sleep(0.2)
         time.sleep(10)
-        at_rest = instance_rss(proc.pid)
-        uncached = wrk_rate(base, token, UNCACHED)
-        whole = wrk_rate(base, token, WHOLE)
-        after = instance_rss(proc.pid)
-        return {"first full answer after server add (s)": first_answer,
-                "memory, empty instance (MiB)": empty_rss / 2**20,
-                "memory at rest, pool loaded (MiB)": at_rest / 2**20,
-                "memory after the listings (MiB)": after / 2**20,
-                "uncached listings (req/s, 8 connections)": uncached,
-                "fields=* on 10k VMs (req/s, 8 connections)": whole}
+        at_rest = instance_rss(instance.proc.pid)
+        token = instance.cookies["authenticationToken"]
+        uncached = wrk_rate(instance.base, token, UNCACHED)
+        whole = wrk_rate(instance.base, token, WHOLE)
+        after = instance_rss(instance.proc.pid)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        instance.stop()
+    rounds = [(round_floor, first), *first_answers(tree, sim, ROUNDS - 1)]
+    print(f"# {tree.name}: (floor, first full answer) of each round, s: "
+          + ", ".join(f"({f:.2f}, {a:.2f})" for f, a in rounds), flush=True)
+    return {"first full answer after server add (s)": statistics.median(a for _, a in rounds),
+            "first answer less the floor of its round (s)": statistics.median(a - f for f, a in rounds),
+            "memory, empty instance (MiB)": empty_rss / 2**20,
+            "memory at rest, pool loaded (MiB)": at_rest / 2**20,
+            "memory after the listings (MiB)": after / 2**20,
+            "uncached listings (req/s, 8 connections)": uncached,
+            "fields=* on 10k VMs (req/s, 8 connections)": whole}
 
 
 def floor(sim):
