@@ -4,8 +4,9 @@ Loading a pool decodes its whole event list (125 MiB of JSON for 10k VMs) of whi
 tenth is kept.  Done in the daemon, what is kept ends up scattered through the heap among
 freed pages the allocator cannot give back: the daemon would stay at the load's peak for
 good.  :func:`load` runs ``xorest poold-load`` instead: it logs in, fetches the records
-class group by class group (:func:`load_groups`, each decoded while the pool builds the
-next), keeps only the fields mapping reads (:mod:`~xorest.xapi.eventdecode`), maps
+class group by class group (:func:`load_groups`, asked for by a forked process of its own:
+:mod:`~xorest.xapi.prefetch`; each part is decoded while the pool builds the next), keeps
+only the fields mapping reads (:mod:`~xorest.xapi.eventdecode`), maps
 (:class:`~.mapping.PoolMapper`, half the records in a forked copy: :class:`FirstLoad`)
 and answers the pool's objects, then the mapping's state, pickled.  The objects go to the
 workers as they arrive, so the workers take them while the child makes the state and the
@@ -20,7 +21,6 @@ import marshal
 import operator
 import os
 import pickle
-import queue
 import struct
 import subprocess
 import sys
@@ -32,6 +32,7 @@ import traceback
 from .. import memory
 from ..xapi import XapiClient, XapiError, XapiUnreachable, codec
 from ..xapi.eventdecode import EventDecoder
+from ..xapi.prefetch import error_of, prefetched, raise_error
 from ..xapi.watcher import WATCHED_CLASSES
 from .mapping import PoolMapper, kept_fields
 
@@ -99,11 +100,8 @@ def load(server, config, key, on_objects, cancelled=None):
         if expired.is_set():
             raise XapiUnreachable(f"loading the pool took more than {LOAD_TIMEOUT} s")
         raise XapiUnreachable(f"loading the pool failed (exit {child.returncode}): {failure[-500:]}")
-    error = header.get("error")
-    if error is not None:
-        if error["kind"] == "xapi":
-            raise XapiError.from_description([error["code"], *error["params"]])
-        raise XapiUnreachable(error["message"])
+    if header.get("error") is not None:
+        raise_error(header["error"])
     with memory.long_lived_objects():
         state = pickle.loads(state)
     return state, header["token"], header["count"]
@@ -148,32 +146,6 @@ def load_groups():
     :data:`~xorest.xapi.watcher.WATCHED_CLASSES`, each class once."""
     first = [cls for group in LOAD_ORDER for cls in group]
     return [list(group) for group in LOAD_ORDER] + [[cls for cls in WATCHED_CLASSES if cls not in first]]
-
-
-def _answers(client, groups, timeout):
-    """Each group's ``event.from`` answer in order (undecoded when it is JSON): the next
-    one is asked for while the caller handles this one.
-
-    :raises XapiError, XapiUnreachable: as the call that failed raised it.
-    """
-    answers = queue.Queue()
-
-    def fetch():
-        for classes in groups:
-            try:
-                answers.put(client.call("event.from", classes, "", 0.0, timeout=timeout, decode=_undecoded))
-            except BaseException as exc:  # handed to the caller, who raises it
-                answers.put(exc)
-                return
-
-    fetcher = threading.Thread(target=fetch, name="load-fetch", daemon=True)
-    fetcher.start()
-    for _ in groups:
-        answer = answers.get()
-        if isinstance(answer, BaseException):
-            raise answer
-        yield answer
-    fetcher.join()  # no thread left running: the caller may fork
 
 
 class FirstLoad:
@@ -290,11 +262,7 @@ def _undecoded(body):
 
 def _failed(stdout, exc):
     """Say why the load failed, as the daemon reads it (:func:`load`)."""
-    if isinstance(exc, XapiError):
-        error = {"kind": "xapi", "code": exc.code, "params": exc.params}
-    else:
-        error = {"kind": "unreachable", "message": str(exc)}
-    _write(stdout, json.dumps({"error": error}).encode())
+    _write(stdout, json.dumps({"error": error_of(exc)}).encode())
     return 0
 
 
@@ -306,11 +274,14 @@ def main(stdin=None, stdout=None):
     client = XapiClient(spec["url"], spec["username"], spec["password"], ca_file=spec["ca_file"],
                         insecure=spec["insecure"], timeout=tuple(spec["timeout"]))
     loaded = FirstLoad()
+    timeout = (spec["timeout"][0], 300)
     try:
         client.login()
-        for answer in _answers(client, load_groups(), (spec["timeout"][0], 300)):
-            loaded.add(answer)
-            del answer
+        calls = [("event.from", (classes, "", 0.0), timeout) for classes in load_groups()]
+        with prefetched(client, calls, _undecoded) as answers:  # each part decoded while the pool builds the next
+            for answer in answers:
+                loaded.add(answer)
+                del answer
     except (XapiError, XapiUnreachable) as exc:
         return _failed(stdout, exc)
     finally:

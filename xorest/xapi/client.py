@@ -50,11 +50,22 @@ class XapiClient:
         self._password = password
         self.timeout = timeout
         self.protocol = protocol  # auto | json | xml
-        self.http = requests.Session()
+        self.http = self._new_http()
         # Passed on every request: a session-level verify is overridden by REQUESTS_CA_BUNDLE.
         self.verify = False if insecure else (ca_file or True)
-        self.http.headers["User-Agent"] = USER_AGENT
         self.session_ref = None
+        self._login_lock = threading.Lock()
+
+    @staticmethod
+    def _new_http():
+        http = requests.Session()
+        http.headers["User-Agent"] = USER_AGENT
+        return http
+
+    def detach(self):
+        """In a forked copy of the process: open connections of its own, in the same XAPI
+        session (the sockets it inherited stay the parent's)."""
+        self.http = self._new_http()
         self._login_lock = threading.Lock()
 
     def __repr__(self):
