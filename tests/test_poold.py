@@ -165,7 +165,7 @@ def _loaders():
     found = []
     for child in psutil.Process().children(recursive=True):
         try:
-            if "poold-load" in child.cmdline() and child.status() != psutil.STATUS_ZOMBIE:
+            if "xorest.services.poolload" in child.cmdline() and child.status() != psutil.STATUS_ZOMBIE:
                 found.append(child)
         except psutil.Error:
             pass

@@ -162,14 +162,6 @@ def serve(listen, workers, threads):
                    pools_daemon=settings.pools_daemon).run()
 
 
-@main.command("poold-load", hidden=True)
-def poold_load():
-    """A pool's first load for the pools daemon (a spec on stdin, the result on stdout)."""
-    from .services.poolload import main as load_main
-
-    sys.exit(load_main())
-
-
 @main.command(hidden=True)
 @click.argument("socket_path")
 def poold(socket_path):

@@ -3,7 +3,7 @@
 Loading a pool decodes its whole event list (125 MiB of JSON for 10k VMs) of which a
 tenth is kept.  Done in the daemon, what is kept ends up scattered through the heap among
 freed pages the allocator cannot give back: the daemon would stay at the load's peak for
-good.  :func:`load` runs ``xorest poold-load`` instead: it logs in, fetches the records
+good.  :func:`load` runs ``python -m xorest.services.poolload`` instead: it logs in, fetches the records
 class group by class group (:func:`load_groups`, asked for by a forked process of its own:
 :mod:`~xorest.xapi.prefetch`; each part is decoded while the pool builds the next), keeps
 only the fields mapping reads (:mod:`~xorest.xapi.eventdecode`), maps
@@ -31,10 +31,8 @@ import traceback
 
 from .. import memory
 from ..xapi import XapiClient, XapiError, XapiUnreachable, codec
-from ..xapi.eventdecode import EventDecoder
 from ..xapi.prefetch import error_of, prefetched, raise_error
 from ..xapi.watcher import WATCHED_CLASSES
-from .mapping import PoolMapper, kept_fields
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +60,7 @@ def load(server, config, key, on_objects, cancelled=None):
             "ca_file": server.get("ca_file") or None, "insecure": bool(server.get("insecure")),
             "timeout": [config.xapi_connect_timeout, config.xapi_read_timeout], "key": key}
     with tempfile.TemporaryFile() as errors:  # a file: a chatty child never blocks on it
-        child = subprocess.Popen([sys.executable, "-m", "xorest", "poold-load"], stdin=subprocess.PIPE,
+        child = subprocess.Popen([sys.executable, "-m", "xorest.services.poolload"], stdin=subprocess.PIPE,
                                  stdout=subprocess.PIPE, stderr=errors)
         expired, done = threading.Event(), threading.Event()
         threading.Thread(target=_guard, args=(child, cancelled, expired, done), name=f"load-guard-{key[:8]}",
@@ -157,6 +155,11 @@ class FirstLoad:
     """
 
     def __init__(self):
+        # imported here, not with the module: the loader asks for the first part before
+        # importing what decodes and maps it (the pool builds it meanwhile)
+        from ..xapi.eventdecode import EventDecoder
+        from .mapping import PoolMapper, kept_fields
+
         self.mapper = PoolMapper()
         self.token = None
         self.count = 0
@@ -267,18 +270,19 @@ def _failed(stdout, exc):
 
 
 def main(stdin=None, stdout=None):
-    """``xorest poold-load``: the child's side (a spec on stdin, frames on stdout)."""
+    """The loader's side, ``python -m xorest.services.poolload`` (a spec on stdin, frames on
+    stdout); started without the CLI, whose imports it does not need."""
     stdin, stdout = stdin or sys.stdin.buffer, stdout or sys.stdout.buffer
     gc.disable()  # a short-lived process building objects that all live: see memory.long_lived_objects
     spec = json.loads(stdin.read())
     client = XapiClient(spec["url"], spec["username"], spec["password"], ca_file=spec["ca_file"],
                         insecure=spec["insecure"], timeout=tuple(spec["timeout"]))
-    loaded = FirstLoad()
     timeout = (spec["timeout"][0], 300)
     try:
         client.login()
         calls = [("event.from", (classes, "", 0.0), timeout) for classes in load_groups()]
         with prefetched(client, calls, _undecoded) as answers:  # each part decoded while the pool builds the next
+            loaded = FirstLoad()
             for answer in answers:
                 loaded.add(answer)
                 del answer
@@ -300,3 +304,7 @@ def main(stdin=None, stdout=None):
     _write(stdout, _pickled(state))
     stdout.flush()
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
