@@ -3,6 +3,7 @@ per pool, feeding every worker's cache; a restarted worker gets the pools from i
 from XAPI; a restarted daemon does not take the workers' objects away meanwhile."""
 import os
 import signal
+import threading
 import time
 
 import psutil
@@ -179,15 +180,20 @@ def test_a_connection_stopped_while_its_pool_loads_leaves_nothing_behind(pool, t
     from xorest import config as settings
     from xorest.services.pools import PoolConnection
 
-    sim_admin(pool.url, "faults", {"latency": 1.0})  # the loader's calls take a while
+    sim_admin(pool.url, "faults", {"latency": 6.0})  # the loader's calls take a while
     feed = _Recorder()
     conn = PoolConnection({"id": "server-1", "url": pool.url, "username": "root", "password": "password"}, feed,
                           settings.load({"data_dir": str(tmp_path)}, environ={}), isolated_load=True)
     try:
         conn.start()
         loader = until(_loaders, "the loader process started")[0]
-        conn.stop()
-        assert not psutil.wait_procs([loader], timeout=10)[1]  # none left alive
+        fetcher = until(loader.children, "the loader's fetcher started", timeout=60)[0]  # it asks for the parts
+        stopping = threading.Thread(target=conn.stop)  # it logs out too: 6 s with this pool
+        stopping.start()
+        # the fetcher, in the middle of a 6 s call, dies with the loader instead of finishing
+        # it as an orphan
+        assert not psutil.wait_procs([loader, fetcher], timeout=2)[1]
+        stopping.join()
         assert feed.calls == ["remove_pool"]
         conn.on_batch([{"class": "vm", "ref": "OpaqueRef:1", "operation": "add", "snapshot": {"uuid": "1"}}], True)
         time.sleep(1.5)  # what the loader would have sent

@@ -31,7 +31,7 @@ import traceback
 
 from .. import memory
 from ..xapi import XapiClient, XapiError, XapiUnreachable, codec
-from ..xapi.prefetch import error_of, prefetched, raise_error
+from ..xapi.prefetch import as_helper_of, error_of, prefetched, raise_error
 from ..xapi.watcher import WATCHED_CLASSES
 
 log = logging.getLogger(__name__)
@@ -190,10 +190,12 @@ class FirstLoad:
             upserts, mapped = mapper.map_records(refs)
             return [encode_objects(upserts)], mapped
         reader, writer = os.pipe()
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the copy: map its half, answer, leave without running anything of the parent's
             status = 1
             try:
+                as_helper_of(parent)
                 os.close(reader)
                 upserts, mapped = mapper.map_records(refs[1::2])
                 with os.fdopen(writer, "wb") as out:

@@ -10,6 +10,7 @@ answers over through an anonymous file (writing never blocks on the reader) and 
 each one is on a pipe.
 """
 import contextlib
+import ctypes
 import json
 import os
 import pickle
@@ -38,6 +39,25 @@ def raise_error(error):
     raise XapiUnreachable(error["message"])
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def as_helper_of(parent):
+    """Make a process just forked from ``parent`` (a pid) its helper: killed when it dies
+    (a load is cancelled by killing the loader: what it forked must not go on asking the
+    pool for records nobody reads; best effort where ``prctl`` is missing), and off its
+    standard output (whoever reads that until it closes must not wait for a helper)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before the request took effect
+        os._exit(1)
+
+
 @contextlib.contextmanager
 def prefetched(client, calls, decode):
     """Make ``calls`` (``[(method, args, timeout)]``) through ``client``, in order, in a
@@ -45,16 +65,19 @@ def prefetched(client, calls, decode):
     ``client.call(..., decode=decode)`` returns it (JSON-RPC answers are best left
     undecoded: bytes cross over as they are, anything else is pickled).
 
-    Fork with no other thread running.  Leaving the block early kills the process.
+    Fork with no other thread running.  Leaving the block early kills the process, and it
+    dies with the caller's.
 
     :raises XapiError, XapiUnreachable: (from the iterator) as the call that failed raised it.
     """
     store = _anonymous_file()
     reader, writer = os.pipe()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # the fetcher: make the calls, write the answers, leave without running the caller's code
         status = 1
         try:
+            as_helper_of(parent)
             os.close(reader)
             client.detach()  # connections of its own: the caller's stay the caller's
             with os.fdopen(writer, "wb", buffering=0) as notices:
