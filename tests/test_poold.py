@@ -173,6 +173,14 @@ def _loaders():
     return found
 
 
+def _alive(process):
+    """Running, and not a zombie (an orphan waits for init to reap it)."""
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def test_a_connection_stopped_while_its_pool_loads_leaves_nothing_behind(pool, tmp_path):
     """Stopping a pool's connection (its server removed, disconnected or changed) midway
     through its first load kills the loader, and nothing of that load, nor any batch,
@@ -192,7 +200,8 @@ def test_a_connection_stopped_while_its_pool_loads_leaves_nothing_behind(pool, t
         stopping.start()
         # the fetcher, in the middle of a 6 s call, dies with the loader instead of finishing
         # it as an orphan
-        assert not psutil.wait_procs([loader, fetcher], timeout=2)[1]
+        until(lambda: not any(_alive(process) for process in (loader, fetcher)), "the loader and its fetcher gone",
+              timeout=2)
         stopping.join()
         assert feed.calls == ["remove_pool"]
         conn.on_batch([{"class": "vm", "ref": "OpaqueRef:1", "operation": "add", "snapshot": {"uuid": "1"}}], True)
