@@ -201,3 +201,54 @@ def test_a_reused_process_id_is_not_its_former_owner():
     before_i_started = int(me.create_time()) - 60
     assert owner_is_gone(f"{socket.gethostname()}:{me.pid}:{before_i_started}")
     assert not owner_is_gone(f"another-host:{me.pid}:{before_i_started}")  # other machines' marks stay
+
+
+def test_an_exiting_process_is_no_owner(monkeypatch):
+    """A killed worker closes its files (the daemon sees it leave) before it is a zombie:
+    from its first step of exiting (PF_EXITING) it owns nothing any more."""
+    from xorest.services import sweeper
+
+    mark = sweeper.owner_mark()
+    assert not sweeper.owner_is_gone(mark)
+    real = sweeper._read_stat(os.getpid())
+    head, _, rest = real.rpartition(b")")
+    fields = rest.split()
+    fields[6] = str(int(fields[6]) | 0x4).encode()  # flags, field 9 of proc(5): PF_EXITING
+    monkeypatch.setattr(sweeper, "_read_stat", lambda pid: head + b") " + b" ".join(fields) + b"\n")
+    assert sweeper.owner_is_gone(mark)
+
+
+def test_a_sweep_after_a_death_waits_for_the_pool_s_events():
+    """The sweep a worker's death starts finds what the worker marked just before it died,
+    even when the pool's events saying so were not applied yet: it catches up first."""
+    from types import SimpleNamespace
+
+    import psutil
+
+    from xorest.services.sweeper import TASK_MARK, Sweeper
+
+    dead_mark = f"{socket.gethostname()}:{os.getpid()}:{int(psutil.Process().create_time()) - 60}"
+
+    class Pool:
+        key, pool_uuid = "server", "pool"
+
+        def __init__(self):
+            self.records = {"OpaqueRef:task": ("task", {"other_config": {}, "status": "pending"})}
+            self.watcher = SimpleNamespace(synced=threading.Event())
+            self.watcher.synced.set()
+            self.calls = []
+            self.rpc = SimpleNamespace(call=lambda method, *args: self.calls.append((method, *args)))
+
+        def barrier(self, timeout):  # the event with the mark arrives only when waited for
+            self.records["OpaqueRef:task"][1]["other_config"][TASK_MARK] = dead_mark
+
+    pool = Pool()
+    sweeper = Sweeper(SimpleNamespace(connections=lambda: [pool]), interval=3600)
+    sweeper.start()
+    time.sleep(0.5)  # its first sweep: nothing marked yet
+    assert pool.calls == []
+    sweeper.sweep_soon()
+    deadline = time.monotonic() + 10
+    while len(pool.calls) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pool.calls == [("task.cancel", "OpaqueRef:task"), ("task.destroy", "OpaqueRef:task")]

@@ -170,6 +170,7 @@ def test_a_watcher_does_not_hold_a_graceful_stop(pair, tmp_path):
 
 def test_delete_and_list_of_an_object(pair):
     sim, a, b, _ = pair
+    assert b.request("DELETE", "/rest/v0/tasks").status_code == 204  # the tests before's ended tasks
     seconds(sim, VM_start=5)
     vm = _halted(a)
     running = a.action("vms", vm, "start", sync=False).json()["taskId"]

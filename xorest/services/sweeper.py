@@ -22,6 +22,10 @@ EXPORT_MARK = "xorest:export"  # on a VM snapshot taken to export a running VM
 IMPORT_MARK = "xorest:import"  # on a disk an import is filling (removed once complete)
 TASK_MARK = "xorest:task"  # on the task of a transfer
 SWEEP_INTERVAL = 60.0
+#: Seconds a sweep after a worker's death waits for the pool's events to catch up.
+CATCH_UP_SECONDS = 5.0
+#: ``PF_EXITING`` in ``/proc/<pid>/stat``'s flags: the process is past the point of no return.
+_PF_EXITING = 0x4
 
 #: Record fields the sweep reads, kept in memory beyond what the mapping needs.
 SWEPT_FIELDS = {"VM": ("other_config", "VBDs"), "VDI": ("other_config",), "task": ("other_config", "status")}
@@ -54,24 +58,32 @@ def _alive(pid, marked_at=None):
         return False
     except PermissionError:
         pass
-    state, started = _process_state(pid)
-    if state == b"Z":  # exited, not reaped yet by its parent
+    state, started, flags = _process_state(pid)
+    # a killed process closes its files (the feed's socket: its worker "left") before it
+    # is a zombie; it is exiting from its first step on, and gone for good
+    if state == b"Z" or flags & _PF_EXITING:
         return False
     # marks are written after their process started, to the second: a later start is another process
     return started is None or marked_at is None or started <= marked_at + 1
 
 
+def _read_stat(pid):
+    with open(f"/proc/{pid}/stat", "rb") as fh:
+        return fh.read()
+
+
 def _process_state(pid):
-    """``(state letter, start time)`` of process ``pid`` from ``/proc`` (``(None, None)``
-    where unknown): ``Z`` for a process that exited but was not reaped yet."""
+    """``(state letter, start time, flags)`` of process ``pid`` from ``/proc``
+    (``(None, None, 0)`` where unknown): state ``Z`` for a process that exited but was not
+    reaped yet."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            fields = fh.read().rsplit(b")", 1)[1].split()  # after the command name, which may hold spaces
+        fields = _read_stat(pid).rsplit(b")", 1)[1].split()  # after the command name, which may hold spaces
         with open("/proc/stat", "rb") as fh:
             boot = next(int(line.split()[1]) for line in fh if line.startswith(b"btime "))
-        return fields[0], boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")  # fields 3 and 22
+        # fields 3, 22 and 9 of proc(5)
+        return fields[0], boot + int(fields[19]) / os.sysconf("SC_CLK_TCK"), int(fields[6])
     except (OSError, ValueError, IndexError, StopIteration):
-        return None, None
+        return None, None, 0
 
 
 def destroy_vm_with_disks(conn, ref, attempts=240):
@@ -166,19 +178,28 @@ class Sweeper:
     def _run(self):
         last = {}  # connection key -> monotonic time of its last sweep
         while True:
-            if self._wake.is_set():
+            woken = self._wake.is_set()
+            if woken:
                 self._wake.clear()
                 last = {}
             for conn in self.pools.connections():
                 due = last.get(conn.key, float("-inf")) + self.interval
                 if conn.watcher.synced.is_set() and time.monotonic() >= due:
-                    try:
-                        removed = sweep(conn)
-                    except Exception:
-                        log.exception("sweeping pool %s failed", conn.key)
-                        removed = {}
-                    if any(removed.values()):
-                        log.info("removed what a dead xorest process left in pool %s: %s", conn.pool_uuid,
-                                 ", ".join(f"{n} {kind}" for kind, n in removed.items() if n))
+                    if woken:
+                        # the dead process marked what it made just before it died: the
+                        # events saying so may not be here yet
+                        conn.barrier(CATCH_UP_SECONDS)
+                    self._sweep(conn)
                     last[conn.key] = time.monotonic()
             self._wake.wait(1.0)
+
+    @staticmethod
+    def _sweep(conn):
+        try:
+            removed = sweep(conn)
+        except Exception:
+            log.exception("sweeping pool %s failed", conn.key)
+            return
+        if any(removed.values()):
+            log.info("removed what a dead xorest process left in pool %s: %s", conn.pool_uuid,
+                     ", ".join(f"{n} {kind}" for kind, n in removed.items() if n))
