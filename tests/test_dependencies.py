@@ -4,6 +4,7 @@ in any batches, changes to what other objects read, deletions.  Driven through
 import copy
 import json
 import random
+import time
 
 import pytest
 
@@ -174,7 +175,7 @@ def test_a_first_load_mapped_in_two_processes_is_a_full_load(monkeypatch):
             loaded.add(answer)
         parts, mapped = loaded.map()
         assert (loaded.token, loaded.count) == ("t0", len(events))
-        assert len(parts) == 2 and all(poolload.decode_objects([part]) for part in parts)
+        assert len(parts) > 2 and all(poolload.decode_objects([part]) for part in parts)
         loaded.mapper.finish_load(mapped)
         assert _flat(poolload.decode_objects(parts)) == whole_objects
         assert loaded.mapper.state() == whole.state()
@@ -193,6 +194,46 @@ def test_a_first_load_mapped_in_two_processes_is_a_full_load(monkeypatch):
     changed = dict(pool[vm_ref][1], name_label="renamed")
     assert split.apply([_event("VM", vm_ref, changed, "mod")], False) == \
         whole.apply([_event("VM", vm_ref, changed, "mod")], False)
+
+
+def test_both_loader_processes_take_chunks_and_a_failed_copy_s_are_mapped_again(monkeypatch, tmp_path):
+    """The loader and its forked copy take chunks of the records from one queue; chunks the
+    copy took and did not deliver (it failed midway) are mapped by the loader: the objects
+    are still every one of the pool's, in id order."""
+    import os
+
+    from xorest.services import poolload
+    from xorest.services.mapping import PoolMapper
+    from xorest.xapi.watcher import WATCHED_CLASSES
+
+    pool = {ref: item for ref, item in _pool().items() if item[0] in WATCHED_CLASSES}
+    events = [_event(cls, ref, record) for ref, (cls, record) in pool.items()]
+    whole_objects, _ = PoolMapper().apply(copy.deepcopy(events), True)
+    me, log = os.getpid(), tmp_path / "chunks"
+    real = PoolMapper.map_records
+
+    def map_records(self, refs, fail_after=None):
+        with open(log, "a") as out:
+            out.write(f"{os.getpid()}\n")
+        time.sleep(0.05)  # a chunk takes a while: both processes get to take some
+        if os.getpid() != me and fail_after is not None and log.read_text().split().count(str(os.getpid())) > fail_after:
+            raise RuntimeError("the copy fails")
+        return real(self, refs)
+
+    monkeypatch.setattr(poolload, "PARALLEL_FROM_RECORDS", 0)
+    for fail_after in (None, 1):
+        log.write_text("")
+        monkeypatch.setattr(PoolMapper, "map_records", lambda self, refs: map_records(self, refs, fail_after))
+        loaded = poolload.FirstLoad()
+        loaded.add({"events": copy.deepcopy(events), "token": "t"})
+        parts, mapped = loaded.map()
+        takers = log.read_text().split()
+        assert len(parts) == len(poolload.id_range_chunks(loaded.mapper.records)) > 2
+        assert str(me) in takers and len(set(takers)) == 2  # the copy took chunks too
+        assert _flat(poolload.decode_objects(parts)) == whole_objects
+        assert sorted(key for _, key in mapped if key is not None) == sorted(whole_objects)
+        # each chunk mapped once, and the one the copy failed on once more, here
+        assert len(takers) == len(parts) + (fail_after is not None)
 
 
 def test_a_first_load_asks_for_every_watched_class_once_big_classes_first():

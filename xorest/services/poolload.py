@@ -182,47 +182,84 @@ class FirstLoad:
         """``([each part's objects, encoded by encode_objects], [(ref, id)] of every object)``.
 
         A large pool is mapped by two processes when there is a second core: this one
-        forks, and each maps half the records (a half that fails in the copy is mapped
-        here instead).  Call it with no other thread running.
+        forks, and both take chunks of the records (:func:`id_range_chunks`) from a shared
+        queue until none is left, so neither waits long for the other however the machine
+        shares its cores between them (halves fixed in advance left one idle for 0.3 s).
+        A chunk the copy took but did not deliver is mapped here.  Call it with no other
+        thread running.
         """
-        mapper, refs = self.mapper, list(self.mapper.records)
-        if (os.cpu_count() or 1) < 2 or len(refs) < PARALLEL_FROM_RECORDS:
-            upserts, mapped = mapper.map_records(refs)
+        mapper = self.mapper
+        if (os.cpu_count() or 1) < 2 or len(mapper.records) < PARALLEL_FROM_RECORDS:
+            upserts, mapped = mapper.map_records(list(mapper.records))
             return [encode_objects(upserts)], mapped
-        reader, writer = os.pipe()
+        chunks = id_range_chunks(mapper.records)
+        queue = _chunk_queue(len(chunks))
+        theirs = os.memfd_create("xorest-mapped", os.MFD_CLOEXEC)  # read once the copy is gone: it never blocks
         parent = os.getpid()
         pid = os.fork()
-        if pid == 0:  # the copy: map its half, answer, leave without running anything of the parent's
+        if pid == 0:  # the copy: map what it takes, write it down, leave without running anything of the parent's
             status = 1
             try:
                 as_helper_of(parent)
-                os.close(reader)
-                upserts, mapped = mapper.map_records(refs[1::2])
-                with os.fdopen(writer, "wb") as out:
-                    _write(out, _pickled(mapped))
-                    _write(out, encode_objects(upserts))
+                with os.fdopen(theirs, "wb") as out:
+                    for index in _taken(queue):
+                        upserts, mapped = mapper.map_records(chunks[index])
+                        _write(out, _pickled((index, mapped)))
+                        _write(out, encode_objects(upserts))
+                        del upserts
                 status = 0
             except BaseException:  # said on the loader's standard error, which the daemon logs
                 traceback.print_exc()
             finally:
                 os._exit(status)
-        os.close(writer)
-        with os.fdopen(reader, "rb") as stream:
-            try:
-                upserts, mapped = mapper.map_records(refs[0::2])
-                parts = [encode_objects(upserts)]
+        done = {}
+        try:
+            for index in _taken(queue):
+                upserts, mapped = mapper.map_records(chunks[index])
+                done[index] = (encode_objects(upserts), mapped)
                 del upserts
-                their_mapped, their_part = _read_frame(stream), _read_frame(stream)
-            finally:
-                stream.close()  # a copy still writing gets EPIPE and leaves
-                os.waitpid(pid, 0)
-        if their_mapped is None or their_part is None:
-            log.warning("mapping in a second process failed; mapping its half here")
-            upserts, their_mapped = mapper.map_records(refs[1::2])
-            their_part = encode_objects(upserts)
-        else:
-            their_mapped = pickle.loads(their_mapped)
-        return parts + [their_part], mapped + their_mapped
+        finally:
+            os.close(queue)
+            os.waitpid(pid, 0)
+        with os.fdopen(theirs, "rb") as stream:
+            stream.seek(0)
+            while (head := _read_frame(stream)) is not None and (part := _read_frame(stream)) is not None:
+                index, mapped = pickle.loads(head)
+                done[index] = (part, mapped)
+        missing = [index for index in range(len(chunks)) if index not in done]
+        if missing:
+            log.warning("mapping in a second process failed; mapping %d of its chunks here", len(missing))
+            for index in missing:
+                upserts, mapped = mapper.map_records(chunks[index])
+                done[index] = (encode_objects(upserts), mapped)
+        return ([done[index][0] for index in range(len(chunks))],
+                [pair for index in range(len(chunks)) for pair in done[index][1]])
+
+
+def id_range_chunks(records):
+    """The refs of ``records`` in chunks by the first digit of their uuid (the id of most
+    objects): each chunk's objects are an id range of their own, so the workers put the
+    chunks' objects together in id order without sorting them (:func:`decode_objects`)."""
+    chunks = {}
+    for ref, (_, record) in records.items():
+        uuid = record.get("uuid")
+        chunks.setdefault(uuid[:1] if isinstance(uuid, str) else "", []).append(ref)
+    return [chunks[digit] for digit in sorted(chunks)]
+
+
+def _chunk_queue(count):
+    """A pipe's read end holding ``count`` chunk numbers, one byte each: a read of one byte
+    takes one, atomically, whichever process reads it."""
+    reader, writer = os.pipe()
+    os.write(writer, bytes(range(count)))  # fewer than 256, far below a pipe's buffer
+    os.close(writer)
+    return reader
+
+
+def _taken(queue):
+    """The chunk numbers this process takes from ``queue`` until it is empty."""
+    while number := os.read(queue, 1):
+        yield number[0]
 
 
 def _pickled(value):
@@ -254,10 +291,21 @@ def decode_objects(parts):
     for part in parts:
         for name, objects in marshal.loads(part).items():
             runs.setdefault(name, []).append(objects)
-    # in id order already: several parts' are merged (a sort of sorted runs merges them)
-    return {name: found[0] if len(found) == 1
-            else dict(sorted(itertools.chain.from_iterable(objects.items() for objects in found), key=_ID))
-            for name, found in runs.items()}
+    return {name: _merged(found) for name, found in runs.items()}
+
+
+def _merged(runs):
+    """Runs of ``id -> object``, each in id order, as one: put one after the other when
+    each starts after the previous one ends (parts are id ranges: :func:`id_range_chunks`),
+    else sorted together."""
+    if len(runs) == 1:
+        return runs[0]
+    if all(next(reversed(before)) < next(iter(after)) for before, after in zip(runs, runs[1:])):
+        merged = {}
+        for run in runs:
+            merged.update(run)
+        return merged
+    return dict(sorted(itertools.chain.from_iterable(run.items() for run in runs), key=_ID))
 
 
 def _undecoded(body):
@@ -300,6 +348,8 @@ def main(stdin=None, stdout=None):
         _write(stdout, part)
     stdout.flush()  # the workers start on the objects while the state is made and pickled
     del parts
+    # the state is not needed for the first answer: the workers taking the objects are
+    os.nice(10)
     mapper.finish_load(mapped)
     state = mapper.shared_state()
     del mapper
