@@ -178,3 +178,16 @@ def test_alarm_bodies(body, expected):
     assert alarm["body"] == expected and alarm["time"] == 2000
     assert alarm["object"] == {"type": "unknown", "uuid": "gone"}
     assert objects.collection_of({"type": "message", "name": "VM_STARTED"}) == "messages"
+
+
+def test_malformed_refs_read_as_unknown_records():
+    """A record whose ref fields hold something else than refs (a list, a dict: not XAPI's)
+    maps as if they named no record, never fails."""
+    from xorest.objects.values import ABSENT
+
+    context = objects.Context({"OpaqueRef:a": ("VM", {"uuid": "u-a"}), "OpaqueRef:b": ("VM", {})}, "pool-uuid")
+    assert context.links(["OpaqueRef:a", "OpaqueRef:b", "OpaqueRef:gone", 7, None]) == \
+        ["u-a", "OpaqueRef:b", None, None, None]
+    assert context.links(["OpaqueRef:a", ["a", "list"], {"a": "dict"}]) == ["u-a", None, None]
+    assert context.link({"a": "dict"}) is ABSENT and context.link(["x"]) is ABSENT and context.link(3) is ABSENT
+    assert context.record(["x"]) is None and context.record("OpaqueRef:a") == {"uuid": "u-a"}

@@ -29,7 +29,10 @@ class Context:
 
     def record(self, ref):
         """The record behind ``ref``, or ``None``."""
-        item = self.records.get(ref) if isinstance(ref, str) else None
+        try:
+            item = self.records.get(ref)
+        except TypeError:  # not a ref: unhashable
+            return None
         return item[1] if item else None
 
     def item(self, ref):
@@ -39,7 +42,10 @@ class Context:
     def link(self, ref):
         """The ``$id`` of the object behind ``ref``; :data:`ABSENT` for the null ref and
         for records that are not cached (``link(obj, field)`` in Xen Orchestra)."""
-        item = self.records.get(ref) if isinstance(ref, str) else None
+        try:
+            item = self.records.get(ref)
+        except TypeError:  # not a ref: unhashable
+            return ABSENT
         if item is None:
             return ABSENT
         return item[1].get("uuid") or ref
@@ -49,9 +55,11 @@ class Context:
         Orchestra; a missing field is :data:`ABSENT`."""
         if refs is None or refs is ABSENT:
             return ABSENT
-        records = self.records  # link() inlined: VMs, VDIs and SRs list 300,000 refs in a 10k-VM pool
-        return [None if item is None else (item[1].get("uuid") or ref)
-                for ref, item in ((ref, records.get(ref) if isinstance(ref, str) else None) for ref in refs)]
+        get = self.records.get  # link() inlined: VMs, VDIs and SRs list 300,000 refs in a 10k-VM pool
+        try:
+            return [None if (item := get(ref)) is None else (item[1].get("uuid") or ref) for ref in refs]
+        except TypeError:  # something unhashable in the list (no ref of XAPI's): not a record
+            return [self.link(ref) or None for ref in refs]
 
     def uuid(self, ref):
         """The uuid behind ``ref``, or ``None`` for the null or an unknown ref."""
