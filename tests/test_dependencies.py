@@ -228,7 +228,7 @@ def test_both_loader_processes_take_chunks_and_a_failed_copy_s_are_mapped_again(
         loaded.add({"events": copy.deepcopy(events), "token": "t"})
         parts, mapped = loaded.map()
         takers = log.read_text().split()
-        assert len(parts) == len(poolload.id_range_chunks(loaded.mapper.records)) > 2
+        assert len(parts) == len(loaded.chunks()) > 2
         assert str(me) in takers and len(set(takers)) == 2  # the copy took chunks too
         assert _flat(poolload.decode_objects(parts)) == whole_objects
         assert sorted(key for _, key in mapped if key is not None) == sorted(whole_objects)
