@@ -2,12 +2,19 @@
 PostgreSQL database (a real server on a loopback port), the shipped nginx site with both
 in its upstream block, and the simulator.  Whatever one instance changes (tokens,
 revocations, lock-outs, servers, tasks, objects) the other shows at its next answer."""
+import json
 import os
 import shutil
+import socket
 import threading
+import time
 
 import pytest
 import requests
+
+from xorest import config as config_module
+from xorest.services.liveness import HEARTBEAT_SECONDS
+from xorest.store import open_store
 
 from .conftest import NGINX, PYTHON, Gateway, Nginx, ServerProcess, free_port, start_sim
 from .management import Client, client, reset_timing, seconds
@@ -174,6 +181,21 @@ def test_a_task_started_on_one_is_seen_waited_for_and_aborted_from_the_other(clu
         assert a.one("vms", vm)["power_state"] == "Halted" and b.one("vms", vm)["current_operations"] == {}
     finally:
         reset_timing(cluster.sim)
+
+
+def test_a_silent_machine_s_tasks_are_interrupted_on_every_instance(cluster):
+    """The instances note their machine alive in the database; a task another machine left
+    pending when it went silent (written as it left it) is interrupted, whoever reads it."""
+    store = open_store(config_module.load({"data_dir": str(cluster.b_data),
+                                           "database_url": cluster.gw_a.env["XOREST_DATABASE_URL"]}, environ={}))
+    assert time.time() - store.hosts_alive()[socket.gethostname()] < 3 * HEARTBEAT_SECONDS
+    body = json.dumps({"id": "0mgone0000-machine001", "properties": {"name": "REST API: a machine died"},
+                       "start": 1000, "status": "pending", "updatedAt": 1000, "progress": 40})
+    store.add_task("0mgone0000-machine001", "a-machine-that-died:77:1", "pending", None, body, 1.0)
+    store.note_host_alive("a-machine-that-died", time.time() - 3600)
+    assert cluster.b.get("/rest/v0/tasks/0mgone0000-machine001").json()["status"] == "interrupted"
+    assert cluster.a.get("/rest/v0/tasks/0mgone0000-machine001").json()["status"] == "interrupted"
+    assert cluster.a.action("tasks", "0mgone0000-machine001", "abort").status_code == 409
 
 
 def test_listings_agree_and_show_the_other_instance_s_writes(cluster):

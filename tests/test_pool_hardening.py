@@ -194,7 +194,7 @@ def test_a_reused_process_id_is_not_its_former_owner():
     after the mark was written (the id given again, as containers do) is not the owner."""
     import psutil
 
-    from xorest.services.sweeper import owner_is_gone, owner_mark
+    from xorest.services.liveness import owner_is_gone, owner_mark
 
     me = psutil.Process()
     assert not owner_is_gone(owner_mark())
@@ -206,16 +206,16 @@ def test_a_reused_process_id_is_not_its_former_owner():
 def test_an_exiting_process_is_no_owner(monkeypatch):
     """A killed worker closes its files (the daemon sees it leave) before it is a zombie:
     from its first step of exiting (PF_EXITING) it owns nothing any more."""
-    from xorest.services import sweeper
+    from xorest.services import liveness
 
-    mark = sweeper.owner_mark()
-    assert not sweeper.owner_is_gone(mark)
-    real = sweeper._read_stat(os.getpid())
+    mark = liveness.owner_mark()
+    assert not liveness.owner_is_gone(mark)
+    real = liveness._read_stat(os.getpid())
     head, _, rest = real.rpartition(b")")
     fields = rest.split()
     fields[6] = str(int(fields[6]) | 0x4).encode()  # flags, field 9 of proc(5): PF_EXITING
-    monkeypatch.setattr(sweeper, "_read_stat", lambda pid: head + b") " + b" ".join(fields) + b"\n")
-    assert sweeper.owner_is_gone(mark)
+    monkeypatch.setattr(liveness, "_read_stat", lambda pid: head + b") " + b" ".join(fields) + b"\n")
+    assert liveness.owner_is_gone(mark)
 
 
 def test_a_sweep_after_a_death_waits_for_the_pool_s_events():

@@ -2,12 +2,15 @@
 across threads and processes, secrets at rest, migrations, the shared key; SQLite's files;
 configuration loading."""
 import dataclasses
+import json
 import multiprocessing
 import os
 import shutil
+import socket
 import sqlite3
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -388,6 +391,42 @@ def test_pool_writes_keep_the_latest_token(backend):
     assert store.list_servers()[0]["enabled"] is True
     assert store.set_server_enabled(server, False) and store.list_servers()[0]["enabled"] is False
     assert not store.set_server_enabled("nope", True)
+
+
+def test_machines_alive_keep_their_latest_note(backend):
+    store, another = open_store(backend), open_store(backend)  # two instances on one database
+    store.note_host_alive("a", 100.0)
+    another.note_host_alive("a", 90.0)  # noted late: the latest stays
+    another.note_host_alive("b", 50.0)
+    assert store.hosts_alive() == another.hosts_alive() == {"a": 100.0, "b": 50.0}
+
+
+def test_a_silent_machine_s_pending_tasks_are_interrupted(backend):
+    """A pending task run by another machine is interrupted once that machine has been
+    silent for long; not while it says it is alive, nor when it never did (unknown)."""
+    from xorest.services.liveness import HOST_SILENCE, Heartbeat
+    from xorest.services.tasks import TaskService
+
+    store = open_store(backend)
+    tasks = TaskService(store, None, backend)
+    for task_id, host in (("t-alive", "alive"), ("t-silent", "silent"), ("t-unknown", "unknown")):
+        body = json.dumps({"id": task_id, "properties": {"name": "a task"}, "start": 1000, "status": "pending",
+                           "updatedAt": 1000, "progress": 0})
+        store.add_task(task_id, f"{host}:4242:1", "pending", None, body, 1.0)
+    store.note_host_alive("alive", time.time())
+    store.note_host_alive("silent", time.time() - HOST_SILENCE - 1)
+    assert tasks.get("t-alive")["status"] == "pending" and tasks.get("t-unknown")["status"] == "pending"
+    assert {key: task["status"] for key, task in tasks.tasks().items()} == {
+        "t-alive": "pending", "t-silent": "interrupted", "t-unknown": "pending"}
+    assert store.get_task("t-silent")["status"] == "interrupted"  # written, for every instance
+    beat = Heartbeat(store, interval=0.05).start()
+    try:
+        deadline = time.monotonic() + 10
+        while time.time() - store.hosts_alive().get(socket.gethostname(), 0) > 1:
+            assert time.monotonic() < deadline, "this machine was never noted alive"
+            time.sleep(0.05)
+    finally:
+        beat.stop()
 
 
 def test_audit_and_event_streams(backend):

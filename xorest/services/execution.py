@@ -22,7 +22,8 @@ from ..xapi import XapiError, XapiUnreachable
 from ..xapi.tasks import AsyncCall
 from . import audit, scopes
 from .failures import translate
-from .sweeper import TASK_MARK, owner_mark
+from .liveness import owner_mark
+from .sweeper import TASK_MARK
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,8 @@ import zstandard
 from ..errors import BadRequest, Conflict, Unavailable, UpstreamError
 from ..xapi import XapiError, XapiStream, XapiUnreachable
 from .upstream import pool_failures
-from .sweeper import EXPORT_MARK, TASK_MARK, destroy_vm_with_disks, owner_mark
+from .liveness import owner_mark
+from .sweeper import EXPORT_MARK, TASK_MARK, destroy_vm_with_disks
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,8 @@ from ..errors import Conflict, Unavailable
 from ..xapi import XapiError, XapiStream, XapiUnreachable
 from .exports import Export, _chain, _prefetch, safe_filename  # an export's framing, shared
 from .upstream import pool_failures
-from .sweeper import TASK_MARK, owner_mark
+from .liveness import owner_mark
+from .sweeper import TASK_MARK
 
 log = logging.getLogger(__name__)
 

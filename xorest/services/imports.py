@@ -21,7 +21,8 @@ from ..errors import BadRequest, LengthRequired, PayloadTooLarge, Unavailable, U
 from ..xapi import BodyEndedEarly, XapiError, XapiUnreachable, XapiUpload
 from .execution import tracked
 from .upstream import pool_failures
-from .sweeper import IMPORT_MARK, TASK_MARK, owner_mark
+from .liveness import owner_mark
+from .sweeper import IMPORT_MARK, TASK_MARK
 
 #: XAPI's codes for an upload it could not read, per format: the body was wrong, not the
 #: pool.  ``VDI_IO_ERROR`` is what XAPI answers for a VHD it cannot parse, and also for a

@@ -14,6 +14,7 @@ import threading
 from ..store import open_store
 from .feed import FeedServer
 from .pools import PoolService
+from .liveness import Heartbeat
 from .sweeper import Sweeper
 
 log = logging.getLogger(__name__)
@@ -41,15 +42,18 @@ class PoolsDaemon:
         self.pools = PoolService(self.store, self.feed, config, isolated_loads=True)
         self.pools.RECONCILE_SECONDS = self.RECONCILE_SECONDS
         self.sweeper = Sweeper(self.pools)
+        self.heartbeat = Heartbeat(self.store)
 
     def start(self):
         """Listen, then connect the pools (workers may join at any time)."""
         self.feed.start()
         self.pools.ensure_started()
         self.sweeper.start()
+        self.heartbeat.start()
         return self
 
     def stop(self):
+        self.heartbeat.stop()
         self.feed.stop()
         self.pools.stop()
 

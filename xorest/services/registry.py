@@ -21,6 +21,7 @@ from .poolmetrics import PoolMetrics
 from .pools import PoolService
 from .smt import SmtService
 from .stats import StatsService
+from .liveness import Heartbeat
 from .sweeper import Sweeper
 from .tasks import TaskService
 from .vmdashboard import VmDashboardService
@@ -44,6 +45,7 @@ class Services(AccountServices):
         self.deletions = DeletionService(self.collections, self.pools, self.store)
         self.creations = CreationService(self.collections, self.pools, self.store, config)
         self.sweeper = Sweeper(self.pools)
+        self.heartbeat = Heartbeat(self.store)
         self.dashboard = DashboardService(self.collections)
         self.events = EventService(self.store, self.cache, self.collections)
         self.stats = StatsService(self.collections, self.pools, config)
@@ -63,8 +65,9 @@ class Services(AccountServices):
         """Connect the pools in this process (idempotent, fork-aware) and wait, a bounded
         time, for their first load."""
         if self.pools.ensure_started():
-            if self.pools.feed is None:  # else the instance's pools daemon sweeps
+            if self.pools.feed is None:  # else the instance's pools daemon sweeps and notes the machine alive
                 self.sweeper.start()
+                self.heartbeat.start()
             self.pool_metrics.start()
         self.pools.wait_first_attempts(self.config.initial_load_wait)
 

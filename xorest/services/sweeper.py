@@ -9,12 +9,11 @@ machine that no longer exist.  Marks of other machines, and of live or unknown o
 are left alone: they may still be in use.
 """
 import logging
-import os
-import socket
 import threading
 import time
 
 from ..xapi import XapiError, XapiUnreachable
+from .liveness import owner_is_gone
 
 log = logging.getLogger(__name__)
 
@@ -24,66 +23,9 @@ TASK_MARK = "xorest:task"  # on the task of a transfer
 SWEEP_INTERVAL = 60.0
 #: Seconds a sweep after a worker's death waits for the pool's events to catch up.
 CATCH_UP_SECONDS = 5.0
-#: ``PF_EXITING`` in ``/proc/<pid>/stat``'s flags: the process is past the point of no return.
-_PF_EXITING = 0x4
 
 #: Record fields the sweep reads, kept in memory beyond what the mapping needs.
 SWEPT_FIELDS = {"VM": ("other_config", "VBDs"), "VDI": ("other_config",), "task": ("other_config", "status")}
-
-
-def owner_mark():
-    """This process, as marks name it."""
-    return f"{socket.gethostname()}:{os.getpid()}:{int(time.time())}"
-
-
-def owner_is_gone(mark):
-    """Whether ``mark`` names a process of this machine that no longer exists.
-
-    A process id may have been given to another process since (containers restart their
-    ids from 1): a process that started after the mark was written is not its owner.
-    """
-    host, _, rest = (mark or "").partition(":")
-    pid, _, written = rest.partition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    return not _alive(int(pid), int(written) if written.isdigit() else None)
-
-
-def _alive(pid, marked_at=None):
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    state, started, flags = _process_state(pid)
-    # a killed process closes its files (the feed's socket: its worker "left") before it
-    # is a zombie; it is exiting from its first step on, and gone for good
-    if state == b"Z" or flags & _PF_EXITING:
-        return False
-    # marks are written after their process started, to the second: a later start is another process
-    return started is None or marked_at is None or started <= marked_at + 1
-
-
-def _read_stat(pid):
-    with open(f"/proc/{pid}/stat", "rb") as fh:
-        return fh.read()
-
-
-def _process_state(pid):
-    """``(state letter, start time, flags)`` of process ``pid`` from ``/proc``
-    (``(None, None, 0)`` where unknown): state ``Z`` for a process that exited but was not
-    reaped yet."""
-    try:
-        fields = _read_stat(pid).rsplit(b")", 1)[1].split()  # after the command name, which may hold spaces
-        with open("/proc/stat", "rb") as fh:
-            boot = next(int(line.split()[1]) for line in fh if line.startswith(b"btime "))
-        # fields 3, 22 and 9 of proc(5)
-        return fields[0], boot + int(fields[19]) / os.sysconf("SC_CLK_TCK"), int(fields[6])
-    except (OSError, ValueError, IndexError, StopIteration):
-        return None, None, 0
 
 
 def destroy_vm_with_disks(conn, ref, attempts=240):

@@ -2,7 +2,8 @@
 
 A task is run by the process that started it (its ``owner``, named as the sweep's
 marks name processes); any process reads it, waits for it, aborts it or deletes it.
-A pending task whose owner no longer exists on this machine is ``interrupted``.
+A pending task whose owner no longer exists (on this machine, or with its machine: see
+:mod:`.liveness`) is ``interrupted``.
 Tasks look like Xen Orchestra's: ``id``, ``properties`` (``name``, ``type``,
 ``objectId``, ``objectType``, ``userId``, ``params``), ``start``, ``end``, ``updatedAt``,
 ``status``, ``progress``, ``result``, ``infos``, ``warnings`` and sub-``tasks``.
@@ -15,7 +16,7 @@ import orjson
 
 from ..errors import Conflict, NotFound
 from .execution import RunningTask, new_task_id, now_ms
-from .sweeper import owner_is_gone
+from .liveness import owner_is_gone
 
 log = logging.getLogger(__name__)
 
@@ -42,22 +43,27 @@ class TaskService:
 
     # reading --------------------------------------------------------------------
 
-    def _settled(self, row):
-        """A row, made ``interrupted`` first if its owner died while it was pending."""
-        if row["status"] != "pending" or not owner_is_gone(row["owner"]):
+    def _settled(self, row, hosts_alive=None):
+        """A row, made ``interrupted`` first if its owner died while it was pending: its
+        process on this machine, or its machine (``hosts_alive``: the store's, read here
+        when not given)."""
+        if row["status"] != "pending":
+            return row
+        if not owner_is_gone(row["owner"], self.store.hosts_alive() if hosts_alive is None else hosts_alive):
             return row
         task = _task(row)
         task.update(status="interrupted", updatedAt=now_ms())
         if self.store.update_task(row["id"], body=orjson.dumps(task).decode(), status="interrupted",
                                   links="[]", only_pending=True):
-            log.warning("task %s (%s) was interrupted: its process %s is gone", row["id"],
+            log.warning("task %s (%s) was interrupted: its process %s (or its machine) is gone", row["id"],
                         task["properties"].get("name"), row["owner"])
         return self.store.get_task(row["id"]) or row
 
     def tasks(self, object_id=None):
         """``id -> task`` in id (start) order, optionally those about one object."""
         rows = self.store.list_tasks(object_id=object_id)
-        return {row["id"]: _task(self._settled(row)) for row in rows}
+        hosts_alive = self.store.hosts_alive() if any(row["status"] == "pending" for row in rows) else {}
+        return {row["id"]: _task(self._settled(row, hosts_alive)) for row in rows}
 
     def about(self, object_id):
         """The tasks of one object: about it, or given its id as a parameter (as Xen Orchestra)."""

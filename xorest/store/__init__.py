@@ -125,6 +125,12 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def forget_pool_write(self, server_id, token): ...  # if it is still that token
 
+    # machines running xorest on this database, and when each last said it is alive
+    @abc.abstractmethod
+    def note_host_alive(self, host, when): ...
+    @abc.abstractmethod
+    def hosts_alive(self): ...  # {host: seen_at}
+
     # audit trail
     @abc.abstractmethod
     def add_audit(self, entry): ...  # a dict of the audit table's columns but ``id``

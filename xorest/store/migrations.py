@@ -145,6 +145,14 @@ MIGRATIONS = [
         token TEXT NOT NULL
     );
     """,
+    # 8: when each machine running xorest on this database last said it is alive: the
+    # pending tasks of a machine silent for long are interrupted by the others
+    """
+    CREATE TABLE hosts_alive (
+        host TEXT PRIMARY KEY,
+        seen_at REAL NOT NULL
+    );
+    """,
 ]
 
 

@@ -443,6 +443,15 @@ class SqlStore(Store):
     def forget_pool_write(self, server_id, token):
         self._write("DELETE FROM pool_writes WHERE server_id = ? AND token = ?", (server_id, token))
 
+    # machines alive ------------------------------------------------------------
+
+    def note_host_alive(self, host, when):
+        self._write(f"INSERT INTO hosts_alive (host, seen_at) VALUES (?, ?) ON CONFLICT(host) DO UPDATE SET "
+                    f"seen_at = {self.GREATEST}(hosts_alive.seen_at, excluded.seen_at)", (host, when))
+
+    def hosts_alive(self):
+        return {row["host"]: row["seen_at"] for row in self._query("SELECT host, seen_at FROM hosts_alive")}
+
     # login throttling ----------------------------------------------------------
     # Keys are taken in one order everywhere (sorted), so two transactions never wait for
     # each other's rows.
