@@ -236,6 +236,24 @@ def test_both_loader_processes_take_chunks_and_a_failed_copy_s_are_mapped_again(
         assert len(takers) == len(parts) + (fail_after is not None)
 
 
+def test_a_pool_with_odd_uuids_maps_in_few_chunks_in_id_order(monkeypatch):
+    """Whatever a pool calls uuids (upper case, other scripts, none), its records go to at
+    most 17 chunks, and the objects come out in id order all the same."""
+    from xorest.services import poolload
+    from xorest.services.mapping import PoolMapper
+
+    events = [_event("VM", f"OpaqueRef:{n}", {"uuid": text, "name_label": f"vm {n}", "power_state": "Halted"})
+              for n, text in enumerate([chr(0x400 + n) + "-odd" for n in range(300)] + ["ABC", "", "f00", "0aa"])]
+    events.append(_event("pool", "OpaqueRef:pool", {"uuid": "pool-uuid", "master": "OpaqueRef:NULL"}))
+    monkeypatch.setattr(poolload, "PARALLEL_FROM_RECORDS", 0)
+    loaded = poolload.FirstLoad()
+    loaded.add({"events": copy.deepcopy(events), "token": "t"})
+    assert len(loaded.chunks()) <= 17
+    parts, mapped = loaded.map()
+    whole, _ = PoolMapper().apply(copy.deepcopy(events), True)
+    assert _flat(poolload.decode_objects(parts)) == whole
+
+
 def test_a_first_load_asks_for_every_watched_class_once_big_classes_first():
     from xorest.services import poolload
     from xorest.xapi.watcher import WATCHED_CLASSES

@@ -253,12 +253,18 @@ class FirstLoad:
         return [self._chunks[digit] for digit in sorted(self._chunks)]
 
 
+_HEX_DIGITS = frozenset("0123456789abcdef")
+
+
 def _sort_into(chunks, refs, records):
+    # at most 17 chunks whatever a pool calls uuids: anything but a lowercase hex digit
+    # first goes to one chunk of its own (its objects are sorted in with the others)
     for ref in refs:
         item = records.get(ref)
         if item is not None:
             uuid = item[1].get("uuid")
-            chunks.setdefault(uuid[:1] if isinstance(uuid, str) else "", []).append(ref)
+            digit = uuid[:1] if isinstance(uuid, str) else ""
+            chunks.setdefault(digit if digit in _HEX_DIGITS else "", []).append(ref)
 
 
 def _chunk_queue(count):
