@@ -429,6 +429,22 @@ def test_a_silent_machine_s_pending_tasks_are_interrupted(backend):
         beat.stop()
 
 
+def test_a_task_failing_right_after_an_abort_says_it_was_aborted(backend):
+    """An abort from another process cancels the task's XAPI task at once; the failure that
+    follows may come before the owner's next (throttled) look at the request: the ended
+    task still records when the abort was asked."""
+    from xorest.errors import Unavailable
+    from xorest.services.tasks import TaskService
+
+    store = open_store(backend)
+    task = TaskService(store, None, backend).begin("REST API: a task")
+    assert not task.aborted()  # looked just now: the next look is throttled
+    assert open_store(backend).request_task_abort(task.id, time.time())  # another process
+    task.fail(Unavailable("TASK_CANCELLED"))
+    ended = json.loads(store.get_task(task.id)["body"])
+    assert ended["status"] == "failure" and ended["abortionRequestedAt"] > 0
+
+
 def test_audit_and_event_streams(backend):
     store = open_store(backend)
     for at in (1.0, 2.0, 3.0):

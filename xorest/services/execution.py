@@ -246,6 +246,10 @@ class RunningTask:
     def fail(self, exc):
         if self.written:
             self.service.pools.settle(self.written)  # a failure may have changed things too
+        # an abort from another process cancels the XAPI task at once: the failure it causes
+        # may come before this process's next (throttled) look at the request; look now
+        self._abort_checked_at = float("-inf")
+        self.aborted()
         self.log.update(status="failure", end=now_ms(), result=error_result(exc))
         self._ended()
 
