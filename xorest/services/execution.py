@@ -173,15 +173,19 @@ class RunningTask:
     # aborts --------------------------------------------------------------------
 
     def aborted(self):
-        """Whether an abort was requested (from any process)."""
+        """Whether an abort was requested (from any process); the store is read at most
+        every :data:`ABORT_CHECK_INTERVAL`."""
         if not self._aborted and time.monotonic() - self._abort_checked_at >= ABORT_CHECK_INTERVAL:
-            self._abort_checked_at = time.monotonic()
-            row = self.store.get_task(self.id)
-            if row is not None and row["abort_requested_at"] is not None:
-                self._aborted = True
-                self.log["abortionRequestedAt"] = int(row["abort_requested_at"] * 1000)
-                self._save()
+            self._look_for_abort()
         return self._aborted
+
+    def _look_for_abort(self):
+        self._abort_checked_at = time.monotonic()
+        row = self.store.get_task(self.id)
+        if row is not None and row["abort_requested_at"] is not None:
+            self._aborted = True
+            self.log["abortionRequestedAt"] = int(row["abort_requested_at"] * 1000)
+            self._save()
 
     def check_aborted(self):
         """Between two steps: stop here if an abort was requested."""
@@ -246,10 +250,10 @@ class RunningTask:
     def fail(self, exc):
         if self.written:
             self.service.pools.settle(self.written)  # a failure may have changed things too
-        # an abort from another process cancels the XAPI task at once: the failure it causes
-        # may come before this process's next (throttled) look at the request; look now
-        self._abort_checked_at = float("-inf")
-        self.aborted()
+        if not self._aborted:
+            # an abort from another process cancels the XAPI task at once: the failure it
+            # causes may come before this process's next (throttled) look at the request
+            self._look_for_abort()
         self.log.update(status="failure", end=now_ms(), result=error_result(exc))
         self._ended()
 

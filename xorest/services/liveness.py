@@ -31,8 +31,9 @@ def owner_mark():
 
 def owner_is_gone(mark, hosts_alive=None):
     """Whether ``mark`` names a process of this machine that no longer exists, or (given
-    ``hosts_alive``, ``{host: seen_at}`` from the store) a process of a machine silent for
-    :data:`HOST_SILENCE`.  A machine that never said it is alive is not judged.
+    ``hosts_alive``, a function giving ``{host: seen_at}`` from the store, called only for
+    another machine's mark) a process of a machine silent for :data:`HOST_SILENCE`.  A
+    machine that never said it is alive is not judged.
 
     A process id may have been given to another process since (containers restart their
     ids from 1): a process that started after the mark was written is not its owner.
@@ -40,7 +41,7 @@ def owner_is_gone(mark, hosts_alive=None):
     host, _, rest = (mark or "").partition(":")
     pid, _, written = rest.partition(":")
     if host != socket.gethostname():
-        seen_at = (hosts_alive or {}).get(host)
+        seen_at = hosts_alive().get(host) if hosts_alive is not None else None
         return seen_at is not None and time.time() - seen_at > HOST_SILENCE
     if not pid.isdigit():
         return False

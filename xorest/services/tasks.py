@@ -8,6 +8,7 @@ Tasks look like Xen Orchestra's: ``id``, ``properties`` (``name``, ``type``,
 ``objectId``, ``objectType``, ``userId``, ``params``), ``start``, ``end``, ``updatedAt``,
 ``status``, ``progress``, ``result``, ``infos``, ``warnings`` and sub-``tasks``.
 """
+import functools
 import logging
 import threading
 import time
@@ -45,11 +46,9 @@ class TaskService:
 
     def _settled(self, row, hosts_alive=None):
         """A row, made ``interrupted`` first if its owner died while it was pending: its
-        process on this machine, or its machine (``hosts_alive``: the store's, read here
-        when not given)."""
-        if row["status"] != "pending":
-            return row
-        if not owner_is_gone(row["owner"], self.store.hosts_alive() if hosts_alive is None else hosts_alive):
+        process on this machine, or its machine (``hosts_alive``: a function giving the
+        store's notes, read only for another machine's task)."""
+        if row["status"] != "pending" or not owner_is_gone(row["owner"], hosts_alive or self.store.hosts_alive):
             return row
         task = _task(row)
         task.update(status="interrupted", updatedAt=now_ms())
@@ -62,7 +61,7 @@ class TaskService:
     def tasks(self, object_id=None):
         """``id -> task`` in id (start) order, optionally those about one object."""
         rows = self.store.list_tasks(object_id=object_id)
-        hosts_alive = self.store.hosts_alive() if any(row["status"] == "pending" for row in rows) else {}
+        hosts_alive = functools.cache(self.store.hosts_alive)  # read once at most per listing
         return {row["id"]: _task(self._settled(row, hosts_alive)) for row in rows}
 
     def about(self, object_id):
