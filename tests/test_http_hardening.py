@@ -182,8 +182,12 @@ def test_slow_readers_cannot_hold_workers(pool, tmp_path):
         # at most: a high-water mark below the listing's own size...
         first = stall(2)
         assert first - before < 4 * 2 * WHOLE_LISTING + (8 << 20), (before, first)
-        # ...that more stalled clients do not raise: nothing stays behind them.
-        assert stall(4) - first < 32 << 20, (before, first, _rss(gw))
+        # ...that more stalled clients do not raise: nothing stays behind them.  (glibc's
+        # allocator keeps what each thread's arena held at its highest, reached after a few
+        # more rounds, by 16-34 MiB here: measured after it, 24 stalled answers more add
+        # a few MiB, where keeping each of them would add 24 times its rendered pieces.)
+        settled = stall(4)
+        assert stall(4) - settled < 32 << 20, (before, first, settled, _rss(gw))
         assert "stopped reading" in gw.proc.output()
     finally:
         gw.stop()
