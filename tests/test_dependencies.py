@@ -147,7 +147,7 @@ def test_a_first_load_mapped_in_two_processes_is_a_full_load(monkeypatch):
     first answer's token followed) and maps half its records in a forked copy of itself:
     the objects and the mapper's state (who reads what, ids) are those of one full batch,
     and a change applied afterwards maps as it would after a full batch."""
-    from xorest.services import poolload
+    from xorest.services import firstload, poolload
     from xorest.services.mapping import PoolMapper
 
     from xorest.xapi.watcher import WATCHED_CLASSES
@@ -167,26 +167,26 @@ def test_a_first_load_mapped_in_two_processes_is_a_full_load(monkeypatch):
                       "token": f"t{number}"}
             yield json.dumps({"jsonrpc": "2.0", "result": result, "id": 0}).encode() if as_json else result
 
-    monkeypatch.setattr(poolload, "PARALLEL_FROM_RECORDS", 0)
+    monkeypatch.setattr(firstload, "PARALLEL_FROM_RECORDS", 0)
     # JSON answers (decoded by the loader), and a pool without JSON-RPC: its answers come decoded (XML-RPC)
     for as_json in (True, False):
-        loaded = poolload.FirstLoad()
+        loaded = firstload.FirstLoad()
         for answer in answers(as_json):
             loaded.add(answer)
         parts, mapped = loaded.map()
         assert (loaded.token, loaded.count) == ("t0", len(events))
-        assert len(parts) > 2 and all(poolload.decode_objects([part]) for part in parts)
+        assert len(parts) > 2 and all(firstload.decode_objects([part]) for part in parts)
         loaded.mapper.finish_load(mapped)
-        assert _flat(poolload.decode_objects(parts)) == whole_objects
+        assert _flat(firstload.decode_objects(parts)) == whole_objects
         assert loaded.mapper.state() == whole.state()
     split = loaded.mapper
 
-    monkeypatch.setattr(poolload, "PARALLEL_FROM_RECORDS", 10**9)  # a small pool: one process
-    loaded = poolload.FirstLoad()
+    monkeypatch.setattr(firstload, "PARALLEL_FROM_RECORDS", 10**9)  # a small pool: one process
+    loaded = firstload.FirstLoad()
     for answer in answers(True):
         loaded.add(answer)
     parts, mapped = loaded.map()
-    assert len(parts) == 1 and _flat(poolload.decode_objects(parts)) == whole_objects
+    assert len(parts) == 1 and _flat(firstload.decode_objects(parts)) == whole_objects
     loaded.mapper.finish_load(mapped)
     assert loaded.mapper.state() == whole.state()
 
@@ -202,7 +202,7 @@ def test_both_loader_processes_take_chunks_and_a_failed_copy_s_are_mapped_again(
     are still every one of the pool's, in id order."""
     import os
 
-    from xorest.services import poolload
+    from xorest.services import firstload
     from xorest.services.mapping import PoolMapper
     from xorest.xapi.watcher import WATCHED_CLASSES
 
@@ -220,17 +220,17 @@ def test_both_loader_processes_take_chunks_and_a_failed_copy_s_are_mapped_again(
             raise RuntimeError("the copy fails")
         return real(self, refs)
 
-    monkeypatch.setattr(poolload, "PARALLEL_FROM_RECORDS", 0)
+    monkeypatch.setattr(firstload, "PARALLEL_FROM_RECORDS", 0)
     for fail_after in (None, 1):
         log.write_text("")
         monkeypatch.setattr(PoolMapper, "map_records", lambda self, refs: map_records(self, refs, fail_after))
-        loaded = poolload.FirstLoad()
+        loaded = firstload.FirstLoad()
         loaded.add({"events": copy.deepcopy(events), "token": "t"})
         parts, mapped = loaded.map()
         takers = log.read_text().split()
         assert len(parts) == len(loaded.chunks()) > 2
         assert str(me) in takers and len(set(takers)) == 2  # the copy took chunks too
-        assert _flat(poolload.decode_objects(parts)) == whole_objects
+        assert _flat(firstload.decode_objects(parts)) == whole_objects
         assert sorted(key for _, key in mapped if key is not None) == sorted(whole_objects)
         # each chunk mapped once, and the one the copy failed on once more, here
         assert len(takers) == len(parts) + (fail_after is not None)
@@ -239,19 +239,19 @@ def test_both_loader_processes_take_chunks_and_a_failed_copy_s_are_mapped_again(
 def test_a_pool_with_odd_uuids_maps_in_few_chunks_in_id_order(monkeypatch):
     """Whatever a pool calls uuids (upper case, other scripts, none), its records go to at
     most 17 chunks, and the objects come out in id order all the same."""
-    from xorest.services import poolload
+    from xorest.services import firstload
     from xorest.services.mapping import PoolMapper
 
     events = [_event("VM", f"OpaqueRef:{n}", {"uuid": text, "name_label": f"vm {n}", "power_state": "Halted"})
               for n, text in enumerate([chr(0x400 + n) + "-odd" for n in range(300)] + ["ABC", "", "f00", "0aa"])]
     events.append(_event("pool", "OpaqueRef:pool", {"uuid": "pool-uuid", "master": "OpaqueRef:NULL"}))
-    monkeypatch.setattr(poolload, "PARALLEL_FROM_RECORDS", 0)
-    loaded = poolload.FirstLoad()
+    monkeypatch.setattr(firstload, "PARALLEL_FROM_RECORDS", 0)
+    loaded = firstload.FirstLoad()
     loaded.add({"events": copy.deepcopy(events), "token": "t"})
     assert len(loaded.chunks()) <= 17
     parts, mapped = loaded.map()
     whole, _ = PoolMapper().apply(copy.deepcopy(events), True)
-    assert _flat(poolload.decode_objects(parts)) == whole
+    assert _flat(firstload.decode_objects(parts)) == whole
 
 
 def test_a_first_load_asks_for_every_watched_class_once_big_classes_first():

@@ -118,7 +118,7 @@ def test_the_isolated_load_sends_objects_first_and_a_state_with_shared_strings(p
     """The loader child hands the objects over before the mapping's state (the workers start
     on them meanwhile), and the state it sends repeats no text: equal strings are one object."""
     from xorest import config as settings
-    from xorest.services import poolload
+    from xorest.services import firstload, poolload
 
     import pickle
 
@@ -129,7 +129,7 @@ def test_the_isolated_load_sends_objects_first_and_a_state_with_shared_strings(p
     assert len(received) == 1 and count > 0 and token
     kind, key, parts = pickle.loads(received[0])
     assert (kind, key) == ("parts", "server-1")
-    assert len(poolload.decode_objects(parts)["vms"]) == 30
+    assert len(firstload.decode_objects(parts)["vms"]) == 30
     records, dependents, id_of, _ = state
     texts = {}
     for ref, (_cls, record) in records.items():

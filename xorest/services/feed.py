@@ -22,7 +22,7 @@ from collections import deque
 
 from .. import memory
 from ..xapi.watcher import PoolStatus, token_key
-from . import poolload
+from .firstload import decode_objects
 
 log = logging.getLogger(__name__)
 
@@ -435,7 +435,7 @@ class FeedClient:
             _, _, upserts, deletes, reset = message
             self.cache.apply(key, upserts, deletes, reset)
         elif kind == "parts":  # a pool's first load, mapped in parts: all of it at once
-            self.cache.load_pool(key, poolload.decode_objects(message[2]))
+            self.cache.load_pool(key, decode_objects(message[2]))
         elif kind == "token":
             self.watcher(key).applied_up_to(message[2])
         elif kind == "pool":
