@@ -1,11 +1,13 @@
 """Actions on hosts, pools and servers through gunicorn against the simulator: hosts
 disabled, evacuated, rebooted, shut down, started, forgotten, detached; pool networks,
 new VMs, rolling reboots, emergency shutdowns, joins; servers disconnected and back."""
+import os
+import signal
 import time
 
 import pytest
 
-from .conftest import Gateway, start_sim
+from .conftest import Gateway, sim_admin, start_sim
 from .management import client, guest, reset_timing, seconds, xapi
 from .test_actions import NOWHERE, polled, refused
 
@@ -260,6 +262,27 @@ def test_server_disconnect_and_connect(pool):
     assert api.action("servers", server["id"], "connect").status_code == 204
     assert api.one("servers", server["id"])["status"] == "connected" and api.objects("vms")
     assert api.action("servers", server["id"], "connect").status_code == 409
+
+
+def test_a_pool_that_stopped_answering_is_disconnected_and_removed_at_once(pool):
+    """A hung pool (its process stopped: connections are accepted, nothing is answered)
+    holds neither a disconnect nor a removal for the logouts' timeouts (5 s each, 10 s in
+    all before); its objects are gone at once, and once it answers again the watcher's
+    session is logged out all the same."""
+    sim, api = pool("--vms", "3")
+    server = api.objects("servers")[0]
+    assert sim_admin(sim.url, "state")["event_sessions"] == 1
+    os.kill(sim.process.pid, signal.SIGSTOP)
+    try:
+        # (bounds against a hang, not measures: what they cut short waited 10 s)
+        assert api.request("POST", f"/rest/v0/servers/{server['id']}/actions/disconnect", timeout=4,
+                           sync="true").status_code == 204
+        assert not api.objects("vms") and api.one("servers", server["id"])["status"] == "disconnected"
+        assert api.request("DELETE", f"/rest/v0/servers/{server['id']}", timeout=4).status_code == 204
+        assert not api.objects("servers")
+    finally:
+        os.kill(sim.process.pid, signal.SIGCONT)
+    api.until(lambda: sim_admin(sim.url, "state")["event_sessions"] == 0, what="the watcher's session ended")
 
 
 # -- one pool walked through the states of its hosts (shared by the tests below) ----------------

@@ -84,11 +84,25 @@ class PoolConnection:
         return self
 
     def stop(self):
+        """Stop following the pool: its objects leave the cache now, and nothing of it
+        reaches the cache after.  Logging out of the pool and ending the watcher go on in
+        a thread, returned: a pool that no longer answers would hold whoever removed or
+        disconnected it for each logout's timeout (10 s for a removal before)."""
         self.stopped.set()
-        self.watcher.stop()
-        self.rpc.close()
         with self.lock:  # after any batch being published: the pool's removal comes last
             self.cache.remove_pool(self.key)
+        return self._closing(self.watcher.stop, self.rpc.close)
+
+    def _closing(self, *steps):
+        def close():
+            for step in steps:
+                try:
+                    step()
+                except Exception:  # a goodbye to a pool is never worth more than a line
+                    log.exception("closing the connection to %s failed", self.server["url"])
+        thread = threading.Thread(target=close, name=f"pool-close-{self.key[:8]}", daemon=True)
+        thread.start()
+        return thread
 
     def status(self):
         return self.watcher.status.to_dict()
@@ -188,7 +202,8 @@ class FedPoolConnection(PoolConnection):
         return pool.get("_xapiRef") if pool else None
 
     def stop(self):
-        self.rpc.close()  # the pool's objects stay until the daemon says it is gone
+        # the pool's objects stay until the daemon says it is gone
+        return self._closing(self.rpc.close)
 
     def on_batch(self, events, reset):
         raise RuntimeError("a worker's pools are fed by the pools daemon")
@@ -268,11 +283,16 @@ class PoolService:
                 else:
                     self._connections[key] = FedPoolConnection(server, self.cache, self.config, self.feed)
 
+    #: How long stopping the service waits for its connections to log out of their pools.
+    CLOSE_WAIT = 10.0
+
     def stop(self):
         self._stop.set()
-        for conn in list(self._connections.values()):
-            conn.stop()
+        closing = [conn.stop() for conn in list(self._connections.values())]
         self._connections = {}
+        deadline = time.monotonic() + self.CLOSE_WAIT
+        for thread in closing:  # sessions left open would pile up on the pools at each restart
+            thread.join(max(0.0, deadline - time.monotonic()))
         if self.feed is not None:
             self.feed.stop()
 
