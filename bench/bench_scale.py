@@ -27,7 +27,7 @@ import time
 import psutil
 import requests
 
-from common import PYTHON, ROOT, free_port, report, start_sim, wrk_script, xapi_rpc
+from common import PYTHON, ROOT, Process, free_port, report, start_sim, wrk_script, xapi_rpc
 
 VMS = 10_000
 SECONDS = 15
@@ -91,19 +91,9 @@ class Instance:
         self.cookies = {"authenticationToken": tree.cli(self.env, "token", "create",
                                                         "admin@example.com").splitlines()[-1]}
         self.base = f"http://127.0.0.1:{free_port()}"
-        self.log = open(os.path.join(self.data, "serve.log"), "w")
-        self.proc = subprocess.Popen([PYTHON, "-m", "xorest", "serve", "--listen", self.base[len("http://"):]],
-                                     env=self.env, cwd=tree.root, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                requests.get(self.base + "/rest/v0", timeout=2)
-                break
-            except requests.exceptions.RequestException:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(open(self.log.name).read()[-3000:])
-                time.sleep(0.1)
+        self.server = Process([PYTHON, "-m", "xorest", "serve", "--listen", self.base[len("http://"):]],
+                              env=self.env, cwd=tree.root, ready_url=self.base + "/rest/v0", timeout=60)
+        self.proc = self.server.proc
         time.sleep(2)  # the workers have booted and are idle
 
     def get(self, path, timeout=60):
@@ -120,15 +110,11 @@ class Instance:
             if answer.status_code == 200 and len(answer.json()) >= VMS:
                 return arrived
             if time.monotonic() - started > 300:
-                raise RuntimeError("the pool never loaded: " + open(self.log.name).read()[-3000:])
+                raise RuntimeError("the pool never loaded: " + self.server.output()[-3000:])
             time.sleep(0.05)
 
     def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        self.server.stop(wait=30)
 
 
 def first_answers(tree, sim, rounds):

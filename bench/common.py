@@ -68,9 +68,12 @@ def timed(fn, repeat=5, warmup=1):
 
 
 class Process:
-    def __init__(self, args, env=None, ready=None, ready_url=None, timeout=120, verify=True):
+    """A child process with its output in a log file, returned once ready: a line of its
+    output matches ``ready``, or ``ready_url`` answers (any status)."""
+
+    def __init__(self, args, env=None, ready=None, ready_url=None, timeout=120, verify=True, cwd=ROOT):
         self.log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -86,12 +89,16 @@ class Process:
                 except requests.exceptions.RequestException:
                     pass
             time.sleep(0.05)
-        raise RuntimeError("not ready: " + open(self.log.name).read()[-2000:])
+        self.stop()
+        raise RuntimeError("not ready: " + self.output()[-2000:])
 
-    def stop(self):
+    def output(self):
+        return open(self.log.name).read()
+
+    def stop(self, wait=10):
         self.proc.terminate()
         try:
-            self.proc.wait(10)
+            self.proc.wait(wait)
         except subprocess.TimeoutExpired:
             self.proc.kill()
 
