@@ -105,9 +105,10 @@ def test_a_restarted_daemon_keeps_the_workers_serving(pool, tmp_path):
 
 def test_the_daemon_ends_with_its_instance(pool, tmp_path):
     gw = Gateway(tmp_path, pool.url, workers=1)
-    daemon = gw.daemon()
+    daemon, workers = gw.daemon(), gw.workers()  # (once the master is gone, they are nobody's children)
+    assert workers
     os.kill(gw.proc.process.pid, signal.SIGKILL)  # the master, killed: no clean-up of its own
-    for worker in gw.workers():
+    for worker in workers:
         worker.kill()
     until(lambda: not daemon.is_running() or daemon.status() == psutil.STATUS_ZOMBIE, "the daemon stopped")
     with pytest.raises(requests.exceptions.ConnectionError):

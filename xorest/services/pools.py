@@ -86,23 +86,27 @@ class PoolConnection:
     def stop(self):
         """Stop following the pool: its objects leave the cache now, and nothing of it
         reaches the cache after.  Logging out of the pool and ending the watcher go on in
-        a thread, returned: a pool that no longer answers would hold whoever removed or
+        threads, returned: a pool that no longer answers would hold whoever removed or
         disconnected it for each logout's timeout (10 s for a removal before)."""
         self.stopped.set()
         with self.lock:  # after any batch being published: the pool's removal comes last
             self.cache.remove_pool(self.key)
-        return self._closing(self.watcher.stop, self.rpc.close)
+        # the watcher's thread is not waited for: whatever it still gets is dropped (stopped)
+        return self._closing(lambda: self.watcher.stop(timeout=0), self.rpc.close)
 
-    def _closing(self, *steps):
-        def close():
-            for step in steps:
-                try:
-                    step()
-                except Exception:  # a goodbye to a pool is never worth more than a line
-                    log.exception("closing the connection to %s failed", self.server["url"])
-        thread = threading.Thread(target=close, name=f"pool-close-{self.key[:8]}", daemon=True)
-        thread.start()
-        return thread
+    def _closing(self, *closes):
+        """Run ``closes`` (each logs out of the pool) side by side, each in a thread of its
+        own: against a pool that does not answer, each waits for its timeout."""
+        def close(step):
+            try:
+                step()
+            except Exception:  # a goodbye to a pool is never worth more than a line
+                log.exception("closing the connection to %s failed", self.server["url"])
+        threads = [threading.Thread(target=close, args=(step,), name=f"pool-close-{self.key[:8]}", daemon=True)
+                   for step in closes]
+        for thread in threads:
+            thread.start()
+        return threads
 
     def status(self):
         return self.watcher.status.to_dict()
@@ -288,7 +292,7 @@ class PoolService:
 
     def stop(self):
         self._stop.set()
-        closing = [conn.stop() for conn in list(self._connections.values())]
+        closing = [thread for conn in list(self._connections.values()) for thread in conn.stop()]
         self._connections = {}
         deadline = time.monotonic() + self.CLOSE_WAIT
         for thread in closing:  # sessions left open would pile up on the pools at each restart
