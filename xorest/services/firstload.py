@@ -4,8 +4,7 @@
 pool in the loader and a forked copy of it that share the work chunk by chunk
 (:meth:`FirstLoad.map`).  The objects of each chunk go to the workers as a part
 (:func:`encode_objects`), which they put together without sorting
-(:func:`decode_objects`).  Frames (:func:`write_frame`, :func:`read_frame`) carry the parts
-between processes.  Used by the loader's process, :mod:`.poolload`.
+(:func:`decode_objects`).  Used by the loader's process, :mod:`.poolload`.
 """
 import itertools
 import logging
@@ -13,34 +12,15 @@ import marshal
 import operator
 import os
 import pickle
-import struct
 import traceback
 
 from ..xapi import codec
-from ..xapi.prefetch import as_helper_of
+from ..xapi.prefetch import as_helper_of, read_frame, write_frame
 
 log = logging.getLogger(__name__)
 
 #: Pools of fewer records are mapped by one process: a second one costs more than it saves.
 PARALLEL_FROM_RECORDS = 20_000
-
-_LENGTH = struct.Struct(">Q")
-
-
-def read_frame(stream):
-    """One length-prefixed frame, or ``None`` at the end of the stream."""
-    head = stream.read(_LENGTH.size)
-    if len(head) < _LENGTH.size:
-        return None
-    (size,) = _LENGTH.unpack(head)
-    payload = stream.read(size)
-    return payload if len(payload) == size else None
-
-
-def write_frame(out, payload):
-    """Write ``payload`` (bytes) as one frame that :func:`read_frame` reads back."""
-    out.write(_LENGTH.pack(len(payload)))
-    out.write(payload)
 
 
 class FirstLoad:

@@ -15,7 +15,6 @@ server's credentials on its standard input, never on its command line.
 """
 import gc
 import json
-import logging
 import os
 import pickle
 import subprocess
@@ -26,11 +25,9 @@ import time
 
 from .. import memory
 from ..xapi import XapiClient, XapiError, XapiUnreachable
-from ..xapi.prefetch import error_of, prefetched, raise_error
+from ..xapi.prefetch import error_of, prefetched, raise_error, read_frame, write_frame
 from ..xapi.watcher import WATCHED_CLASSES
-from .firstload import FirstLoad, pickled, read_frame, write_frame
-
-log = logging.getLogger(__name__)
+from .firstload import FirstLoad, pickled
 
 #: A whole pool's first load, mapping included, must end within this.
 LOAD_TIMEOUT = 900

@@ -24,6 +24,22 @@ from .errors import XapiError, XapiUnreachable
 _LENGTH = struct.Struct(">Q")
 
 
+def read_frame(stream):
+    """One length-prefixed frame, or ``None`` at the end of the stream."""
+    head = stream.read(_LENGTH.size)
+    if len(head) < _LENGTH.size:
+        return None
+    (size,) = _LENGTH.unpack(head)
+    payload = stream.read(size)
+    return payload if len(payload) == size else None
+
+
+def write_frame(out, payload):
+    """Write ``payload`` (bytes) as one frame that :func:`read_frame` reads back."""
+    out.write(_LENGTH.pack(len(payload)))
+    out.write(payload)  # (not joined to its head: parts are tens of MiB)
+
+
 def error_of(exc):
     """An :class:`XapiError` or :class:`XapiUnreachable` as plain data (:func:`raise_error`
     raises it again in another process)."""
@@ -118,16 +134,15 @@ def _fetch(client, calls, decode, store, notices):
 
 
 def _notify(notices, notice):
-    payload = json.dumps(notice).encode()
-    notices.write(_LENGTH.pack(len(payload)) + payload)
+    write_frame(notices, json.dumps(notice).encode())
 
 
 def _answers(count, store, notices):
     for _ in range(count):
-        head = notices.read(_LENGTH.size)
-        if len(head) < _LENGTH.size:
+        frame = read_frame(notices)
+        if frame is None:
             raise XapiUnreachable("the process fetching from the pool failed (its error is logged)")
-        notice = json.loads(notices.read(_LENGTH.unpack(head)[0]))
+        notice = json.loads(frame)
         if "error" in notice:
             raise_error(notice["error"])
         data = _read_at(store, notice["size"], notice["offset"])
