@@ -173,11 +173,15 @@ def test_a_first_load_mapped_in_two_processes_is_a_full_load(monkeypatch):
         loaded = firstload.FirstLoad()
         for answer in answers(as_json):
             loaded.add(answer)
-        parts, mapped = loaded.map()
+        (vm_parts, vm_mapped, vm_last), (parts, mapped, last) = loaded.map()
         assert (loaded.token, loaded.count) == ("t0", len(events))
+        assert (vm_last, last) == (False, True)
+        vm_objects = _flat(firstload.decode_objects(vm_parts))  # the VMs' stage: VMs and nothing else
+        assert vm_objects == {key: item for key, item in whole_objects.items()
+                              if item[0] in ("vms", "vm-snapshots", "vm-templates", "vm-controllers")}
         assert len(parts) > 2 and all(firstload.decode_objects([part]) for part in parts)
-        loaded.mapper.finish_load(mapped)
-        assert _flat(firstload.decode_objects(parts)) == whole_objects
+        loaded.mapper.finish_load(vm_mapped + mapped)
+        assert _flat(firstload.decode_objects(vm_parts + parts)) == whole_objects
         assert loaded.mapper.state() == whole.state()
     split = loaded.mapper
 
@@ -185,8 +189,10 @@ def test_a_first_load_mapped_in_two_processes_is_a_full_load(monkeypatch):
     loaded = firstload.FirstLoad()
     for answer in answers(True):
         loaded.add(answer)
-    parts, mapped = loaded.map()
-    assert len(parts) == 1 and _flat(firstload.decode_objects(parts)) == whole_objects
+    stages = list(loaded.map())
+    assert [(len(parts), last) for parts, _, last in stages] == [(1, False), (1, True)]
+    parts, mapped = [part for stage in stages for part in stage[0]], [pair for stage in stages for pair in stage[1]]
+    assert _flat(firstload.decode_objects(parts)) == whole_objects
     loaded.mapper.finish_load(mapped)
     assert loaded.mapper.state() == whole.state()
 
@@ -197,7 +203,7 @@ def test_a_first_load_mapped_in_two_processes_is_a_full_load(monkeypatch):
 
 
 def test_both_loader_processes_take_chunks_and_a_failed_copy_s_are_mapped_again(monkeypatch, tmp_path):
-    """The loader and its forked copy take chunks of the records from one queue; chunks the
+    """The loader and its forked copy (one a stage) take chunks of the records from one queue; chunks the
     copy took and did not deliver (it failed midway) are mapped by the loader: the objects
     are still every one of the pool's, in id order."""
     import os
@@ -226,14 +232,18 @@ def test_both_loader_processes_take_chunks_and_a_failed_copy_s_are_mapped_again(
         monkeypatch.setattr(PoolMapper, "map_records", lambda self, refs: map_records(self, refs, fail_after))
         loaded = firstload.FirstLoad()
         loaded.add({"events": copy.deepcopy(events), "token": "t"})
-        parts, mapped = loaded.map()
+        stages = list(loaded.map())
+        parts, mapped = [part for stage in stages for part in stage[0]], [pair for stage in stages for pair in stage[1]]
         takers = log.read_text().split()
-        assert len(parts) == len(loaded.chunks()) > 2
-        assert str(me) in takers and len(set(takers)) == 2  # the copy took chunks too
+        assert [len(stage[0]) for stage in stages] == [len(chunks) for chunks in loaded.chunks()]
+        assert len(parts) > 2
+        copies = set(takers) - {str(me)}  # one forked copy a stage, each took chunks too
+        assert str(me) in takers and len(copies) == len(stages) == 2
         assert _flat(firstload.decode_objects(parts)) == whole_objects
         assert sorted(key for _, key in mapped if key is not None) == sorted(whole_objects)
         # each chunk mapped once, and the one the copy failed on once more, here
-        assert len(takers) == len(parts) + (fail_after is not None)
+        failed = 0 if fail_after is None else sum(takers.count(pid) > fail_after for pid in copies)
+        assert len(takers) == len(parts) + failed and (fail_after is None or failed)
 
 
 def test_a_pool_with_odd_uuids_maps_in_few_chunks_in_id_order(monkeypatch):
@@ -248,8 +258,8 @@ def test_a_pool_with_odd_uuids_maps_in_few_chunks_in_id_order(monkeypatch):
     monkeypatch.setattr(firstload, "PARALLEL_FROM_RECORDS", 0)
     loaded = firstload.FirstLoad()
     loaded.add({"events": copy.deepcopy(events), "token": "t"})
-    assert len(loaded.chunks()) <= 17
-    parts, mapped = loaded.map()
+    assert [len(chunks) <= 17 for chunks in loaded.chunks()] == [True, True]
+    parts = [part for stage_parts, _, _ in loaded.map() for part in stage_parts]
     whole, _ = PoolMapper().apply(copy.deepcopy(events), True)
     assert _flat(firstload.decode_objects(parts)) == whole
 

@@ -1,6 +1,7 @@
 """One pools daemon per ``xorest serve`` instance: the instance's only XAPI event session
 per pool, feeding every worker's cache; a restarted worker gets the pools from it, not
 from XAPI; a restarted daemon does not take the workers' objects away meanwhile."""
+import json
 import os
 import signal
 import threading
@@ -115,9 +116,10 @@ def test_the_daemon_ends_with_its_instance(pool, tmp_path):
         requests.get(gw.url + "/rest/v0", timeout=5)
 
 
-def test_the_isolated_load_sends_objects_first_and_a_state_with_shared_strings(pool, tmp_path):
+def test_the_isolated_load_sends_objects_first_vms_before_the_rest_and_a_state_with_shared_strings(pool, tmp_path):
     """The loader child hands the objects over before the mapping's state (the workers start
-    on them meanwhile), and the state it sends repeats no text: equal strings are one object."""
+    on them meanwhile), the VMs in a stage of their own before the others, and the state it
+    sends repeats no text: equal strings are one object."""
     from xorest import config as settings
     from xorest.services import firstload, poolload
 
@@ -127,10 +129,13 @@ def test_the_isolated_load_sends_objects_first_and_a_state_with_shared_strings(p
     state, token, count = poolload.load({"url": pool.url, "username": "root", "password": "password"},
                                         settings.load({"data_dir": str(tmp_path)}, environ={}), "server-1",
                                         received.append)
-    assert len(received) == 1 and count > 0 and token
-    kind, key, parts = pickle.loads(received[0])
-    assert (kind, key) == ("parts", "server-1")
-    assert len(firstload.decode_objects(parts)["vms"]) == 30
+    assert len(received) == 2 and count > 0 and token
+    (kind, key, vm_parts, last), rest = pickle.loads(received[0]), pickle.loads(received[1])
+    assert (kind, key, last) == ("load", "server-1", False) and rest[:2] == ("load", "server-1") and rest[3]
+    first = firstload.decode_objects(vm_parts)  # the VMs come first, on their own
+    assert len(first["vms"]) == 30 and {"vms", "vm-snapshots", "vm-templates", "vm-controllers"} >= set(first)
+    rest = firstload.decode_objects(rest[2])
+    assert {"vbds", "vdis", "hosts", "srs"} <= set(rest) and not set(rest) & set(first)
     records, dependents, id_of, _ = state
     texts = {}
     for ref, (_cls, record) in records.items():
@@ -210,6 +215,50 @@ def test_a_connection_stopped_while_its_pool_loads_leaves_nothing_behind(pool, t
         assert feed.calls == ["remove_pool"]
     finally:
         sim_admin(pool.url, "faults", {"reset": True})
+
+
+def test_a_load_cut_short_after_a_stage_is_taken_back_from_the_workers():
+    """The daemon passes each stage of a load on as it comes; when the loader stops before
+    its last stage, the workers are told to drop what they got, and a worker's cache then
+    holds nothing of that load."""
+    import io
+    import pickle
+
+    from xorest.cache import ObjectCache
+    from xorest.services import firstload, poolload
+    from xorest.services.feed import FeedClient
+    from xorest.xapi.prefetch import write_frame
+
+    vms = firstload.encode_objects({"v1": ("vms", {"id": "v1", "$pool": "p"})})
+    vbds = firstload.encode_objects({"b1": ("vbds", {"id": "b1", "$pool": "p"})})
+
+    def stream(*frames):
+        out = io.BytesIO()
+        for frame in frames:
+            write_frame(out, frame)
+        out.seek(0)
+        return out
+
+    def stage(parts, last):
+        return json.dumps({"parts": parts, "last": last}).encode()
+
+    cases = {  # what the loader wrote before it stopped -> (the state read, the messages passed on)
+        (stage(1, False), vms, stage(1, True), vbds, b"state"): (b"state", [("load", False), ("load", True)]),
+        (stage(1, False), vms, stage(2, True), vbds): (None, [("load", False), "load-abandoned"]),
+        (stage(1, False), vms, stage(1, True), vbds): (None, [("load", False), ("load", True)]),
+        (stage(1, False), vms, b"not json"): (None, [("load", False), "load-abandoned"]),
+        (stage(1, False),): (None, []),
+    }
+    for frames, (state, expected) in cases.items():
+        messages = []
+        assert poolload._stages(stream(*frames), "s1", lambda m: messages.append(pickle.loads(m))) == state
+        assert [m[0] if m[0] == "load-abandoned" else (m[0], m[3]) for m in messages] == expected
+        assert all(m[1] == "s1" for m in messages)
+        worker = FeedClient("/nonexistent", ObjectCache())
+        for message in messages:
+            worker._handle(message, set())
+        held = {name: list(objects) for name, objects in worker.cache.snapshot().collections.items() if objects}
+        assert held == ({"vms": ["v1"], "vbds": ["b1"]} if ("load", True) in expected else {})
 
 
 def test_a_worker_s_connection_follows_a_pool_removed_and_added_again():

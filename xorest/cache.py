@@ -45,6 +45,9 @@ class ObjectCache:
         self._snapshot = Snapshot({}, 0)
         self._owned = {}  # pool key -> {id: collection name}
         self._log = deque(maxlen=CHANGELOG_BATCHES)  # (generation, {id: name} changed, {id: name} removed)
+        # pool key -> a load in stages under way: None when its earlier stages are in (a new
+        # pool's), or the collections held back until its last stage (a reload's)
+        self._staged = {}
 
     def snapshot(self):
         """The current state; cheap, consistent, safe to read without locks."""
@@ -58,6 +61,8 @@ class ObjectCache:
         :param reset: the batch is the pool's complete state; drop every other object of it.
         """
         with self._lock:
+            if reset:  # the pool's whole state: a load in stages under way is superseded
+                self._staged.pop(pool_key, None)
             current = self._snapshot.collections
             owned = self._owned.setdefault(pool_key, {})
             fresh = {}
@@ -95,32 +100,60 @@ class ObjectCache:
                 self._log.append((generation, {key: name for key, (name, _) in upserts.items()}, removed))
                 self._changed.notify_all()
 
-    def load_pool(self, pool_key, collections):
+    def load_pool(self, pool_key, collections, final=True):
         """A pool's whole state at once, as :meth:`apply` with ``reset`` does it, quicker
         for a pool that has no objects yet (its first load: 100k objects are taken in a
         few ms instead of a quarter of a second).
 
+        A load may come in stages (``final`` false for all but the last), each adding
+        collections to the earlier ones': a new pool's stages are readable as each comes
+        in (its VMs before the rest); a reload's replace the old objects with the last
+        stage, all at once, so nothing of the pool disappears meanwhile.
+
         :param collections: ``collection -> {id: object}``, each in id order.
         """
         with self._lock:
-            replacing = bool(self._owned.get(pool_key))
-            if not replacing:
-                self._load_new_pool(pool_key, collections)
-        if replacing:  # objects to replace: the general way
-            upserts = {key: (name, obj) for name, objects in collections.items() for key, obj in objects.items()}
-            self.apply(pool_key, upserts, (), reset=True)
+            if pool_key in self._staged:
+                held = self._staged.pop(pool_key)
+            else:
+                held = None if not self._owned.get(pool_key) else {}
+            if held is None:  # a new pool: each stage is readable at once
+                self._add_objects(pool_key, collections)
+                if not final:
+                    self._staged[pool_key] = None
+                return
+            for name, objects in collections.items():
+                held[name] = {**held[name], **objects} if name in held else objects
+            if not final:
+                self._staged[pool_key] = held
+                return
+        upserts = {key: (name, obj) for name, objects in held.items() for key, obj in objects.items()}
+        self.apply(pool_key, upserts, (), reset=True)
 
-    def _load_new_pool(self, pool_key, collections):
+    def abandon_load(self, pool_key):
+        """A load in stages ended before its last one: what it held back is dropped, and a
+        new pool's objects it brought are removed."""
+        with self._lock:
+            if pool_key not in self._staged:
+                return
+            held = self._staged.pop(pool_key)
+        if held is None:
+            self.remove_pool(pool_key)
+
+    def _add_objects(self, pool_key, collections):
+        """Objects of a pool that does not have them yet, merged in without a batch's
+        general bookkeeping."""
         current = self._snapshot.collections
-        owned, fresh = {}, {}
+        owned, fresh = self._owned.setdefault(pool_key, {}), {}
+        added = {}
         for name, objects in collections.items():
-            owned.update(dict.fromkeys(objects, name))
+            added.update(dict.fromkeys(objects, name))
             others = current.get(name)
             fresh[name] = dict(sorted({**others, **objects}.items(), key=_ID)) if others else dict(objects)
-        self._owned[pool_key] = owned
+        owned.update(added)
         generation = self._snapshot.generation + 1
         self._snapshot = Snapshot({**current, **fresh}, generation)
-        self._log.append((generation, dict(owned), {}))
+        self._log.append((generation, added, {}))
         self._changed.notify_all()
 
     def applied(self, pool_key, token):

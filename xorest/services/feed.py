@@ -434,8 +434,10 @@ class FeedClient:
         if kind == "batch":
             _, _, upserts, deletes, reset = message
             self.cache.apply(key, upserts, deletes, reset)
-        elif kind == "parts":  # a pool's first load, mapped in parts: all of it at once
-            self.cache.load_pool(key, decode_objects(message[2]))
+        elif kind == "load":  # a stage of a pool's first load, mapped in parts (poolload)
+            self.cache.load_pool(key, decode_objects(message[2]), final=message[3])
+        elif kind == "load-abandoned":
+            self.cache.abandon_load(key)
         elif kind == "token":
             self.watcher(key).applied_up_to(message[2])
         elif kind == "pool":

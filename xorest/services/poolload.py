@@ -37,9 +37,11 @@ def load(server, config, key, on_objects, cancelled=None):
     """Load and map the pool of ``server`` in a child process.
 
     :param on_objects: called with the pool's objects as soon as they arrive (before the
-        mapping's state), as a message for the feed: ``("parts", key, [parts])`` (each
-        made by :func:`encode_objects`),
-        which replaces everything the workers had of the pool.
+        mapping's state), as messages for the feed, one per stage of the load (VMs first):
+        ``("load", key, [parts], last)`` (each part made by
+        :func:`~.firstload.encode_objects`); the last stage's objects with the earlier
+        ones' replace everything the workers had of the pool.  If the load fails after a
+        stage, ``("load-abandoned", key)`` follows.
     :param cancelled: a :class:`threading.Event`; once set, the child is killed and the
         load fails.
     :returns: ``(mapper state, event.from token, count)``.
@@ -68,11 +70,7 @@ def load(server, config, key, on_objects, cancelled=None):
             except ValueError:
                 header = None
             if header is not None and header.get("error") is None:
-                parts = [read_frame(child.stdout) for _ in range(int(header.get("parts", 1)))]
-                if parts and None not in parts:
-                    on_objects(pickled(("parts", key, parts)))
-                    del parts
-                    state = read_frame(child.stdout)
+                state = _stages(child.stdout, key, on_objects)
             child.stdout.close()
             child.wait()
         finally:
@@ -93,6 +91,30 @@ def load(server, config, key, on_objects, cancelled=None):
     with memory.long_lived_objects():
         state = pickle.loads(state)
     return state, header["token"], header["count"]
+
+
+def _stages(stream, key, on_objects):
+    """Pass each stage of the load the child sends on to ``on_objects`` as it comes, then
+    return the mapping's state; ``None`` if the child stopped before (then the workers are
+    told to drop the stages they got, unless they got the last one: the pool's objects are
+    whole then, only the daemon's own state is missing)."""
+    published = False
+    while True:
+        try:
+            stage = json.loads(read_frame(stream) or b"{}")
+        except ValueError:
+            stage = {}
+        parts = [read_frame(stream) for _ in range(int(stage.get("parts", 0)))]
+        if not stage or None in parts:
+            break
+        on_objects(pickled(("load", key, parts, bool(stage.get("last")))))
+        published = True
+        del parts
+        if stage.get("last"):
+            return read_frame(stream)
+    if published:
+        on_objects(pickled(("load-abandoned", key)))
+    return None
 
 
 def _guard(child, cancelled, expired, done):
@@ -157,16 +179,19 @@ def main(stdin=None, stdout=None):
         return _failed(stdout, exc)
     finally:
         client.close()
-    parts, mapped = loaded.map()
-    mapper, header = loaded.mapper, {"token": loaded.token, "count": loaded.count, "parts": len(parts)}
+    mapper, mapped = loaded.mapper, []
+    write_frame(stdout, json.dumps({"token": loaded.token, "count": loaded.count}).encode())
+    for number, (parts, stage_mapped, last) in enumerate(loaded.map()):
+        write_frame(stdout, json.dumps({"parts": len(parts), "last": last}).encode())
+        for part in parts:
+            write_frame(stdout, part)
+        stdout.flush()  # the workers take each stage while the next one is mapped
+        del parts
+        mapped += stage_mapped
+        if number == 0:  # what is left yields the processors to the workers taking this stage
+            os.nice(10)
     del loaded
-    write_frame(stdout, json.dumps(header).encode())
-    for part in parts:
-        write_frame(stdout, part)
-    stdout.flush()  # the workers start on the objects while the state is made and pickled
-    del parts
     # the state is not needed for the first answer: the workers taking the objects are
-    os.nice(10)
     mapper.finish_load(mapped)
     state = mapper.shared_state()
     del mapper

@@ -149,10 +149,11 @@ class PoolConnection:
         them, so a worker joining meanwhile waits for both."""
         held = False
 
-        def publish(message):
+        def publish(message):  # each stage of the load; the lock is taken at the first
             nonlocal held
-            self.lock.acquire()
-            held = True
+            if not held:
+                self.lock.acquire()
+                held = True
             if not self.stopped.is_set():
                 self.cache.publish(message)
 
