@@ -8,9 +8,10 @@ class group by class group (:func:`load_groups`, asked for by a forked process o
 :mod:`~xorest.xapi.prefetch`; each part is decoded while the pool builds the next), keeps
 only the fields mapping reads (:mod:`~xorest.xapi.eventdecode`), maps
 (:class:`~.mapping.PoolMapper`, in two processes: :class:`~.firstload.FirstLoad`)
-and answers the pool's objects, then the mapping's state, pickled.  The objects go to the
-workers as they arrive, so the workers take them while the child makes the state and the
-daemon reads it: the first answer does not wait for the state.  The child gets the
+and answers the pool's objects in two stages, the VMs' first, then the mapping's state,
+pickled.  Each stage goes to the workers as it arrives, so the workers take the VMs while
+the child maps the rest, and the rest while it makes the state: the first VM listing
+waits for neither.  The child gets the
 server's credentials on its standard input, never on its command line.
 """
 import gc
