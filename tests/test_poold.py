@@ -247,6 +247,7 @@ def test_a_load_cut_short_after_a_stage_is_taken_back_from_the_workers():
         (stage(1, False), vms, stage(2, True), vbds): (None, [("load", False), "load-abandoned"]),
         (stage(1, False), vms, stage(1, True), vbds): (None, [("load", False), ("load", True)]),
         (stage(1, False), vms, b"not json"): (None, [("load", False), "load-abandoned"]),
+        (stage(1, False), vms, b'{"parts": "x", "last": true}'): (None, [("load", False), "load-abandoned"]),
         (stage(1, False),): (None, []),
     }
     for frames, (state, expected) in cases.items():

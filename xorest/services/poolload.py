@@ -11,8 +11,8 @@ only the fields mapping reads (:mod:`~xorest.xapi.eventdecode`), maps
 and answers the pool's objects in two stages, the VMs' first, then the mapping's state,
 pickled.  Each stage goes to the workers as it arrives, so the workers take the VMs while
 the child maps the rest, and the rest while it makes the state: the first VM listing
-waits for neither.  The child gets the
-server's credentials on its standard input, never on its command line.
+waits for neither.  The child gets the server's credentials on its standard input, never
+on its command line.
 """
 import gc
 import json
@@ -102,16 +102,17 @@ def _stages(stream, key, on_objects):
     published = False
     while True:
         try:
-            stage = json.loads(read_frame(stream) or b"{}")
-        except ValueError:
-            stage = {}
-        parts = [read_frame(stream) for _ in range(int(stage.get("parts", 0)))]
-        if not stage or None in parts:
+            stage = json.loads(read_frame(stream) or b"null")
+            count, last = int(stage["parts"]), bool(stage["last"])
+        except (ValueError, TypeError, KeyError):  # the child stopped (or wrote something else)
             break
-        on_objects(pickled(("load", key, parts, bool(stage.get("last")))))
+        parts = [read_frame(stream) for _ in range(count)]
+        if None in parts:
+            break
+        on_objects(pickled(("load", key, parts, last)))
         published = True
         del parts
-        if stage.get("last"):
+        if last:
             return read_frame(stream)
     if published:
         on_objects(pickled(("load-abandoned", key)))
