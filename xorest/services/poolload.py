@@ -193,7 +193,7 @@ def main(stdin=None, stdout=None):
         if number == 0:  # what is left yields the processors to the workers taking this stage
             os.nice(10)
     del loaded
-    # the state is not needed for the first answer: the workers taking the objects are
+    # then the mapping's state, for the daemon only (the workers have every object by now)
     mapper.finish_load(mapped)
     state = mapper.shared_state()
     del mapper
